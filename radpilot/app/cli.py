@@ -1,0 +1,175 @@
+"""The `radpilot` command line.
+
+Start-up imports nothing heavy, so `radpilot --help` answers at once. Problems the user can
+fix exit with code 2 and one clear line on stderr; a bug exits with 1, without a traceback
+unless `--debug` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+DISCLAIMER = "radpilot is decision support, not a diagnosis: a clinician makes the call."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radpilot",
+        description="Evidence-grounded assistant for chest radiographs. " + DISCLAIMER,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("version", help="print the version").set_defaults(handler=_version)
+
+    tools = commands.add_parser("tools", help="list or run the expert tools").add_subparsers(
+        dest="tools_command", required=True, metavar="ACTION"
+    )
+    listing = tools.add_parser("list", help="name, description and input schema of each tool")
+    listing.add_argument("--json", action="store_true", help="full specs as JSON")
+    listing.set_defaults(handler=_tools_list)
+    run = tools.add_parser("run", help="run one tool on one image and print its result as JSON")
+    run.add_argument("name", help="tool name (see `radpilot tools list`)")
+    run.add_argument("--image", type=Path, help="PNG, JPEG or DICOM file (de-identified on ingest)")
+    run.add_argument("--args", default="{}", help="tool arguments as a JSON object")
+    run.set_defaults(handler=_tools_run)
+
+    deid = commands.add_parser(
+        "deid",
+        help="de-identify a DICOM (PS3.15 basic profile) or strip a PNG/JPEG's metadata",
+        description="De-identify IN into OUT. IN may be a file or a folder (mirrored into OUT). "
+        "DICOM files stay DICOM; PNG and JPEG files are re-encoded as PNG without metadata. "
+        "Patient keys and date shifts are consistent across runs on this site (the key lives "
+        "in RADPILOT_STATE_DIR).",
+    )
+    deid.add_argument("input", type=Path, metavar="IN")
+    deid.add_argument("output", type=Path, metavar="OUT")
+    deid.set_defaults(handler=_deid)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from radpilot.errors import RadpilotError
+
+    try:
+        result: int = args.handler(args)
+        return result
+    except RadpilotError as error:
+        print(f"radpilot: error: {error.message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("radpilot: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(
+            f"radpilot: internal error ({type(error).__name__}); rerun with --debug for details",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
+
+
+def _version(args: argparse.Namespace) -> int:
+    from radpilot import __version__
+
+    print(f"radpilot {__version__}")
+    return 0
+
+
+def _tools_list(args: argparse.Namespace) -> int:
+    from radpilot.tools.registry import default_registry
+
+    specs = default_registry().specs()
+    if args.json:
+        print(json.dumps([spec.model_dump(mode="json") for spec in specs], indent=2))
+        return 0
+    for spec in specs:
+        print(
+            f"{spec.name}\n  {spec.description}\n  input schema: "
+            f"{json.dumps(spec.input_schema.get('properties', {}))}\n"
+        )
+    return 0
+
+
+def _tools_run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from radpilot.errors import RadpilotError
+    from radpilot.settings import Settings
+    from radpilot.tools.base import ToolContext
+    from radpilot.tools.registry import default_registry
+    from radpilot.tools.studies import StudyStore
+
+    arguments = _parse_json_object(args.args)
+    registry = default_registry()
+    tool = registry.get(args.name)
+    settings = Settings()
+    with tempfile.TemporaryDirectory(prefix="radpilot-run-") as scratch:
+        # A one-off run keeps nothing: the study lives in a scratch store deleted on exit.
+        studies = StudyStore(
+            Path(scratch),
+            secret=_site_secret(settings),
+            max_megapixels=settings.max_image_megapixels,
+        )
+        if args.image is not None:
+            if "study_id" not in tool.Input.model_fields:
+                raise RadpilotError(f"{args.name} does not take an image")
+            arguments.setdefault("study_id", studies.ingest_file(args.image).id)
+        result = registry.run(args.name, arguments, ToolContext(settings=settings, studies=studies))
+    print(result.model_dump_json(indent=2))
+    if not result.ok:
+        return EXIT_USER_ERROR if result.error and result.error.code != "internal_error" else 1
+    return 0
+
+
+def _deid(args: argparse.Namespace) -> int:
+    from radpilot.errors import IngestError
+    from radpilot.settings import Settings
+    from radpilot.tools.deid_files import deidentify_path
+
+    source: Path = args.input
+    if not source.exists():
+        raise IngestError(f"{source} does not exist", code="unreadable")
+    settings = Settings()
+    report = deidentify_path(
+        source,
+        args.output,
+        secret=_site_secret(settings),
+        max_megapixels=settings.max_image_megapixels,
+    )
+    for line in report.lines():
+        print(line)
+    return 0 if not report.failed else EXIT_USER_ERROR
+
+
+def _site_secret(settings: Any) -> bytes:
+    from radpilot.tools.dicom import load_or_create_secret
+
+    return load_or_create_secret(settings.state_dir)
+
+
+def _parse_json_object(text: str) -> dict[str, Any]:
+    from radpilot.errors import ToolArgumentError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ToolArgumentError(f"--args is not valid JSON: {error.msg}") from None
+    if not isinstance(value, dict):
+        raise ToolArgumentError('--args must be a JSON object, e.g. \'{"finding": "Effusion"}\'')
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The one configuration object of radpilot (environment prefix ``RADPILOT_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The project root of a source checkout: radpilot/settings.py -> radpilot/ -> root.
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path | None:
+    """The development data (`../shared/data/cxr` from the project root) when it is present."""
+    for root in (Path.cwd(), _PROJECT_ROOT):
+        candidate = (root / ".." / "shared" / "data" / "cxr").resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_state_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("radpilot", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Settings read from the environment (and an optional `.env` file).
+
+    Unset `llm_url` means the embedded, offline planner is used.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RADPILOT_", env_file=".env", extra="ignore")
+
+    data: Path | None = Field(
+        default_factory=default_data_dir,
+        description="Development data (NIH/COVID images, labels); used by tests, training, evals.",
+    )
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Where sessions (SQLite), the vector store, uploads and keys are kept.",
+    )
+    model_dir: Path | None = Field(
+        default=None, description="Weights cache; defaults to <state_dir>/models."
+    )
+    device: Literal["cpu", "cuda"] = "cpu"
+    llm_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (vLLM).")
+    llm_model: str | None = None
+    max_image_megapixels: float = Field(
+        default=50.0, gt=0, description="Images above this size are refused before decoding."
+    )
+
+    @field_validator("llm_url", "llm_model", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.state_dir / "models"
+
+    @property
+    def uses_llm_planner(self) -> bool:
+        return self.llm_url is not None

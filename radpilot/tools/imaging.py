@@ -1,0 +1,226 @@
+"""Reading PNG, JPEG and DICOM files into greyscale pixels, and the `Study` they become.
+
+Pixels are held as float32 in [0, 1] with bright = dense (the MONOCHROME2 convention), whatever
+the source. Conversion to a model's input range happens in exactly one place:
+`to_model_input`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from radpilot.errors import IngestError
+from radpilot.tools.qc import QCResult
+
+if TYPE_CHECKING:
+    from radpilot.tools.dicom import Deidentifier
+
+SourceFormat = Literal["png", "jpeg", "dicom"]
+View = Literal["PA", "AP", "LATERAL", "UNKNOWN"]
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class Study(BaseModel):
+    """One ingested, de-identified radiograph."""
+
+    id: str
+    pixel_ref: str
+    source_format: SourceFormat
+    modality: str
+    view: View
+    width: int
+    height: int
+    bits_stored: int
+    spacing_mm: tuple[float, float] | None = None
+    acquired: date | None = None
+    patient_key: str | None = None
+    qc: QCResult
+
+
+@dataclass
+class DecodedImage:
+    """Pixels plus what the file said about them (already de-identified)."""
+
+    pixels: np.ndarray
+    source_format: SourceFormat
+    modality: str = "OT"
+    view: View = "UNKNOWN"
+    bits_stored: int = 8
+    spacing_mm: tuple[float, float] | None = None
+    acquired: date | None = None
+    patient_key: str | None = None
+    burned_in_annotation: bool = False
+    colourfulness: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def sniff_format(data: bytes, filename: str = "") -> SourceFormat:
+    """Decide the format from the bytes, not the file name (a `.png` may be anything)."""
+    if not data:
+        raise IngestError("the file is empty (0 bytes)", code="empty_file")
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if data[128:132] == b"DICM" or filename.lower().endswith((".dcm", ".dicom")):
+        return "dicom"
+    raise IngestError(
+        "not a PNG, JPEG or DICOM file (the content does not match any of these formats, "
+        "whatever its name says)",
+        code="unsupported_format",
+    )
+
+
+def decode_image(
+    data: bytes,
+    *,
+    filename: str = "",
+    max_megapixels: float,
+    deidentifier: Deidentifier,
+) -> DecodedImage:
+    """Decode a file's bytes; raises `IngestError` with a clear reason when it cannot."""
+    source_format = sniff_format(data, filename)
+    max_pixels = int(max_megapixels * 1_000_000)
+    if source_format == "dicom":
+        from radpilot.tools.dicom import decode_dicom
+
+        return decode_dicom(data, max_pixels=max_pixels, deidentifier=deidentifier)
+    return _decode_raster(data, source_format, max_pixels)
+
+
+def _decode_raster(data: bytes, source_format: SourceFormat, max_pixels: int) -> DecodedImage:
+    from PIL import Image, ImageOps
+
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        # Pillow's own guard fired on the header alone (far over any sane size).
+        raise IngestError(
+            f"image is {_pillow_reported_pixels(error) / 1e6:.0f} megapixels, over the "
+            f"{max_pixels / 1e6:.0f}-megapixel limit; refused before decoding",
+            code="image_too_large",
+        ) from error
+    except Exception as error:  # Pillow raises many types for unreadable headers
+        raise IngestError(
+            f"cannot read this {source_format.upper()} file: the header is corrupt",
+            code="corrupt_image",
+        ) from error
+    width, height = image.size
+    check_pixel_count(width, height, max_pixels)
+    notes = []
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append("animated image: only the first frame was analysed")
+    try:
+        image.seek(0)
+        pixels, colourfulness, bits = _raster_to_grey(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise IngestError(str(error), code="image_too_large") from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise IngestError(
+            f"cannot decode this {source_format.upper()} file: the image data is truncated "
+            "or corrupt",
+            code="corrupt_image",
+        ) from error
+    return DecodedImage(
+        pixels=pixels,
+        source_format=source_format,
+        bits_stored=bits,
+        colourfulness=colourfulness,
+        notes=notes,
+    )
+
+
+def _pillow_reported_pixels(error: Exception) -> int:
+    match = re.search(r"\((\d+) pixels\)", str(error))
+    return int(match.group(1)) if match else 0
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
+    """Refuse huge images from their header, before any pixel is decoded."""
+    if width <= 0 or height <= 0:
+        raise IngestError(f"image has no pixels ({width}x{height})", code="corrupt_image")
+    if width * height > max_pixels:
+        raise IngestError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
+            f"{max_pixels / 1e6:.0f}-megapixel limit (set RADPILOT_MAX_IMAGE_MEGAPIXELS to "
+            "change it); refused before decoding",
+            code="image_too_large",
+        )
+
+
+def _raster_to_grey(image: object) -> tuple[np.ndarray, float, int]:
+    from PIL import Image
+
+    assert isinstance(image, Image.Image)
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.float32) / 65535.0, 0.0, 16
+    if image.mode in ("I", "F"):
+        return rescale_to_unit(np.asarray(image, dtype=np.float32)), 0.0, 32
+    if image.mode in ("L", "1"):
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0, 0.0, 8
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return grey_from_rgb(rgb) + (8,)
+
+
+def grey_from_rgb(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """Greyscale and how colourful the image is (0 = perfectly grey)."""
+    colourfulness = float(np.abs(rgb - rgb.mean(axis=-1, keepdims=True)).mean())
+    return rgb.mean(axis=-1).astype(np.float32), colourfulness
+
+
+def rescale_to_unit(values: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1]; a constant image becomes all zeros."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+def to_model_input(pixels: np.ndarray, size: int = 224) -> np.ndarray:
+    """The one place that turns study pixels into a model's input.
+
+    torchxrayvision's convention: a single channel, intensities in [-1024, 1024], centre-cropped
+    to a square and resized to `size`. Returns an array of shape (1, size, size), float32.
+    """
+    from PIL import Image
+
+    height, width = pixels.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = pixels[top : top + side, left : left + side]
+    resized = Image.fromarray(square.astype(np.float32), mode="F").resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
+    scaled = (np.asarray(resized, dtype=np.float32) * 2.0 - 1.0) * 1024.0
+    return scaled[None, :, :]
+
+
+def strip_raster_metadata(data: bytes, *, max_megapixels: float) -> bytes:
+    """Re-encode a PNG/JPEG's pixels as a PNG with no metadata (EXIF, text chunks, ICC)."""
+    from PIL import Image
+
+    source_format = sniff_format(data)
+    if source_format == "dicom":
+        raise IngestError("this is a DICOM file, not a PNG or JPEG", code="unsupported_format")
+    image = Image.open(io.BytesIO(data))
+    check_pixel_count(*image.size, int(max_megapixels * 1_000_000))
+    try:
+        clean = Image.fromarray(np.asarray(image))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise IngestError(
+            f"cannot decode this {source_format.upper()} file: the image data is truncated "
+            "or corrupt",
+            code="corrupt_image",
+        ) from error
+    buffer = io.BytesIO()
+    clean.save(buffer, format="PNG")
+    return buffer.getvalue()
