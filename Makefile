@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install serve test lint unit integration
+.PHONY: install serve test lint unit integration bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,6 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest tests/integration
+
+bench: install
+	$(BIN)/python bench/bench_classifier.py

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="tool name (see `radpilot tools list`)")
     run.add_argument("--image", type=Path, help="PNG, JPEG or DICOM file (de-identified on ingest)")
     run.add_argument("--args", default="{}", help="tool arguments as a JSON object")
+    run.add_argument(
+        "--save-artefacts",
+        type=Path,
+        metavar="DIR",
+        help="copy the tool's artefacts (overlay PNGs) into DIR",
+    )
     run.set_defaults(handler=_tools_run)
 
     deid = commands.add_parser(
@@ -53,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("input", type=Path, metavar="IN")
     deid.add_argument("output", type=Path, metavar="OUT")
     deid.set_defaults(handler=_deid)
+
+    from radpilot.app.cli_models import add_models_commands
+
+    add_models_commands(commands)
     return parser
 
 
@@ -103,30 +113,30 @@ def _tools_list(args: argparse.Namespace) -> int:
 
 
 def _tools_run(args: argparse.Namespace) -> int:
+    import shutil
     import tempfile
 
     from radpilot.errors import RadpilotError
     from radpilot.settings import Settings
-    from radpilot.tools.base import ToolContext
+    from radpilot.tools.base import Artefact, ToolContext
     from radpilot.tools.registry import default_registry
-    from radpilot.tools.studies import StudyStore
 
     arguments = _parse_json_object(args.args)
     registry = default_registry()
     tool = registry.get(args.name)
-    settings = Settings()
     with tempfile.TemporaryDirectory(prefix="radpilot-run-") as scratch:
-        # A one-off run keeps nothing: the study lives in a scratch store deleted on exit.
-        studies = StudyStore(
-            Path(scratch),
-            secret=_site_secret(settings),
-            max_megapixels=settings.max_image_megapixels,
-        )
+        # A one-off run keeps nothing: studies and artefacts live in a scratch folder.
+        ctx = ToolContext.create(Settings(), root=Path(scratch))
         if args.image is not None:
             if "study_id" not in tool.Input.model_fields:
                 raise RadpilotError(f"{args.name} does not take an image")
-            arguments.setdefault("study_id", studies.ingest_file(args.image).id)
-        result = registry.run(args.name, arguments, ToolContext(settings=settings, studies=studies))
+            arguments.setdefault("study_id", ctx.studies.ingest_file(args.image).id)
+        result = registry.run(args.name, arguments, ctx)
+        if args.save_artefacts is not None and result.output:
+            args.save_artefacts.mkdir(parents=True, exist_ok=True)
+            for item in result.output.get("artefacts", []):
+                artefact = Artefact.model_validate(item)
+                shutil.copyfile(ctx.artefacts.path(artefact), args.save_artefacts / artefact.path)
     print(result.model_dump_json(indent=2))
     if not result.ok:
         return EXIT_USER_ERROR if result.error and result.error.code != "internal_error" else 1
@@ -137,6 +147,7 @@ def _deid(args: argparse.Namespace) -> int:
     from radpilot.errors import IngestError
     from radpilot.settings import Settings
     from radpilot.tools.deid_files import deidentify_path
+    from radpilot.tools.dicom import load_or_create_secret
 
     source: Path = args.input
     if not source.exists():
@@ -145,18 +156,12 @@ def _deid(args: argparse.Namespace) -> int:
     report = deidentify_path(
         source,
         args.output,
-        secret=_site_secret(settings),
+        secret=load_or_create_secret(settings.state_dir),
         max_megapixels=settings.max_image_megapixels,
     )
     for line in report.lines():
         print(line)
     return 0 if not report.failed else EXIT_USER_ERROR
-
-
-def _site_secret(settings: Any) -> bytes:
-    from radpilot.tools.dicom import load_or_create_secret
-
-    return load_or_create_secret(settings.state_dir)
 
 
 def _parse_json_object(text: str) -> dict[str, Any]:

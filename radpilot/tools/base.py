@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from radpilot.settings import Settings
+    from radpilot.tools.artefacts import ArtefactStore
+    from radpilot.tools.models.findings import ModelHub
     from radpilot.tools.studies import StudyStore
 
 EvidenceKind = Literal["model_output", "measurement", "comparison", "guideline", "case"]
@@ -112,10 +115,34 @@ class ToolResult(BaseModel):
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may use besides its arguments: configuration and the stored studies."""
+    """What a tool may use besides its arguments: configuration, the stored studies, where to
+    put artefacts, and the models (loaded once per process)."""
 
     settings: Settings
     studies: StudyStore
+    artefacts: ArtefactStore
+    models: ModelHub
+
+    @classmethod
+    def create(cls, settings: Settings, root: Path | None = None) -> ToolContext:
+        """Stores under `root` (default: the state dir); models from the settings' weights dir."""
+        from radpilot.tools.artefacts import ArtefactStore
+        from radpilot.tools.dicom import load_or_create_secret
+        from radpilot.tools.models.findings import ModelHub
+        from radpilot.tools.models.store import ModelStore
+        from radpilot.tools.studies import StudyStore
+
+        base = root if root is not None else settings.state_dir
+        return cls(
+            settings=settings,
+            studies=StudyStore(
+                base / "studies",
+                secret=load_or_create_secret(settings.state_dir),
+                max_megapixels=settings.max_image_megapixels,
+            ),
+            artefacts=ArtefactStore(base / "artefacts"),
+            models=ModelHub(ModelStore(settings.weights_dir)),
+        )
 
 
 InputT = TypeVar("InputT", bound=ToolInput)
@@ -135,6 +162,10 @@ class Tool(ABC, Generic[InputT, OutputT]):
     Output: ClassVar[type[ToolOutput]]
     evidence_kind: ClassVar[EvidenceKind] = "model_output"
     model_cards: ClassVar[tuple[ModelCard, ...]] = ()
+
+    def cards(self) -> list[ModelCard]:
+        """Model cards of the weights this tool uses by default."""
+        return list(self.model_cards)
 
     @abstractmethod
     def run(self, inp: InputT, ctx: ToolContext) -> OutputT:

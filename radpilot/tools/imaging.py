@@ -185,23 +185,29 @@ def rescale_to_unit(values: np.ndarray) -> np.ndarray:
     return ((values - low) / (high - low)).astype(np.float32)
 
 
-def to_model_input(pixels: np.ndarray, size: int = 224) -> np.ndarray:
+def to_model_input(pixels: np.ndarray, size: int = 224, scale: float = 1024.0) -> np.ndarray:
     """The one place that turns study pixels into a model's input.
 
-    torchxrayvision's convention: a single channel, intensities in [-1024, 1024], centre-cropped
-    to a square and resized to `size`. Returns an array of shape (1, size, size), float32.
+    Centre-crops to a square, resizes to `size` and maps [0, 1] to [-scale, scale]:
+    torchxrayvision's convention is scale 1024; the starter models use 1 (EfficientNet-Lite's
+    [-1, 1]). Returns an array of shape (1, size, size), float32.
     """
     from PIL import Image
 
-    height, width = pixels.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
+    top, left, side = square_crop_box(*pixels.shape)
     square = pixels[top : top + side, left : left + side]
     resized = Image.fromarray(square.astype(np.float32), mode="F").resize(
         (size, size), Image.Resampling.BILINEAR
     )
-    scaled = (np.asarray(resized, dtype=np.float32) * 2.0 - 1.0) * 1024.0
+    scaled = (np.asarray(resized, dtype=np.float32) * 2.0 - 1.0) * scale
     return scaled[None, :, :]
+
+
+def square_crop_box(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the centre square `to_model_input` keeps: maps model coordinates
+    back to the original image."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
 
 
 def strip_raster_metadata(data: bytes, *, max_megapixels: float) -> bytes:

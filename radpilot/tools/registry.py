@@ -66,7 +66,7 @@ class ToolRegistry:
             description=tool.description,
             input_schema=tool.Input.model_json_schema(),
             output_schema=tool.Output.model_json_schema(),
-            model_cards=list(tool.model_cards),
+            model_cards=tool.cards(),
         )
 
     def specs(self) -> list[ToolSpec]:
@@ -133,6 +133,8 @@ def _elapsed_ms(started: float) -> float:
 
 def default_registry() -> ToolRegistry:
     """Every tool that ships with radpilot."""
+    from radpilot.tools.classify import ClassifyFindingsTool
     from radpilot.tools.image_info import ImageInfoTool
+    from radpilot.tools.localize import LocalizeFindingTool
 
-    return ToolRegistry([ImageInfoTool()])
+    return ToolRegistry([ImageInfoTool(), ClassifyFindingsTool(), LocalizeFindingTool()])

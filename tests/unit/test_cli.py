@@ -39,9 +39,10 @@ def test_version() -> None:
 def test_tools_list_shows_name_description_and_schema() -> None:
     out = radpilot("tools", "list").stdout
     assert "image_info" in out and "input schema" in out and "study_id" in out
-    specs = json.loads(radpilot("tools", "list", "--json").stdout)
-    assert specs[0]["name"] == "image_info"
-    assert specs[0]["input_schema"]["required"] == ["study_id"]
+    specs = {spec["name"]: spec for spec in json.loads(radpilot("tools", "list", "--json").stdout)}
+    assert set(specs) == {"image_info", "classify_findings", "localize_finding"}
+    assert specs["image_info"]["input_schema"]["required"] == ["study_id"]
+    assert specs["classify_findings"]["model_cards"][0]["name"] == "starter-classifier"
 
 
 def test_tools_run_prints_the_result_json(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""Classifier latency and tool-layer overhead, measured side by side in one run.
+
+Prints warm single-image latency (p50/p95) of the starter classifier through the
+`classify_findings` tool and as a bare `model(batch)` call on the same images, and the ratio of
+their throughputs (target >= 0.9; warm tool latency target < 150 ms on 2 CPU cores).
+
+    python bench/bench_classifier.py [--images 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=30)
+    args = parser.parse_args()
+
+    import torch
+
+    from radpilot.settings import Settings
+    from radpilot.tools.base import ToolContext
+    from radpilot.tools.registry import default_registry
+
+    settings = Settings()
+    if settings.data is None:
+        print("no development data (RADPILOT_DATA): cannot benchmark on real images")
+        return 2
+    paths = sorted((settings.data / "nih" / "images").glob("*.png"))[: args.images]
+    with tempfile.TemporaryDirectory() as scratch:
+        ctx = ToolContext.create(settings, root=Path(scratch))
+        registry = default_registry()
+        studies = [ctx.studies.ingest_file(path).id for path in paths]
+        model = ctx.models.findings_model()
+        inputs = [model.inputs([ctx.studies.pixels(s)]) for s in studies]
+        registry.run("classify_findings", {"study_id": studies[0]}, ctx)  # warm-up
+        with torch.no_grad():
+            model.model(inputs[0])
+        tool_ms, bare_ms = [], []
+        for study_id, batch in zip(studies, inputs, strict=True):
+            started = time.perf_counter()
+            registry.run("classify_findings", {"study_id": study_id}, ctx)
+            tool_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            with torch.no_grad():
+                model.model(batch)
+            bare_ms.append((time.perf_counter() - started) * 1000)
+    result = {
+        "model": model.identity.name,
+        "images": len(studies),
+        "threads": torch.get_num_threads(),
+        "tool_p50_ms": round(statistics.median(tool_ms), 1),
+        "tool_p95_ms": round(percentile(tool_ms, 0.95), 1),
+        "bare_p50_ms": round(statistics.median(bare_ms), 1),
+        "bare_p95_ms": round(percentile(bare_ms, 0.95), 1),
+        "throughput_ratio_tool_vs_bare": round(sum(bare_ms) / sum(tool_ms), 3),
+    }
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "classifier.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("| metric | value |\n|---|---|")
+    for key, value in result.items():
+        print(f"| {key} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

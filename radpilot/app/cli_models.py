@@ -1,0 +1,177 @@
+"""`radpilot models ...`: the weight store, training and evaluation from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_models_commands(commands: Any) -> None:
+    models = commands.add_parser("models", help="list, verify, import, pull, train, evaluate")
+    actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="known weights: installed / missing / verified")
+    listing.add_argument("--verify", action="store_true", help="hash every installed file")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    verify = actions.add_parser("verify", help="hash installed weights; exit 2 if any is corrupt")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=_verify)
+
+    importing = actions.add_parser(
+        "import", help="install weight files brought by hand (air-gapped sites)"
+    )
+    importing.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR")
+    importing.set_defaults(handler=_import)
+
+    pull = actions.add_parser("pull", help="download weights (the only command that does)")
+    pull.add_argument("name")
+    pull.set_defaults(handler=_pull)
+
+    train = actions.add_parser("train", help="train a starter model on the development data")
+    train.add_argument("which", choices=["classifier"])
+    train.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
+    train.add_argument("--out", type=Path, help="bundle folder (default: the packaged starter)")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--size", type=int, default=None, help="input size in pixels")
+    train.add_argument(
+        "--distill",
+        type=float,
+        default=None,
+        help="weight of the CheXNet reference scores in the targets (0-1)",
+    )
+    train.add_argument("--seed", type=int, default=None)
+    train.set_defaults(handler=_train)
+
+    evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
+    evaluate.add_argument("name")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        default="test",
+        help="patient split to use (default: test, never used in training)",
+    )
+    evaluate.add_argument("--limit", type=int, default=None, help="first N images only")
+    evaluate.add_argument("--no-localization", action="store_true")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _store() -> Any:
+    from radpilot.settings import Settings
+    from radpilot.tools.models.store import ModelStore
+
+    return ModelStore(Settings().weights_dir)
+
+
+def _print_statuses(statuses: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([s.model_dump() for s in statuses], indent=2))
+        return
+    for status in statuses:
+        detail = f"  ({status.detail})" if status.detail else ""
+        print(f"{status.name:28} {status.state:9} {status.path}{detail}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    _print_statuses(_store().statuses(verify=args.verify), args.json)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    statuses = [s for s in _store().statuses(verify=True) if s.state != "missing"]
+    _print_statuses(statuses, args.json)
+    return 2 if any(s.state == "corrupt" for s in statuses) else 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    statuses = _store().import_from(args.source)
+    _print_statuses(statuses, False)
+    return 2 if any(s.state == "corrupt" for s in statuses) else 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    _print_statuses([_store().pull(args.name)], False)
+    return 0
+
+
+def _data_dir(given: Path | None) -> Path:
+    from radpilot.errors import RadpilotError
+    from radpilot.settings import Settings
+
+    data = given or Settings().data
+    if data is None or not data.is_dir():
+        raise RadpilotError("no data folder: pass --data DIR or set RADPILOT_DATA")
+    return data
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.starter_bundle import write_bundle
+    from radpilot.tools.models.store import bundled_dir
+    from radpilot.tools.models.train_classifier import ClassifierRecipe, train_classifier
+
+    overrides = {
+        key: value
+        for key, value in {
+            "epochs": args.epochs, "input_size": args.size,
+            "distill_weight": args.distill, "seed": args.seed,
+        }.items()
+        if value is not None
+    }  # fmt: skip
+    data = _data_dir(args.data)
+    model, trained = train_classifier(data, ClassifierRecipe(**overrides), progress=_progress)
+    folder = args.out or bundled_dir("starter-classifier")
+    evaluation = write_bundle(model, trained, data, folder, progress=_progress)
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    _progress(f"bundle written to {folder}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from radpilot.errors import RadpilotError
+    from radpilot.tools.models.devdata import read_nih, records_in
+    from radpilot.tools.models.evaluate import evaluate_findings_model
+    from radpilot.tools.models.findings import StarterFindingsModel, XrvFindingsModel
+    from radpilot.tools.models.store import known
+
+    weights = known(args.name)
+    if weights.family == "starter-classifier":
+        model: Any = StarterFindingsModel()
+    elif weights.family == "xrv-densenet":
+        model = XrvFindingsModel(args.name, _store())
+    else:
+        raise RadpilotError(f"{args.name} is not a findings classifier")
+    records = read_nih(args.data)
+    if args.split != "all":
+        records = records_in(records, args.split)
+    records = records[: args.limit] if args.limit else records
+    evaluation = evaluate_findings_model(
+        model, records, args.data, localization=not args.no_localization, progress=_progress
+    )
+    if args.json:
+        print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    else:
+        for m in evaluation.findings:
+            print(
+                f"{m.finding:20} positives {m.positives:3}  AUROC {m.auroc}  CI {m.ci95}  "
+                f"CheXNet {m.chexnet_reference_auroc}"
+            )
+        print(
+            f"mean AUROC {evaluation.mean_auroc}; ratio to CheXNet {evaluation.ratio_to_chexnet};"
+            f" ECE {evaluation.ece}"
+        )
+        for loc in evaluation.localization:
+            print(
+                f"{loc.finding:20} boxes {loc.boxes:3}  pointing {loc.pointing_game:.2f}  "
+                f"T(IoBB>0.1) {loc.t_iobb_0_1:.2f}"
+            )
+    return 0

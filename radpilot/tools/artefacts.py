@@ -1,0 +1,28 @@
+"""Storage of tool artefacts (overlay PNGs, masks) under unguessable ids."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from radpilot.errors import RadpilotError
+from radpilot.tools.base import Artefact
+from radpilot.tools.studies import write_atomically
+
+
+class ArtefactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save_png(self, data: bytes, kind: Literal["overlay", "mask", "plot", "other"]) -> Artefact:
+        artefact_id = "ar_" + secrets.token_urlsafe(16)
+        relative = f"{artefact_id}.png"
+        write_atomically(self.root / relative, data)
+        return Artefact(id=artefact_id, kind=kind, media_type="image/png", path=relative)
+
+    def path(self, artefact: Artefact) -> Path:
+        path = (self.root / artefact.path).resolve()
+        if not path.is_relative_to(self.root.resolve()) or not path.exists():
+            raise RadpilotError(f"unknown artefact {artefact.id!r}", code="unknown_artefact")
+        return path

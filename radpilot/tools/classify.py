@@ -1,0 +1,117 @@
+"""`classify_findings`: which of the 14 NIH findings a radiograph shows, and how sure."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from radpilot.errors import RadpilotError
+from radpilot.tools.base import ModelCard, ModelIdentity, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.imaging import Study
+from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.models.store import bundled_card
+
+Status = Literal["present", "absent", "uncertain"]
+# A probability within this many logits of the threshold is "uncertain" (about +-10
+# percentage points around 0.5): too close to the decision boundary to call either way.
+UNCERTAIN_LOGITS = 0.4
+DECISION_SUPPORT = "Decision support, not a diagnosis: a clinician must confirm every finding."
+
+
+class FindingProbability(BaseModel):
+    name: str
+    probability: float = Field(ge=0, le=1)
+    threshold: float = Field(
+        ge=0, le=1, description="Decision threshold chosen on validation data."
+    )
+    status: Status
+
+
+class ClassifyInput(ToolInput):
+    study_id: str
+    findings: list[str] | None = Field(
+        default=None, description=f"Subset of {', '.join(NIH_FINDINGS)}; all when omitted."
+    )
+
+    @field_validator("findings")
+    @classmethod
+    def _known_findings(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [f for f in value or [] if f not in NIH_FINDINGS]
+        if unknown:
+            raise ValueError(f"unknown finding(s) {unknown}; known: {', '.join(NIH_FINDINGS)}")
+        return value
+
+
+class ClassifyOutput(ToolOutput):
+    study_id: str
+    model: ModelIdentity
+    findings: list[FindingProbability]
+
+
+def status_of(probability: float, threshold: float) -> Status:
+    def logit(p: float) -> float:
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
+    distance = logit(probability) - logit(threshold)
+    if distance >= UNCERTAIN_LOGITS:
+        return "present"
+    if distance <= -UNCERTAIN_LOGITS:
+        return "absent"
+    return "uncertain"
+
+
+def require_analysable(study: Study) -> None:
+    """Interpreting tools refuse what QC refused, with QC's reasons."""
+    if not study.qc.ok:
+        reasons = "; ".join(i.message for i in study.qc.issues if i.severity == "refuse")
+        raise RadpilotError(f"this image cannot be analysed: {reasons}", code="qc_refused")
+
+
+class ClassifyFindingsTool(Tool[ClassifyInput, ClassifyOutput]):
+    name = "classify_findings"
+    description = (
+        "Estimate, for a frontal chest radiograph, the probability of each of 14 findings "
+        f"({', '.join(NIH_FINDINGS)}) with a calibrated threshold and a status "
+        "(present / absent / uncertain). Use it first for any question about what an image "
+        "shows, or to check one named finding (pass `findings`)."
+    )
+    Input = ClassifyInput
+    Output = ClassifyOutput
+
+    def cards(self) -> list[ModelCard]:
+        return [bundled_card("starter-classifier")]
+
+    def run(self, inp: ClassifyInput, ctx: ToolContext) -> ClassifyOutput:
+        study = ctx.studies.get(inp.study_id)
+        require_analysable(study)
+        model = ctx.models.findings_model()
+        probabilities = model.predict([ctx.studies.pixels(study.id)])[0]
+        wanted = inp.findings or list(NIH_FINDINGS)
+        not_covered = [f for f in wanted if f not in model.covered]
+        results = []
+        for finding in wanted:
+            if finding in not_covered:
+                continue
+            probability = float(probabilities[NIH_FINDINGS.index(finding)])
+            threshold = model.thresholds[finding]
+            results.append(
+                FindingProbability(
+                    name=finding,
+                    probability=round(probability, 4),
+                    threshold=round(threshold, 4),
+                    status=status_of(probability, threshold),
+                )
+            )
+        limitations = [*study.qc.limitations, *model.card.limitations, DECISION_SUPPORT]
+        if not_covered:
+            limitations.append(f"{model.identity.name} does not assess: {', '.join(not_covered)}")
+        return ClassifyOutput(
+            study_id=study.id,
+            model=model.identity,
+            findings=results,
+            models=[model.identity],
+            limitations=limitations,
+        )

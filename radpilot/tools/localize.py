@@ -1,0 +1,190 @@
+"""`localize_finding`: where in the image the classifier's evidence for a finding lies.
+
+Grad-CAM heatmap of the findings model, thresholded at half its peak; each connected region
+becomes a box (x, y, w, h in original image pixels), strongest first. An overlay PNG (heatmap
+and boxes on the image) is stored as an artefact.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from radpilot.errors import RadpilotError
+from radpilot.tools.base import ModelCard, ModelIdentity, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import DECISION_SUPPORT, require_analysable, status_of
+from radpilot.tools.imaging import square_crop_box
+from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.models.store import bundled_card
+
+HEAT_FRACTION = 0.5  # region = heat above this fraction of the peak
+MIN_REGION_FRACTION = 0.005  # regions smaller than this share of the image are noise
+MAX_BOXES = 3
+
+
+class Region(BaseModel):
+    box: tuple[float, float, float, float] = Field(description="x, y, w, h in original pixels")
+    peak: tuple[float, float] = Field(description="x, y of the hottest point, original pixels")
+    heat: float = Field(description="Peak heat of this region relative to the image's peak")
+    side: str = Field(description="Patient's side: the image's left is the patient's right")
+
+
+class LocalizeInput(ToolInput):
+    study_id: str
+    finding: str = Field(description=f"One of {', '.join(NIH_FINDINGS)}")
+
+
+class LocalizeOutput(ToolOutput):
+    study_id: str
+    finding: str
+    model: ModelIdentity
+    probability: float
+    status: str
+    method: str
+    regions: list[Region]
+
+
+def heatmap_regions(
+    heatmap: np.ndarray,
+) -> list[tuple[tuple[int, int, int, int], tuple[int, int], float]]:
+    """Connected regions above half the peak: ((x, y, w, h), (peak x, peak y), peak heat)."""
+    from scipy import ndimage
+
+    mask = heatmap >= HEAT_FRACTION * float(heatmap.max()) if heatmap.max() > 0 else heatmap > 1
+    labelled, count = ndimage.label(mask)
+    regions = []
+    for index, found in enumerate(ndimage.find_objects(labelled), start=1):
+        if found is None:
+            continue
+        rows, cols = found
+        member = labelled[found] == index
+        if member.sum() < MIN_REGION_FRACTION * heatmap.size:
+            continue
+        local = np.where(member, heatmap[found], -1)
+        peak_row, peak_col = np.unravel_index(int(local.argmax()), local.shape)
+        box = (cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        peak = (cols.start + int(peak_col), rows.start + int(peak_row))
+        regions.append((box, peak, float(local.max())))
+    regions.sort(key=lambda region: -region[2])
+    return regions[:MAX_BOXES]
+
+
+def to_original(
+    value: tuple[float, ...], *, scale: float, left: int, top: int
+) -> tuple[float, ...]:
+    """Model-input coordinates (x, y[, w, h]) to original pixels."""
+    x, y, *size = value
+    return (
+        round(left + x * scale, 1),
+        round(top + y * scale, 1),
+        *(round(s * scale, 1) for s in size),
+    )
+
+
+def patient_side(x_centre: float, width: int) -> str:
+    """Radiographs are viewed as if facing the patient: image left = patient's right."""
+    third = width / 3
+    if x_centre < third:
+        return "right"
+    if x_centre > 2 * third:
+        return "left"
+    return "central"
+
+
+def render_overlay(
+    pixels: np.ndarray, heatmap: np.ndarray, boxes: list[tuple[float, ...]]
+) -> bytes:
+    """Heatmap (red-yellow, alpha by heat) and boxes drawn over the greyscale image, as PNG."""
+    from PIL import Image, ImageDraw
+
+    grey = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
+    heat = np.clip(heatmap, 0, 1)[..., None]
+    colour = np.concatenate([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1) * 255
+    alpha = 0.45 * heat
+    blended = (rgb * (1 - alpha) + colour * alpha).astype(np.uint8)
+    image = Image.fromarray(blended, mode="RGB")
+    draw = ImageDraw.Draw(image)
+    line = max(2, round(max(image.size) / 256))
+    for x, y, w, h in boxes:
+        draw.rectangle([x, y, x + w, y + h], outline=(0, 255, 255), width=line)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def heatmap_on_original(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Place the square model-input heatmap back onto the full image (zeros outside)."""
+    from PIL import Image
+
+    top, left, side = square_crop_box(*shape)
+    resized = Image.fromarray(heatmap.astype(np.float32), mode="F").resize((side, side))
+    full = np.zeros(shape, dtype=np.float32)
+    full[top : top + side, left : left + side] = np.asarray(resized)
+    return full
+
+
+class LocalizeFindingTool(Tool[LocalizeInput, LocalizeOutput]):
+    name = "localize_finding"
+    description = (
+        "Show where the evidence for one finding lies on a frontal chest radiograph: boxes "
+        "(x, y, w, h in image pixels) around the regions that drive the classifier's score, "
+        "the patient's side, and an overlay image. Use it after classify_findings when a "
+        "finding is present or uncertain, or when the user asks 'where?'."
+    )
+    Input = LocalizeInput
+    Output = LocalizeOutput
+
+    def cards(self) -> list[ModelCard]:
+        return [bundled_card("starter-classifier")]
+
+    def run(self, inp: LocalizeInput, ctx: ToolContext) -> LocalizeOutput:
+        if inp.finding not in NIH_FINDINGS:
+            raise RadpilotError(
+                f"unknown finding {inp.finding!r}; known: {', '.join(NIH_FINDINGS)}",
+                code="bad_arguments",
+            )
+        study = ctx.studies.get(inp.study_id)
+        require_analysable(study)
+        model = ctx.models.findings_model()
+        if inp.finding not in model.covered:
+            raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
+        pixels = ctx.studies.pixels(study.id)
+        probability = float(model.predict([pixels])[0][NIH_FINDINGS.index(inp.finding)])
+        heatmap = model.attribution(pixels, inp.finding)
+        top, left, side = square_crop_box(*pixels.shape)
+        scale = side / heatmap.shape[0]
+        regions = []
+        for box, peak, heat in heatmap_regions(heatmap):
+            original = to_original(box, scale=scale, left=left, top=top)
+            x, _, w, _ = original
+            regions.append(
+                Region(
+                    box=original,  # type: ignore[arg-type]
+                    peak=to_original(peak, scale=scale, left=left, top=top),  # type: ignore[arg-type]
+                    heat=round(heat, 3),
+                    side=patient_side(x + w / 2, pixels.shape[1]),
+                )
+            )
+        overlay = render_overlay(
+            pixels, heatmap_on_original(heatmap, pixels.shape), [r.box for r in regions]
+        )
+        artefact = ctx.artefacts.save_png(overlay, "overlay")
+        return LocalizeOutput(
+            study_id=study.id,
+            finding=inp.finding,
+            model=model.identity,
+            probability=round(probability, 4),
+            status=status_of(probability, model.thresholds[inp.finding]),
+            method="Grad-CAM on the classifier's last convolutional layer",
+            regions=regions,
+            artefacts=[artefact],
+            models=[model.identity],
+            limitations=[
+                *study.qc.limitations,
+                "Heatmaps show what drives the model's score, not the finding's exact extent.",
+                DECISION_SUPPORT,
+            ],
+        )

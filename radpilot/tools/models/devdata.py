@@ -1,0 +1,56 @@
+"""The development data set (`../shared/data/cxr` layout) and its patient-level split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from radpilot.errors import RadpilotError
+
+Split = Literal["train", "val", "test"]
+# Percent of patients in each split, by a hash of the patient id: stable across machines and
+# runs, and no patient is ever in two splits.
+TRAIN_PERCENT, VAL_PERCENT = 60, 15
+
+
+class Box(BaseModel):
+    label: str
+    xywh: tuple[float, float, float, float]
+
+
+class NihRecord(BaseModel):
+    image: str
+    patient_id: str
+    view: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    boxes: list[Box] = Field(default_factory=list)
+    reference_scores_chexnet: dict[str, float] | None = None
+    license: str = ""
+
+
+def split_of(patient_id: str) -> Split:
+    bucket = int(hashlib.sha256(patient_id.encode()).hexdigest(), 16) % 100
+    if bucket < TRAIN_PERCENT:
+        return "train"
+    if bucket < TRAIN_PERCENT + VAL_PERCENT:
+        return "val"
+    return "test"
+
+
+def read_nih(data_dir: Path) -> list[NihRecord]:
+    path = data_dir / "nih" / "labels.jsonl"
+    if not path.exists():
+        raise RadpilotError(
+            f"no NIH labels at {path}: --data must point at a folder laid out like "
+            "../shared/data/cxr (nih/labels.jsonl and nih/images/)"
+        )
+    with path.open() as handle:
+        return [NihRecord.model_validate(json.loads(line)) for line in handle if line.strip()]
+
+
+def records_in(records: list[NihRecord], split: Split) -> list[NihRecord]:
+    return [record for record in records if split_of(record.patient_id) == split]

@@ -1,0 +1,208 @@
+"""One interface over every findings classifier (starter or torchxrayvision DenseNet).
+
+`predict` returns calibrated probabilities in the order of `NIH_FINDINGS`, NaN where a model
+does not cover a finding; `attribution` returns a Grad-CAM heatmap for one finding on the
+model's square input. Models are loaded once per process by `ModelHub`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radpilot.tools.base import ModelCard, ModelIdentity
+from radpilot.tools.imaging import to_model_input
+from radpilot.tools.models.catalog import CATALOG, KnownWeights
+from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
+
+# Preference when several classifiers are installed: canonical multi-dataset weights first.
+CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
+
+
+class FindingsModel(ABC):
+    weights: KnownWeights
+    identity: ModelIdentity
+    card: ModelCard
+    thresholds: dict[str, float]
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # torch modules are not safe to call concurrently
+
+    @property
+    def covered(self) -> list[str]:
+        return [f for f in NIH_FINDINGS if f in self.weights.labels]
+
+    def inputs(self, pixels: list[np.ndarray]) -> Any:
+        import torch
+
+        convention = self.weights.input
+        batch = [to_model_input(p, size=convention.size, scale=convention.scale) for p in pixels]
+        return torch.from_numpy(np.stack(batch))
+
+    def predict(self, pixels: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        batch = self.inputs(pixels)
+        with self._lock, torch.no_grad():
+            return self._probabilities(self._forward(batch))
+
+    def attribution(self, pixels: np.ndarray, finding: str) -> np.ndarray:
+        """Grad-CAM (Selvaraju et al. 2017) on the last convolutional features, in [0, 1],
+        at the model's input size."""
+        import torch
+        import torch.nn.functional as F
+
+        column = NIH_FINDINGS.index(finding)
+        batch = self.inputs([pixels])
+        with self._lock, torch.enable_grad():
+            features = self._features(batch).detach().requires_grad_(True)
+            logits = self._head(features)
+            score = logits[0, self._output_index(column)]
+            (gradients,) = torch.autograd.grad(score, features)
+        weights = gradients.mean(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * features).sum(dim=1, keepdim=True))
+        size = self.weights.input.size
+        resized = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)
+        heatmap = resized[0, 0].detach().numpy().astype(np.float32)
+        peak = float(heatmap.max())
+        return heatmap / peak if peak > 0 else heatmap
+
+    @abstractmethod
+    def _forward(self, batch: Any) -> Any: ...
+
+    @abstractmethod
+    def _probabilities(self, outputs: Any) -> np.ndarray: ...
+
+    @abstractmethod
+    def _features(self, batch: Any) -> Any: ...
+
+    @abstractmethod
+    def _head(self, features: Any) -> Any: ...
+
+    @abstractmethod
+    def _output_index(self, column: int) -> int: ...
+
+
+class StarterFindingsModel(FindingsModel):
+    """The EfficientNet-Lite0 starter shipped inside the package."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        super().__init__()
+        from safetensors.torch import load_file
+
+        from radpilot.tools.models.efficientnet import build_lite0
+
+        self.weights = CATALOG["starter-classifier"]
+        folder = folder or bundled_dir(self.weights.name)
+        metadata = json.loads((folder / "metadata.json").read_text())
+        self.model = build_lite0(len(NIH_FINDINGS), imagenet=False)
+        state = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in load_file(str(folder / self.weights.filename)).items()
+        }
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.temperature = float(metadata["temperature"])
+        self.thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
+        self.card = ModelCard.model_validate(metadata["card"])
+        self.identity = ModelIdentity(
+            name=self.weights.name, version=metadata["version"], sha256=metadata["sha256"]
+        )
+
+    def _forward(self, batch: Any) -> Any:
+        return self.model(batch)
+
+    def _probabilities(self, outputs: Any) -> np.ndarray:
+        logits = outputs.numpy().astype(np.float64)
+        return (1 / (1 + np.exp(-logits / self.temperature))).astype(np.float32)
+
+    def _features(self, batch: Any) -> Any:
+        return self.model.extract_features(batch)
+
+    def _head(self, features: Any) -> Any:
+        pooled = self.model._avg_pooling(features).flatten(start_dim=1)
+        return self.model._fc(pooled)
+
+    def _output_index(self, column: int) -> int:
+        return column
+
+
+class XrvFindingsModel(FindingsModel):
+    """A torchxrayvision DenseNet-121, loaded by `xrv.models.DenseNet(weights=, cache_dir=)`.
+
+    Outputs pass through xrv's operating-point normalisation, so 0.5 is each finding's
+    published operating threshold.
+    """
+
+    def __init__(self, name: str, store: ModelStore) -> None:
+        super().__init__()
+        import torchxrayvision as xrv
+
+        self.weights = CATALOG[name]
+        path = store.require(name)
+        self.model = xrv.models.DenseNet(weights=name, cache_dir=str(path.parent))
+        self.model.eval()
+        self.thresholds = {finding: 0.5 for finding in self.covered}
+        self.identity = ModelIdentity(name=name, version="xrv-1.5.7", sha256=sha256_of(path))
+        self.card = ModelCard(
+            name=name,
+            version="torchxrayvision v1 release",
+            architecture=self.weights.architecture,
+            source=self.weights.url,
+            licence=self.weights.licence,
+            sha256=self.identity.sha256,
+            intended_use=self.weights.intended_use,
+            limitations=["Probabilities are normalised so 0.5 is the published operating point."],
+        )
+        self._xrv_index = {f: self.weights.labels.index(f) for f in self.covered}
+
+    def _forward(self, batch: Any) -> Any:
+        return self.model(batch)
+
+    def _probabilities(self, outputs: Any) -> np.ndarray:
+        values = outputs.numpy()
+        result = np.full((values.shape[0], len(NIH_FINDINGS)), np.nan, dtype=np.float32)
+        for column, finding in enumerate(NIH_FINDINGS):
+            if finding in self._xrv_index:
+                result[:, column] = values[:, self._xrv_index[finding]]
+        return result
+
+    def _features(self, batch: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.relu(self.model.features(batch))  # as in xrv's features2, before pooling
+
+    def _head(self, features: Any) -> Any:
+        return self.model.classifier(features.mean(dim=(2, 3)))
+
+    def _output_index(self, column: int) -> int:
+        return self._xrv_index[NIH_FINDINGS[column]]
+
+
+class ModelHub:
+    """Loads each model once per process, on first use."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+        self._findings: FindingsModel | None = None
+        self._lock = threading.Lock()
+
+    def findings_model(self) -> FindingsModel:
+        with self._lock:
+            if self._findings is None:
+                self._findings = self._best_installed_findings_model()
+            return self._findings
+
+    def _best_installed_findings_model(self) -> FindingsModel:
+        for name in CLASSIFIER_PREFERENCE:
+            if CATALOG[name].bundled:
+                return StarterFindingsModel()
+            if self.store.status(name).state != "missing":
+                return XrvFindingsModel(name, self.store)
+        raise AssertionError("the starter classifier is always available")

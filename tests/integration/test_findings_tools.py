@@ -1,0 +1,121 @@
+"""The findings tools and `models evaluate` on real development images."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from radpilot.settings import Settings
+from radpilot.tools.base import Artefact, ToolContext
+from radpilot.tools.models.devdata import read_nih, records_in
+from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.registry import default_registry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> ToolContext:
+    return ToolContext.create(Settings(), root=tmp_path)
+
+
+@pytest.fixture
+def boxed_record(data_dir: Path):  # type: ignore[no-untyped-def]
+    """A held-out (test-split) image with a radiologist's box."""
+    return next(r for r in records_in(read_nih(data_dir), "test") if r.boxes)
+
+
+def test_classify_gives_finite_calibrated_probabilities(
+    data_dir: Path, context: ToolContext, boxed_record
+) -> None:  # type: ignore[no-untyped-def]
+    study = context.studies.ingest_file(data_dir / boxed_record.image)
+    result = default_registry().run("classify_findings", {"study_id": study.id}, context)
+    assert result.ok and result.output is not None
+    findings = result.output["findings"]
+    assert [f["name"] for f in findings] == list(NIH_FINDINGS)
+    assert all(0 <= f["probability"] <= 1 and f["status"] in
+               {"present", "absent", "uncertain"} for f in findings)  # fmt: skip
+    assert result.output["model"]["name"] == "starter-classifier"
+    assert result.output["model"]["sha256"]
+    assert any("not a diagnosis" in item for item in result.output["limitations"])
+
+
+def test_classify_a_subset_and_reject_unknown_findings(
+    data_dir: Path, context: ToolContext, boxed_record
+) -> None:  # type: ignore[no-untyped-def]
+    from radpilot.errors import ToolArgumentError
+
+    study = context.studies.ingest_file(data_dir / boxed_record.image)
+    registry = default_registry()
+    result = registry.run(
+        "classify_findings", {"study_id": study.id, "findings": ["Effusion"]}, context
+    )
+    assert result.output is not None and [f["name"] for f in result.output["findings"]] == [
+        "Effusion"
+    ]
+    with pytest.raises(ToolArgumentError, match="unknown finding"):
+        registry.run("classify_findings", {"study_id": study.id, "findings": ["Fluid"]}, context)
+
+
+def test_localize_draws_an_overlay_of_the_image_size(
+    data_dir: Path, context: ToolContext, boxed_record
+) -> None:  # type: ignore[no-untyped-def]
+    from radpilot.tools.models.labels import finding_from_box_label
+
+    study = context.studies.ingest_file(data_dir / boxed_record.image)
+    finding = finding_from_box_label(boxed_record.boxes[0].label)
+    result = default_registry().run(
+        "localize_finding", {"study_id": study.id, "finding": finding}, context
+    )
+    assert result.ok and result.output is not None
+    regions = result.output["regions"]
+    assert regions, "a Grad-CAM heatmap always has a hottest region"
+    for region in regions:
+        x, y, w, h = region["box"]
+        assert 0 <= x and 0 <= y and x + w <= study.width + 1 and y + h <= study.height + 1
+        assert region["side"] in {"left", "right", "central"}
+    [artefact] = [Artefact.model_validate(a) for a in result.output["artefacts"]]
+    overlay = Image.open(io.BytesIO(context.artefacts.path(artefact).read_bytes()))
+    assert overlay.format == "PNG" and overlay.size == (study.width, study.height)
+    assert np.asarray(overlay).std() > 0
+
+
+def test_tools_refuse_what_qc_refused(context: ToolContext) -> None:
+    from tests.factories import png_bytes
+
+    blank = context.studies.ingest(png_bytes(np.zeros((300, 300), np.float32)), "blank.png")
+    result = default_registry().run("classify_findings", {"study_id": blank.id}, context)
+    assert not result.ok and result.error is not None
+    assert result.error.code == "qc_refused" and "blank" in result.error.message
+
+
+def test_evaluate_runs_on_a_20_image_subset(data_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "radpilot.app.cli", "models", "evaluate", "starter-classifier",
+         "--data", str(data_dir), "--limit", "20", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads(result.stdout)
+    assert evaluation["images"] == 20
+    assert {m["finding"] for m in evaluation["findings"]} == set(NIH_FINDINGS)
+    assert 0 <= evaluation["ece"] <= 1
+    for loc in evaluation["localization"]:
+        assert 0 <= loc["pointing_game"] <= 1 and 0 <= loc["t_iobb_0_1"] <= 1
+
+
+def test_cli_saves_the_overlay(data_dir: Path, tmp_path: Path, boxed_record) -> None:  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        [sys.executable, "-m", "radpilot.app.cli", "tools", "run", "localize_finding",
+         "--image", str(data_dir / boxed_record.image), "--args", '{"finding": "Effusion"}',
+         "--save-artefacts", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [saved] = list((tmp_path / "out").glob("*.png"))
+    assert Image.open(saved).format == "PNG"
