@@ -60,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("output", type=Path, metavar="OUT")
     deid.set_defaults(handler=_deid)
 
+    from radpilot.app.cli_agent import add_agent_commands
     from radpilot.app.cli_models import add_models_commands
 
+    add_agent_commands(commands)
     add_models_commands(commands)
     return parser
 

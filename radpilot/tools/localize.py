@@ -43,6 +43,7 @@ class LocalizeOutput(ToolOutput):
     probability: float
     status: str
     method: str
+    image_size: tuple[int, int] = Field(description="width, height of the image in pixels")
     regions: list[Region]
 
 
@@ -179,6 +180,7 @@ class LocalizeFindingTool(Tool[LocalizeInput, LocalizeOutput]):
             probability=round(probability, 4),
             status=status_of(probability, model.thresholds[inp.finding]),
             method="Grad-CAM on the classifier's last convolutional layer",
+            image_size=(pixels.shape[1], pixels.shape[0]),
             regions=regions,
             artefacts=[artefact],
             models=[model.identity],

@@ -77,7 +77,7 @@ def test_localize_draws_an_overlay_of_the_image_size(
     assert regions, "a Grad-CAM heatmap always has a hottest region"
     for region in regions:
         x, y, w, h = region["box"]
-        assert 0 <= x and 0 <= y and x + w <= study.width + 1 and y + h <= study.height + 1
+        assert x >= 0 and y >= 0 and x + w <= study.width + 1 and y + h <= study.height + 1
         assert region["side"] in {"left", "right", "central"}
     [artefact] = [Artefact.model_validate(a) for a in result.output["artefacts"]]
     overlay = Image.open(io.BytesIO(context.artefacts.path(artefact).read_bytes()))

@@ -6,7 +6,6 @@ from radpilot.errors import IngestError, ToolArgumentError, ToolNotFoundError
 from radpilot.settings import Settings
 from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.registry import ToolRegistry, default_registry
-from radpilot.tools.studies import StudyStore
 from tests.factories import chest_like, png_bytes
 
 
@@ -35,7 +34,7 @@ class EchoTool(Tool[EchoInput, EchoOutput]):
 
 @pytest.fixture
 def context(tmp_path: Path) -> ToolContext:
-    return ToolContext(settings=Settings(), studies=StudyStore(tmp_path, secret=b"k" * 32))
+    return ToolContext.create(Settings(), root=tmp_path)
 
 
 def test_runs_a_valid_call_and_times_it(context: ToolContext) -> None:

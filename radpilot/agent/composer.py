@@ -1,0 +1,198 @@
+"""The composer: turns this turn's evidence into an `Answer` of cited claims.
+
+Sentences come from `prompts/composer.yaml`; every value in them is copied from the evidence
+they cite. Statements that are not about the image (no prior available, a tool not installed,
+out of scope) are `stated` claims with fixed wording and no evidence; the verifier accepts
+them only verbatim.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from radpilot import prompts
+from radpilot.agent.ledger import by_id
+from radpilot.agent.planner import PlannerView
+from radpilot.agent.types import Answer, Certainty, Claim, FindingRow, Message
+from radpilot.tools.base import Evidence
+
+CERTAINTY: dict[str, Certainty] = {
+    "present": "likely",
+    "uncertain": "possible",
+    "absent": "unlikely",
+}
+STATED_KEYS = ("no_prior", "prior_without_tool", "no_measure_tool", "no_guideline_tool",
+               "out_of_scope", "explain_none", "no_study")  # fmt: skip
+
+
+def templates() -> dict[str, Any]:
+    loaded: dict[str, Any] = prompts.load("composer")
+    return loaded
+
+
+def stated_texts() -> set[str]:
+    text = templates()
+    return {text[key] for key in STATED_KEYS}
+
+
+def zone(y_centre: float, height: int) -> str:
+    fraction = y_centre / height
+    return "upper zone" if fraction < 0.4 else "mid zone" if fraction < 0.6 else "lower zone"
+
+
+class Composer:
+    def __init__(self) -> None:
+        self.text = templates()
+
+    def compose(self, view: PlannerView, history: list[Message]) -> Answer:
+        intent = view.understanding.intent
+        ledger = by_id(view.ledger)
+        turn = [ledger[i] for i in view.turn_evidence if i in ledger]
+        answer = Answer(evidence=turn)
+        if intent == "out_of_scope":
+            answer.claims.append(self._stated("out_of_scope"))
+        elif intent == "explain":
+            self._explain(answer, history, ledger)
+        elif view.current() is None:
+            answer.claims.append(self._stated("no_study"))
+        elif intent == "image_info":
+            self._image_info(answer, turn)
+        elif intent == "compare_prior":
+            self._compare(answer, view, turn)
+        elif intent == "measure":
+            answer.claims.append(self._stated("no_measure_tool"))
+        elif intent == "guideline":
+            answer.claims.append(self._stated("no_guideline_tool"))
+        else:
+            self._findings(answer, view, turn)
+        for failure in view.failures:
+            key = "refused_image" if failure.code == "qc_refused" else "tool_failed"
+            answer.limitations.append(
+                self.text[key].format(
+                    reason=failure.message, tool=failure.tool, message=failure.message
+                )  # fmt: skip
+            )
+        self._limitations(answer, turn)
+        return answer
+
+    def _stated(self, key: str) -> Claim:
+        return Claim(text=self.text[key], evidence=[], certainty="stated")
+
+    def _finding_claim(self, row: dict[str, Any], evidence: Evidence) -> Claim:
+        text = self.text["finding"][row["status"]].format(
+            finding=row["name"], probability=row["probability"], threshold=row["threshold"]
+        )
+        return Claim(text=text, evidence=[evidence.id], certainty=CERTAINTY[row["status"]])
+
+    def _findings(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+        current = view.current()
+        assert current is not None
+        classification = next(
+            (e for e in turn if e.tool == "classify_findings"
+             and e.inputs.get("study_id") == current.study_id), None,
+        )  # fmt: skip
+        if classification is None:
+            return
+        rows = classification.values.get("findings", [])
+        answer.findings = [
+            FindingRow(name=r["name"], probability=r["probability"], status=r["status"],
+                       evidence=[classification.id])
+            for r in rows
+        ]  # fmt: skip
+        slots = view.understanding.slots
+        if view.understanding.intent in ("ask_finding", "localize") and slots.findings:
+            chosen = [r for r in rows if r["name"] in slots.findings]
+        else:
+            chosen = [r for r in rows if r["status"] in ("present", "uncertain")]
+            chosen.sort(key=lambda r: -r["probability"])
+            if not chosen:
+                answer.claims.append(
+                    Claim(
+                        text=self.text["no_positive"],
+                        evidence=[classification.id],
+                        certainty="unlikely",
+                    )  # fmt: skip
+                )
+        answer.claims.extend(self._finding_claim(row, classification) for row in chosen)
+        for phrase in slots.unsupported_findings:
+            answer.limitations.append(self.text["not_assessed"].format(finding=phrase))
+        for evidence in turn:
+            if evidence.tool == "localize_finding" and evidence.values.get("regions"):
+                answer.claims.append(self._location_claim(evidence))
+
+    def _location_claim(self, evidence: Evidence) -> Claim:
+        region = evidence.values["regions"][0]
+        height = evidence.values["image_size"][1]
+        x, y, w, h = region["box"]
+        values = {"finding": evidence.values["finding"], "x": x, "y": y, "w": w, "h": h,
+                  "side": region["side"], "zone": zone(y + h / 2, height)}  # fmt: skip
+        key = "location_central" if region["side"] == "central" else "location"
+        return Claim(text=self.text[key].format(**values), evidence=[evidence.id],
+                     certainty="possible")  # fmt: skip
+
+    def _image_info(self, answer: Answer, turn: list[Evidence]) -> None:
+        for evidence in turn:
+            if evidence.tool == "image_info":
+                v = evidence.values
+                qc = "passed" if v["qc_ok"] else "failed"
+                text = self.text["image_info"].format(
+                    width=v["width"], height=v["height"], modality=v["modality"],
+                    view=v["view"], qc=qc,
+                )  # fmt: skip
+                answer.claims.append(Claim(text=text, evidence=[evidence.id], certainty="stated"))
+
+    def _compare(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+        if not view.priors():
+            answer.claims.append(self._stated("no_prior"))
+            return
+        roles = {s.study_id: s.role for s in view.studies}
+        classifications = [e for e in turn if e.tool == "classify_findings"]
+        if not classifications:
+            return
+        answer.claims.append(self._stated("prior_without_tool"))
+        wanted = set(view.understanding.slots.findings)
+        if not wanted:  # findings present or uncertain on either study
+            wanted = {r["name"] for e in classifications for r in e.values["findings"]
+                      if r["status"] != "absent"}  # fmt: skip
+        for evidence in sorted(classifications, key=lambda e: roles.get(e.inputs["study_id"], "")):
+            role = roles.get(evidence.inputs["study_id"], "current")
+            for row in evidence.values["findings"]:
+                if row["name"] in wanted:
+                    text = self.text["prior_finding"].format(
+                        role=role, finding=row["name"], probability=row["probability"],
+                        status=row["status"],
+                    )  # fmt: skip
+                    answer.claims.append(
+                        Claim(
+                            text=text, evidence=[evidence.id], certainty=CERTAINTY[row["status"]]
+                        )  # fmt: skip
+                    )
+
+    def _explain(self, answer: Answer, history: list[Message], ledger: dict[str, Evidence]) -> None:
+        previous = next((m.answer for m in reversed(history)
+                         if m.role == "assistant" and m.answer is not None), None)  # fmt: skip
+        cited = [c for c in previous.claims if c.evidence] if previous else []
+        if not cited:
+            answer.claims.append(self._stated("explain_none"))
+            return
+        for claim in cited:
+            evidence = ledger[claim.evidence[0]]
+            model = evidence.models[0].name if evidence.models else "no model"
+            text = self.text["explain_item"].format(
+                text=claim.text, tool=evidence.tool, model=model, evidence_id=evidence.id
+            )
+            answer.claims.append(Claim(text=text, evidence=claim.evidence,
+                                       certainty=claim.certainty))  # fmt: skip
+            if evidence not in answer.evidence:
+                answer.evidence.append(evidence)
+
+    def _limitations(self, answer: Answer, turn: list[Evidence]) -> None:
+        for evidence in turn:
+            for item in evidence.values.get("limitations", []):
+                if item not in answer.limitations:
+                    answer.limitations.append(item)
+            starter = any(m.name == "starter-classifier" for m in evidence.models)
+            if starter and self.text["starter_model"] not in answer.limitations:
+                answer.limitations.append(self.text["starter_model"])
+        if self.text["decision_support"] not in answer.limitations:
+            answer.limitations.append(self.text["decision_support"])

@@ -1,0 +1,175 @@
+"""The LangGraph graph: understand -> plan -> execute (loop) -> compose -> verify -> respond.
+
+Nodes read the typed `AgentState` and return updates; each emits `TraceEvent`s on LangGraph's
+custom stream so interfaces can show a turn as it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from radpilot.agent.composer import Composer
+from radpilot.agent.ledger import by_id, evidence_from_result, find_reusable, next_evidence_id
+from radpilot.agent.planner import Planner, PlannerView, ToolFailure
+from radpilot.agent.state import AgentState
+from radpilot.agent.types import Message, ToolCall, TraceEvent
+from radpilot.agent.understanding import IntentRecognizer
+from radpilot.agent.verifier import Verifier
+from radpilot.errors import RadpilotError
+from radpilot.tools.base import ToolContext
+from radpilot.tools.registry import ToolRegistry
+
+
+@dataclass
+class Runtime:
+    """Everything the nodes use besides the state; built once per process."""
+
+    registry: ToolRegistry
+    tools: ToolContext
+    recognizer: IntentRecognizer
+    planner: Planner
+    composer: Composer
+    verifier: Verifier
+    max_steps: int = 4
+
+
+def _emit(event: TraceEvent) -> TraceEvent:
+    get_stream_writer()(event.model_dump(mode="json"))
+    return event
+
+
+def _view(state: AgentState, runtime: Runtime) -> PlannerView:
+    assert state.understanding is not None
+    return PlannerView(
+        question=state.question,
+        understanding=state.understanding,
+        studies=state.studies,
+        ledger=state.evidence,
+        turn_evidence=state.turn_evidence,
+        failures=state.failures,
+        step=state.step,
+        available_tools=runtime.registry.names(),
+    )
+
+
+def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
+    def understand(state: AgentState) -> dict[str, Any]:
+        understanding = runtime.recognizer.understand(state.question)
+        event = _emit(TraceEvent(kind="understand", data=understanding.model_dump(mode="json")))
+        return {
+            "understanding": understanding,
+            "trace": [*state.trace, event],
+            "messages": [*state.messages, Message(role="user", text=state.question)],
+        }
+
+    def plan(state: AgentState) -> dict[str, Any]:
+        decision = runtime.planner.plan(_view(state, runtime))
+        if decision.action == "call_tools" and not decision.calls:
+            decision = decision.model_copy(update={"action": "compose"})
+        event = _emit(TraceEvent(kind="plan", data=decision.model_dump(mode="json")))
+        return {"decision": decision, "trace": [*state.trace, event]}
+
+    def execute(state: AgentState) -> dict[str, Any]:
+        assert state.decision is not None
+        ledger, turn = list(state.evidence), list(state.turn_evidence)
+        failures, trace = list(state.failures), list(state.trace)
+        session_studies = {s.study_id for s in state.studies}
+        for call in state.decision.calls:
+            trace.append(_emit(TraceEvent(kind="tool_start", data=call.model_dump(mode="json"))))
+            outcome = _run_call(runtime, call, ledger, session_studies)
+            if isinstance(outcome, ToolFailure):
+                failures.append(outcome)
+                data = {"tool": call.tool, "ok": False, "error": outcome.message}
+            else:
+                evidence, reused, elapsed = outcome
+                if not reused:
+                    ledger.append(evidence)
+                if evidence.id not in turn:
+                    turn.append(evidence.id)
+                data = {"tool": call.tool, "ok": True, "reused": reused, "elapsed_ms": elapsed,
+                        "evidence": evidence.model_dump(mode="json")}  # fmt: skip
+            trace.append(_emit(TraceEvent(kind="tool_end", data=data)))
+        return {"evidence": ledger, "turn_evidence": turn, "failures": failures,
+                "trace": trace, "step": state.step + 1}  # fmt: skip
+
+    def compose(state: AgentState) -> dict[str, Any]:
+        answer = runtime.composer.compose(_view(state, runtime), state.messages)
+        return {"answer": answer}
+
+    def clarify(state: AgentState) -> dict[str, Any]:
+        from radpilot.agent.types import Answer
+
+        assert state.decision is not None
+        return {"answer": Answer(clarification=state.decision.question)}
+
+    def verify(state: AgentState) -> dict[str, Any]:
+        assert state.answer is not None
+        answer, report = runtime.verifier.verify(state.answer, by_id(state.evidence), state.studies)
+        event = _emit(TraceEvent(kind="verify", data=report.model_dump(mode="json")))
+        return {"answer": answer, "trace": [*state.trace, event]}
+
+    def respond(state: AgentState) -> dict[str, Any]:
+        assert state.answer is not None
+        answer = state.answer.model_copy(update={"trace_id": state.trace_id})
+        trace = list(state.trace)
+        for claim in answer.claims:
+            trace.append(_emit(TraceEvent(kind="claim", data=claim.model_dump(mode="json"))))
+        trace.append(_emit(TraceEvent(kind="final", data=answer.model_dump(mode="json"))))
+        text = answer.clarification or " ".join(c.text for c in answer.claims)
+        return {
+            "answer": answer,
+            "trace": trace,
+            "messages": [*state.messages, Message(role="assistant", text=text, answer=answer)],
+        }
+
+    def after_plan(state: AgentState) -> str:
+        assert state.decision is not None
+        if state.decision.action == "clarify":
+            return "clarify"
+        if state.decision.action == "call_tools" and state.step < runtime.max_steps:
+            return "execute"
+        return "compose"
+
+    graph = StateGraph(AgentState)
+    for name, node in [("understand", understand), ("plan", plan), ("execute", execute),
+                       ("compose", compose), ("clarify", clarify), ("verify", verify),
+                       ("respond", respond)]:  # fmt: skip
+        graph.add_node(name, node)
+    graph.add_edge(START, "understand")
+    graph.add_edge("understand", "plan")
+    graph.add_conditional_edges("plan", after_plan, ["execute", "compose", "clarify"])
+    graph.add_edge("execute", "plan")
+    graph.add_edge("compose", "verify")
+    graph.add_edge("verify", "respond")
+    graph.add_edge("clarify", "respond")
+    graph.add_edge("respond", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _run_call(
+    runtime: Runtime, call: ToolCall, ledger: list[Any], session_studies: set[str]
+) -> ToolFailure | tuple[Any, bool, float]:
+    """Validate, check session ownership of studies, reuse or run; never raises."""
+    try:
+        inputs = runtime.registry.validate(call.tool, call.arguments).model_dump(mode="json")
+    except RadpilotError as error:
+        return ToolFailure(tool=call.tool, arguments=call.arguments, code=error.code,
+                           message=error.message)  # fmt: skip
+    foreign = [v for k, v in inputs.items() if k.endswith("_id") and v not in session_studies]
+    if foreign:
+        return ToolFailure(tool=call.tool, arguments=call.arguments, code="unknown_study",
+                           message="a study in this call is not part of this session")  # fmt: skip
+    reusable = find_reusable(ledger, call.tool, inputs)
+    if reusable is not None:
+        return reusable, True, 0.0
+    result = runtime.registry.run(call.tool, inputs, runtime.tools)
+    if not result.ok or result.error is not None:
+        failure = result.error
+        return ToolFailure(tool=call.tool, arguments=call.arguments,
+                           code=failure.code if failure else "error",
+                           message=failure.message if failure else "failed")  # fmt: skip
+    return evidence_from_result(result, next_evidence_id(ledger)), False, result.elapsed_ms

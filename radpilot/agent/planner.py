@@ -1,0 +1,168 @@
+"""Planners: the interface, and the embedded (offline, deterministic) planner.
+
+A planner sees a `PlannerView` (the question as understood, the session's studies, the
+evidence ledger, what this turn has produced so far) and returns a `PlanDecision`: tool calls,
+a clarifying question, or "compose". The LLM planner is a second implementation of the same
+interface; executor, composer and verifier are shared.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from radpilot.agent.types import PlanDecision, StudyRef, ToolCall, Understanding
+from radpilot.tools.base import Evidence
+
+MAX_LOCALIZED_FINDINGS = 2
+NEEDS_IMAGE = {"detect_findings", "ask_finding", "localize", "measure", "compare_prior",
+               "report", "image_info"}  # fmt: skip
+
+
+class ToolFailure(BaseModel):
+    tool: str
+    arguments: dict[str, object]
+    code: str
+    message: str
+
+
+class PlannerView(BaseModel):
+    question: str
+    understanding: Understanding
+    studies: list[StudyRef]
+    ledger: list[Evidence]
+    turn_evidence: list[str] = Field(description="Ids of evidence produced or reused this turn.")
+    failures: list[ToolFailure] = Field(default_factory=list)
+    step: int
+    available_tools: list[str]
+
+    def current(self) -> StudyRef | None:
+        currents = [s for s in self.studies if s.role == "current"]
+        return currents[-1] if currents else None
+
+    def priors(self) -> list[StudyRef]:
+        return [s for s in self.studies if s.role == "prior"]
+
+    def turn(self, tool: str, study_id: str, **inputs: object) -> Evidence | None:
+        wanted = set(self.turn_evidence)
+        for evidence in self.ledger:
+            if (
+                evidence.id in wanted
+                and evidence.tool == tool
+                and evidence.inputs.get("study_id") == study_id
+                and all(evidence.inputs.get(k) == v for k, v in inputs.items())
+            ):
+                return evidence
+        return None
+
+    def failed(self, tool: str, study_id: str) -> bool:
+        return any(f.tool == tool and f.arguments.get("study_id") == study_id
+                   for f in self.failures)  # fmt: skip
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, view: PlannerView) -> PlanDecision: ...
+
+
+def compose(note: str = "") -> PlanDecision:
+    return PlanDecision(action="compose", note=note)
+
+
+class EmbeddedPlanner:
+    """Clinical protocols per intent, over whichever tools are registered."""
+
+    name = "embedded"
+
+    def plan(self, view: PlannerView) -> PlanDecision:
+        intent = view.understanding.intent
+        current = view.current()
+        if intent in NEEDS_IMAGE and current is None:
+            return compose("no study in the session")
+        if intent == "image_info":
+            return self._once(view, "image_info", current, "the user asks about the image")
+        if intent == "compare_prior":
+            return self._compare(view)
+        if intent in ("detect_findings", "report", "ask_finding", "localize"):
+            return self._findings(view)
+        # measure, guideline, explain, out_of_scope: no tool for them yet, or none needed.
+        return compose(f"{intent}: answered from the ledger and fixed statements")
+
+    def _once(self, view: PlannerView, tool: str, study: StudyRef | None, why: str,
+              **arguments: object) -> PlanDecision:  # fmt: skip
+        assert study is not None
+        if tool not in view.available_tools or view.failed(tool, study.study_id):
+            return compose(f"{tool} unavailable or failed")
+        if view.turn(tool, study.study_id, **arguments) is not None:
+            return compose()
+        call = ToolCall(tool=tool, arguments={"study_id": study.study_id, **arguments}, reason=why)
+        return PlanDecision(action="call_tools", calls=[call])
+
+    def _classification(self, view: PlannerView, study: StudyRef) -> Evidence | None:
+        return view.turn("classify_findings", study.study_id)
+
+    def _findings(self, view: PlannerView) -> PlanDecision:
+        current = view.current()
+        assert current is not None
+        understanding = view.understanding
+        if (
+            understanding.intent == "ask_finding"
+            and not understanding.slots.findings
+            and understanding.slots.unsupported_findings
+        ):
+            return compose("only findings no model assesses were named")
+        classification = self._classification(view, current)
+        if classification is None:
+            return self._once(view, "classify_findings", current,
+                              "establish which findings are present")  # fmt: skip
+        if "localize_finding" not in view.available_tools:
+            return compose()
+        calls = [
+            ToolCall(
+                tool="localize_finding",
+                arguments={"study_id": current.study_id, "finding": finding},
+                reason=f"show where the evidence for {finding} lies",
+            )
+            for finding in self._to_localize(view, classification)
+            if view.turn("localize_finding", current.study_id, finding=finding) is None
+            and not view.failed("localize_finding", current.study_id)
+        ]
+        return PlanDecision(action="call_tools", calls=calls) if calls else compose()
+
+    def _to_localize(self, view: PlannerView, classification: Evidence) -> list[str]:
+        rows = {row["name"]: row for row in classification.values.get("findings", [])}
+        named = [f for f in view.understanding.slots.findings if f in rows]
+        if view.understanding.intent == "localize" and named:
+            return named[:MAX_LOCALIZED_FINDINGS]
+        candidates = named or list(rows)
+        positive = [f for f in candidates if rows[f]["status"] in ("present", "uncertain")]
+        positive.sort(key=lambda f: -rows[f]["probability"])
+        return positive[:MAX_LOCALIZED_FINDINGS]
+
+    def _compare(self, view: PlannerView) -> PlanDecision:
+        current, priors = view.current(), view.priors()
+        assert current is not None
+        if not priors:
+            return compose("no prior study: never invent one")
+        if len(priors) > 1:
+            listing = "; ".join(
+                f"{p.label or p.study_id} ({p.acquired or 'date unknown'})" for p in priors
+            )
+            return PlanDecision(
+                action="clarify",
+                question=f"There are {len(priors)} prior studies in this session: {listing}. "
+                "Which one should I compare with?",
+            )
+        prior = priors[0]
+        if "compare_studies" in view.available_tools:
+            return self._once(view, "compare_studies", current, "temporal comparison",
+                              prior_id=prior.study_id)  # fmt: skip
+        for study in (current, prior):
+            if self._classification(view, study) is None and not view.failed(
+                "classify_findings", study.study_id
+            ):
+                return self._once(view, "classify_findings", study,
+                                  f"findings on the {study.role} study")  # fmt: skip
+        return compose()

@@ -1,0 +1,130 @@
+"""The agent as interfaces use it: sessions, studies, turns (blocking or streamed).
+
+One `Agent` per process: it loads the models and compiles the graph once. Sessions are LangGraph
+threads (thread id = session id) in the SQLite checkpointer, so a conversation survives a
+restart; a session's studies and evidence are reachable only through its own id.
+"""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+from collections.abc import Iterator
+from datetime import date
+from typing import Any, Literal
+
+from radpilot.agent.composer import Composer
+from radpilot.agent.graph import Runtime, build_graph
+from radpilot.agent.memory import open_checkpointer
+from radpilot.agent.planner import EmbeddedPlanner, Planner
+from radpilot.agent.state import AgentState, turn_reset
+from radpilot.agent.types import Answer, StudyRef, TraceEvent
+from radpilot.agent.understanding import IntentRecognizer
+from radpilot.agent.verifier import Verifier
+from radpilot.errors import RadpilotError
+from radpilot.settings import Settings
+from radpilot.tools.base import ToolContext
+from radpilot.tools.registry import ToolRegistry, default_registry
+
+MAX_QUESTION_CHARS = 4000
+
+
+class SessionNotFoundError(RadpilotError):
+    code = "unknown_session"
+
+
+def clean_question(text: str) -> str:
+    """Strip control characters; refuse empty or oversized questions."""
+    cleaned = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
+    cleaned = cleaned.strip()
+    if not cleaned:
+        raise RadpilotError("the question is empty", code="bad_question")
+    if len(cleaned) > MAX_QUESTION_CHARS:
+        raise RadpilotError(
+            f"the question is {len(cleaned)} characters long; the limit is {MAX_QUESTION_CHARS}",
+            code="bad_question",
+        )
+    return cleaned
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ToolRegistry | None = None,
+        planner: Planner | None = None,
+        max_steps: int = 4,
+    ) -> None:
+        from radpilot.knowledge.embedding import SentenceEmbedder
+
+        self.settings = settings
+        self.tools = ToolContext.create(settings)
+        recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
+        self.runtime = Runtime(
+            registry=registry or default_registry(),
+            tools=self.tools,
+            recognizer=recognizer,
+            planner=planner or EmbeddedPlanner(),
+            composer=Composer(),
+            verifier=Verifier(recognizer.vocabulary),
+            max_steps=max_steps,
+        )
+        self.graph = build_graph(self.runtime, open_checkpointer(settings.state_dir))
+
+    @staticmethod
+    def _config(session_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": session_id}}
+
+    def new_session(self) -> str:
+        session_id = "se_" + secrets.token_urlsafe(16)
+        self.graph.update_state(self._config(session_id), {"studies": []}, as_node="respond")
+        return session_id
+
+    def state(self, session_id: str) -> AgentState:
+        snapshot = self.graph.get_state(self._config(session_id))
+        if not snapshot.created_at:
+            raise SessionNotFoundError(f"unknown session {session_id!r}")
+        return AgentState.model_validate(snapshot.values)
+
+    def delete_session(self, session_id: str) -> None:
+        self.state(session_id)
+        self.graph.checkpointer.delete_thread(session_id)
+
+    def add_study(
+        self,
+        session_id: str,
+        data: bytes,
+        filename: str = "",
+        *,
+        role: Literal["current", "prior"] = "current",
+        acquired: date | None = None,
+    ) -> StudyRef:
+        """Ingest (de-identify, QC) a file into the session; raises `IngestError`."""
+        state = self.state(session_id)
+        study = self.tools.studies.ingest(data, filename)
+        ref = StudyRef(
+            study_id=study.id,
+            role=role,
+            acquired=acquired or study.acquired,
+            patient_key=study.patient_key,
+            label=f"{role} study {len([s for s in state.studies if s.role == role]) + 1}",
+        )
+        self.graph.update_state(
+            self._config(session_id), {"studies": [*state.studies, ref]}, as_node="respond"
+        )
+        return ref
+
+    def ask(self, session_id: str, question: str) -> Answer:
+        for _ in self.stream(session_id, question):
+            pass
+        answer = self.state(session_id).answer
+        assert answer is not None
+        return answer
+
+    def stream(self, session_id: str, question: str) -> Iterator[TraceEvent]:
+        """The turn's events as they happen; the last is `final` (the Answer)."""
+        self.state(session_id)
+        update = turn_reset(clean_question(question), "tr_" + secrets.token_urlsafe(12))
+        for chunk in self.graph.stream(update, self._config(session_id), stream_mode="custom"):
+            yield TraceEvent.model_validate(chunk)

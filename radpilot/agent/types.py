@@ -1,0 +1,116 @@
+"""The agent's public types: tool calls, plans, claims and the Answer contract.
+
+The Answer's JSON shape is a public contract (REST API, CLI `--json`, evaluations):
+`{claims: [{text, evidence, certainty}], evidence: [...], findings: [{name, probability,
+status, evidence}], recommendations: [{text, evidence}], limitations: [str], trace_id}`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from radpilot.tools.base import Evidence
+
+Certainty = Literal["likely", "possible", "unlikely", "stated"]
+Intent = Literal[
+    "detect_findings",
+    "ask_finding",
+    "localize",
+    "measure",
+    "compare_prior",
+    "guideline",
+    "explain",
+    "report",
+    "image_info",
+    "out_of_scope",
+]
+Laterality = Literal["left", "right", "bilateral"]
+
+
+class ToolCall(BaseModel):
+    tool: str
+    arguments: dict[str, Any]
+    reason: str = Field(description="Why the planner chose this call (shown in the trace).")
+
+
+class Slots(BaseModel):
+    """What the planner understood from the question besides its intent."""
+
+    findings: list[str] = Field(default_factory=list)
+    unsupported_findings: list[str] = Field(default_factory=list)
+    laterality: Laterality | None = None
+    mentions_prior: bool = False
+    report_format: Literal["md", "json", "fhir"] | None = None
+
+
+class Understanding(BaseModel):
+    intent: Intent
+    confidence: float
+    slots: Slots
+    method: str = Field(description="How the intent was recognised (embedding, rule, ...).")
+
+
+class PlanDecision(BaseModel):
+    """A planner's decision for one step: call tools, ask the user, or compose the answer."""
+
+    action: Literal["call_tools", "clarify", "compose"]
+    calls: list[ToolCall] = Field(default_factory=list)
+    question: str | None = None
+    planner: str = "embedded"
+    note: str = ""
+
+
+class StudyRef(BaseModel):
+    """A study attached to a session, and its role in the conversation."""
+
+    study_id: str
+    role: Literal["current", "prior"] = "current"
+    acquired: date | None = None
+    patient_key: str | None = None
+    label: str = ""
+
+
+class Claim(BaseModel):
+    text: str
+    evidence: list[str]
+    certainty: Certainty
+
+
+class FindingRow(BaseModel):
+    name: str
+    probability: float | None
+    status: str
+    evidence: list[str]
+
+
+class Recommendation(BaseModel):
+    text: str
+    evidence: list[str]
+
+
+class Answer(BaseModel):
+    claims: list[Claim] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    findings: list[FindingRow] = Field(default_factory=list)
+    recommendations: list[Recommendation] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=list)
+    clarification: str | None = None
+    trace_id: str = ""
+
+
+class Message(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+    answer: Answer | None = None
+
+
+class TraceEvent(BaseModel):
+    """One step of a turn as it is streamed and recorded."""
+
+    kind: Literal[
+        "understand", "plan", "tool_start", "tool_end", "claim", "verify", "final", "error"
+    ]
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,183 @@
+"""The grounding verifier: every claim is checked against the evidence it cites.
+
+Checks: cited evidence exists in this session's ledger; every number in the text equals a
+value of the cited evidence at the precision written; every finding named is in the cited
+evidence, with the same direction (likely / possible / unlikely); left or right only when a
+cited localization says so; a prior study only when a cited result comes from a prior of this
+session; guideline language only with cited guideline evidence. Fixed statements (`stated`)
+pass only verbatim. Unsupported claims are removed and counted; the answer says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from radpilot.agent.composer import CERTAINTY, stated_texts
+from radpilot.agent.types import Answer, Claim, StudyRef
+from radpilot.agent.understanding import Vocabulary
+from radpilot.tools.base import Evidence
+
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.]|\.\d)")
+_ABSENT = re.compile(r"\b(unlikely|absent|no evidence|not present|ruled out)\b", re.I)
+_UNCERTAIN = re.compile(r"\b(possible|uncertain|equivocal)\b", re.I)
+_PRESENT = re.compile(r"\b(likely|present|definite|confirmed|there is)\b", re.I)
+_SIDE = re.compile(r"\b(left|right)\b", re.I)
+_PRIOR = re.compile(r"\b(prior|previous|earlier study|last (week|month|year)|old film)\b", re.I)
+_GUIDELINE = re.compile(r"\b(guideline|recommend\w*|BTS|Fleischner|ATS|IDSA|ESC|NICE)\b")
+REMOVED_NOTICE = (
+    "{count} statement(s) were removed because the evidence they cite does not support them."
+)
+
+
+class Rejection(BaseModel):
+    text: str
+    reason: str
+
+
+class VerificationReport(BaseModel):
+    checked: int
+    removed: list[Rejection]
+
+
+def numbers_in(value: Any) -> Iterator[float]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        yield float(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from numbers_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from numbers_in(item)
+
+
+def _matches(written: str, values: list[float]) -> bool:
+    decimals = len(written.split(".")[1]) if "." in written else 0
+    target = float(written)
+    return any(abs(round(v, decimals) - target) < 10 ** (-decimals) / 2 for v in values)
+
+
+def direction_of(text: str) -> str | None:
+    if _ABSENT.search(text):
+        return "absent"
+    if _UNCERTAIN.search(text):
+        return "uncertain"
+    if _PRESENT.search(text):
+        return "present"
+    return None
+
+
+def _statuses(evidence: list[Evidence]) -> dict[str, str]:
+    statuses: dict[str, str] = {}
+    for item in evidence:
+        for row in item.values.get("findings", []):
+            if isinstance(row, dict) and "name" in row and "status" in row:
+                statuses[row["name"]] = row["status"]
+    return statuses
+
+
+def _named(evidence: list[Evidence]) -> set[str]:
+    names = set(_statuses(evidence))
+    names.update(str(e.values["finding"]) for e in evidence if "finding" in e.values)
+    return names
+
+
+class Verifier:
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
+        self.stated = stated_texts()
+
+    def verify(
+        self, answer: Answer, ledger: dict[str, Evidence], studies: list[StudyRef]
+    ) -> tuple[Answer, VerificationReport]:
+        kept: list[Claim] = []
+        removed: list[Rejection] = []
+        for claim in answer.claims:
+            reason = self.check(claim, ledger, studies)
+            if reason is None:
+                kept.append(claim)
+            else:
+                removed.append(Rejection(text=claim.text, reason=reason))
+        recommendations = [
+            r for r in answer.recommendations
+            if r.evidence and all(ledger.get(i) and ledger[i].kind == "guideline"
+                                  for i in r.evidence)
+        ]  # fmt: skip
+        removed += [Rejection(text=r.text, reason="recommendation without guideline evidence")
+                    for r in answer.recommendations if r not in recommendations]  # fmt: skip
+        findings = [row for row in answer.findings if self._row_supported(row, ledger)]
+        limitations = list(answer.limitations)
+        if removed:
+            limitations.insert(0, REMOVED_NOTICE.format(count=len(removed)))
+        verified = answer.model_copy(
+            update={
+                "claims": kept,
+                "recommendations": recommendations,
+                "findings": findings,
+                "limitations": limitations,
+            }  # fmt: skip
+        )
+        report = VerificationReport(checked=len(answer.claims), removed=removed)
+        return verified, report
+
+    def check(
+        self, claim: Claim, ledger: dict[str, Evidence], studies: list[StudyRef]
+    ) -> str | None:
+        """None when the claim is supported, else why not."""
+        if claim.certainty == "stated":
+            if claim.text in self.stated and not claim.evidence:
+                return None
+            if not claim.evidence:
+                return "uncited statement that is not one of the fixed statements"
+        if not claim.evidence:
+            return "cites no evidence"
+        missing = [i for i in claim.evidence if i not in ledger]
+        if missing:
+            return f"cites evidence not in this session: {', '.join(missing)}"
+        cited = [ledger[i] for i in claim.evidence]
+        text = claim.text.split(" — from ")[0]  # an explanation's provenance tail is not a claim
+        values = [v for e in cited for v in numbers_in(e.values)]
+        for written in _NUMBER.findall(text):
+            if not _matches(written, values):
+                return f"number {written} is not in the cited evidence"
+        named = self.vocabulary.findings_in(text)
+        known = _named(cited)
+        for finding in named:
+            if finding not in known:
+                return f"{finding} is not in the cited evidence"
+        statuses = _statuses(cited)
+        direction = direction_of(text)
+        if len(named) == 1 and named[0] in statuses and direction is not None:
+            if direction != statuses[named[0]]:
+                return f"says {direction} but the evidence says {statuses[named[0]]}"
+            if claim.certainty != CERTAINTY[statuses[named[0]]]:
+                return f"certainty {claim.certainty} does not match the evidence"
+        sides = {m.lower() for m in _SIDE.findall(text)}
+        if sides:
+            found = {r.get("side") for e in cited for r in e.values.get("regions", [])}
+            if not sides <= found:
+                return f"laterality ({', '.join(sorted(sides))}) not supported by a localization"
+        if _PRIOR.search(text):
+            priors = {s.study_id for s in studies if s.role == "prior"}
+            if not any(e.kind == "comparison" or e.inputs.get("study_id") in priors
+                       for e in cited):  # fmt: skip
+                return "mentions a prior study that no cited evidence comes from"
+        if _GUIDELINE.search(text) and not any(e.kind == "guideline" for e in cited):
+            return "guideline statement without cited guideline evidence"
+        return None
+
+    def _row_supported(self, row: Any, ledger: dict[str, Evidence]) -> bool:
+        for evidence_id in row.evidence:
+            evidence = ledger.get(evidence_id)
+            if evidence is None:
+                return False
+            for item in evidence.values.get("findings", []):
+                if item.get("name") == row.name:
+                    return bool(item.get("probability") == row.probability
+                                and item.get("status") == row.status)  # fmt: skip
+        return False

