@@ -31,8 +31,12 @@ def templates() -> dict[str, Any]:
 
 
 def stated_texts() -> set[str]:
+    """Every fixed sentence the composer may write without citing evidence."""
     text = templates()
-    return {text[key] for key in STATED_KEYS}
+    unsupported: list[str] = prompts.load("findings")["_unsupported"]
+    return {text[key] for key in STATED_KEYS} | {
+        text["not_assessed"].format(finding=phrase) for phrase in unsupported
+    }
 
 
 def zone(y_centre: float, height: int) -> str:
@@ -72,6 +76,8 @@ class Composer:
                     reason=failure.message, tool=failure.tool, message=failure.message
                 )  # fmt: skip
             )
+        if view.understanding.ignored:
+            answer.limitations.append(self.text["ignored_instructions"])
         self._limitations(answer, turn)
         return answer
 
@@ -87,6 +93,15 @@ class Composer:
     def _findings(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
         current = view.current()
         assert current is not None
+        slots = view.understanding.slots
+        for phrase in slots.unsupported_findings:
+            answer.claims.append(
+                Claim(
+                    text=self.text["not_assessed"].format(finding=phrase),
+                    evidence=[],
+                    certainty="stated",
+                )  # fmt: skip
+            )
         classification = next(
             (e for e in turn if e.tool == "classify_findings"
              and e.inputs.get("study_id") == current.study_id), None,
@@ -99,7 +114,6 @@ class Composer:
                        evidence=[classification.id])
             for r in rows
         ]  # fmt: skip
-        slots = view.understanding.slots
         if view.understanding.intent in ("ask_finding", "localize") and slots.findings:
             chosen = [r for r in rows if r["name"] in slots.findings]
         else:
@@ -114,8 +128,6 @@ class Composer:
                     )  # fmt: skip
                 )
         answer.claims.extend(self._finding_claim(row, classification) for row in chosen)
-        for phrase in slots.unsupported_findings:
-            answer.limitations.append(self.text["not_assessed"].format(finding=phrase))
         for evidence in turn:
             if evidence.tool == "localize_finding" and evidence.values.get("regions"):
                 answer.claims.append(self._location_claim(evidence))

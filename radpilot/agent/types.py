@@ -51,6 +51,9 @@ class Understanding(BaseModel):
     confidence: float
     slots: Slots
     method: str = Field(description="How the intent was recognised (embedding, rule, ...).")
+    ignored: list[str] = Field(
+        default_factory=list, description="Instruction-like sentences removed from the question."
+    )
 
 
 class PlanDecision(BaseModel):

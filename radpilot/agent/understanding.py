@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from radpilot import prompts
+from radpilot.agent.injection import split_instructions
 from radpilot.agent.types import Intent, Slots, Understanding
 
 if TYPE_CHECKING:
@@ -106,6 +107,12 @@ class IntentRecognizer:
         return self.embedder.embed(self._texts)
 
     def understand(self, question: str) -> Understanding:
+        question, ignored = split_instructions(question)
+        if not question:
+            return Understanding(
+                intent="out_of_scope", confidence=1.0, slots=Slots(),
+                method="only instructions to the system, no question", ignored=ignored,
+            )  # fmt: skip
         slots = extract_slots(question, self.vocabulary)
         scores = self._exemplar_vectors @ self.embedder.embed([question])[0]
         by_intent: dict[str, float] = {}
@@ -119,6 +126,7 @@ class IntentRecognizer:
             confidence=round(confidence, 3),
             slots=slots,
             method=f"embedding ({intent} {confidence:.2f})" + (f"; rule: {rule}" if rule else ""),
+            ignored=ignored,
         )
 
 

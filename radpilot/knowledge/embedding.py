@@ -40,6 +40,9 @@ class SentenceEmbedder:
     def __init__(self, weights_dir: Path) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no progress bars on a user's terminal or in logs
 
         folder = extracted_model_dir(weights_dir)
         self.tokenizer: Any = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

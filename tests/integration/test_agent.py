@@ -2,6 +2,7 @@
 prompt injection and streaming."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,7 +180,7 @@ def test_a_session_survives_a_restart(tmp_path: Path, data_dir: Path) -> None:
     )  # fmt: skip
     first = run(str(image), "What do you see?", "--json")
     assert first.returncode == 0, first.stderr
-    session = first.stderr.split()[1]
+    session = re.search(r"session (se_\S+)", first.stderr).group(1)  # type: ignore[union-attr]
     second = run("Why did you say that?", "--session", session, "--json")
     assert second.returncode == 0, second.stderr
     answer = json.loads(second.stdout)
