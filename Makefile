@@ -42,3 +42,4 @@ integration: install
 
 bench: install
 	$(BIN)/python bench/bench_classifier.py
+	$(BIN)/python bench/bench_agent.py

@@ -10,20 +10,13 @@ their throughputs (target >= 0.9; warm tool latency target < 150 ms on 2 CPU cor
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from common import dev_images, percentile, write_results
 
 
 def main() -> int:
@@ -37,13 +30,11 @@ def main() -> int:
     from radpilot.tools.base import ToolContext
     from radpilot.tools.registry import default_registry
 
-    settings = Settings()
-    if settings.data is None:
-        print("no development data (RADPILOT_DATA): cannot benchmark on real images")
+    paths = dev_images(args.images)
+    if paths is None:
         return 2
-    paths = sorted((settings.data / "nih" / "images").glob("*.png"))[: args.images]
     with tempfile.TemporaryDirectory() as scratch:
-        ctx = ToolContext.create(settings, root=Path(scratch))
+        ctx = ToolContext.create(Settings(), root=Path(scratch))
         registry = default_registry()
         studies = [ctx.studies.ingest_file(path).id for path in paths]
         model = ctx.models.findings_model()
@@ -70,9 +61,7 @@ def main() -> int:
         "bare_p95_ms": round(percentile(bare_ms, 0.95), 1),
         "throughput_ratio_tool_vs_bare": round(sum(bare_ms) / sum(tool_ms), 3),
     }
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "classifier.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results("classifier", result)
     print("| metric | value |\n|---|---|")
     for key, value in result.items():
         print(f"| {key} | {value} |")

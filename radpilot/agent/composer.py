@@ -203,8 +203,5 @@ class Composer:
             for item in evidence.values.get("limitations", []):
                 if item not in answer.limitations:
                     answer.limitations.append(item)
-            starter = any(m.name == "starter-classifier" for m in evidence.models)
-            if starter and self.text["starter_model"] not in answer.limitations:
-                answer.limitations.append(self.text["starter_model"])
         if self.text["decision_support"] not in answer.limitations:
             answer.limitations.append(self.text["decision_support"])

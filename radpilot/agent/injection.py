@@ -24,8 +24,9 @@ _INSTRUCTION = re.compile(
 
 def split_instructions(question: str) -> tuple[str, list[str]]:
     """(the question without instruction-like sentences, the sentences removed)."""
-    kept, removed = [], []
+    kept: list[str] = []
+    removed: list[str] = []
     for sentence in _SENTENCE.findall(question):
         (removed if _INSTRUCTION.search(sentence) else kept).append(sentence.strip())
     cleaned = " ".join(s for s in kept if s)
-    return (cleaned or question if not removed else cleaned), removed
+    return (cleaned if removed else question), removed

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from radpilot.errors import RadpilotError
-from radpilot.tools.base import ModelCard, ModelIdentity, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import (
+    InputT,
+    ModelCard,
+    ModelIdentity,
+    OutputT,
+    Tool,
+    ToolContext,
+    ToolInput,
+    ToolOutput,
+)
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import bundled_card
+
+if TYPE_CHECKING:
+    from radpilot.tools.models.findings import FindingsModel
 
 Status = Literal["present", "absent", "uncertain"]
 # A probability within this many logits of the threshold is "uncertain" (about +-10
@@ -29,6 +42,13 @@ class FindingProbability(BaseModel):
     status: Status
 
 
+def known_findings(names: list[str]) -> list[str]:
+    unknown = [name for name in names if name not in NIH_FINDINGS]
+    if unknown:
+        raise ValueError(f"unknown finding(s) {unknown}; known: {', '.join(NIH_FINDINGS)}")
+    return names
+
+
 class ClassifyInput(ToolInput):
     study_id: str
     findings: list[str] | None = Field(
@@ -38,10 +58,7 @@ class ClassifyInput(ToolInput):
     @field_validator("findings")
     @classmethod
     def _known_findings(cls, value: list[str] | None) -> list[str] | None:
-        unknown = [f for f in value or [] if f not in NIH_FINDINGS]
-        if unknown:
-            raise ValueError(f"unknown finding(s) {unknown}; known: {', '.join(NIH_FINDINGS)}")
-        return value
+        return None if value is None else known_findings(value)
 
 
 class ClassifyOutput(ToolOutput):
@@ -70,7 +87,21 @@ def require_analysable(study: Study) -> None:
         raise RadpilotError(f"this image cannot be analysed: {reasons}", code="qc_refused")
 
 
-class ClassifyFindingsTool(Tool[ClassifyInput, ClassifyOutput]):
+class FindingsModelTool(Tool[InputT, OutputT]):
+    """A tool that interprets one study with the installed findings model."""
+
+    def cards(self) -> list[ModelCard]:
+        return [bundled_card("starter-classifier")]
+
+    @staticmethod
+    def analysable(ctx: ToolContext, study_id: str) -> tuple[Study, FindingsModel, np.ndarray]:
+        """The study (refused if QC refused it), the findings model and the pixels."""
+        study = ctx.studies.get(study_id)
+        require_analysable(study)
+        return study, ctx.models.findings_model(), ctx.studies.pixels(study.id)
+
+
+class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
     name = "classify_findings"
     description = (
         "Estimate, for a frontal chest radiograph, the probability of each of 14 findings "
@@ -81,14 +112,9 @@ class ClassifyFindingsTool(Tool[ClassifyInput, ClassifyOutput]):
     Input = ClassifyInput
     Output = ClassifyOutput
 
-    def cards(self) -> list[ModelCard]:
-        return [bundled_card("starter-classifier")]
-
     def run(self, inp: ClassifyInput, ctx: ToolContext) -> ClassifyOutput:
-        study = ctx.studies.get(inp.study_id)
-        require_analysable(study)
-        model = ctx.models.findings_model()
-        probabilities = model.predict([ctx.studies.pixels(study.id)])[0]
+        study, model, pixels = self.analysable(ctx, inp.study_id)
+        probabilities = model.predict([pixels])[0]
         wanted = inp.findings or list(NIH_FINDINGS)
         not_covered = [f for f in wanted if f not in model.covered]
         results = []

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from pydantic import Field
 
 from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
-from radpilot.tools.imaging import SourceFormat, View
+from radpilot.tools.imaging import StudyFacts
 from radpilot.tools.qc import QCIssue
 
 
@@ -15,16 +13,8 @@ class ImageInfoInput(ToolInput):
     study_id: str = Field(description="Id of an ingested study.")
 
 
-class ImageInfoOutput(ToolOutput):
+class ImageInfoOutput(ToolOutput, StudyFacts):
     study_id: str
-    source_format: SourceFormat
-    modality: str
-    view: View
-    width: int
-    height: int
-    bits_stored: int
-    spacing_mm: tuple[float, float] | None
-    acquired: date | None = Field(description="Acquisition date, shifted by de-identification.")
     qc_ok: bool = Field(description="False when interpreting tools will refuse this image.")
     qc_issues: list[QCIssue]
 
@@ -44,15 +34,8 @@ class ImageInfoTool(Tool[ImageInfoInput, ImageInfoOutput]):
     def run(self, inp: ImageInfoInput, ctx: ToolContext) -> ImageInfoOutput:
         study = ctx.studies.get(inp.study_id)
         return ImageInfoOutput(
+            **study.model_dump(include=set(StudyFacts.model_fields)),
             study_id=study.id,
-            source_format=study.source_format,
-            modality=study.modality,
-            view=study.view,
-            width=study.width,
-            height=study.height,
-            bits_stored=study.bits_stored,
-            spacing_mm=study.spacing_mm,
-            acquired=study.acquired,
             qc_ok=study.qc.ok,
             qc_issues=study.qc.issues,
             limitations=study.qc.limitations,

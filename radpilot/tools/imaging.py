@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from radpilot.errors import IngestError
 from radpilot.tools.qc import QCResult
@@ -29,11 +31,9 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-class Study(BaseModel):
-    """One ingested, de-identified radiograph."""
+class StudyFacts(BaseModel):
+    """What is known about an image before any model looks at it."""
 
-    id: str
-    pixel_ref: str
     source_format: SourceFormat
     modality: str
     view: View
@@ -41,7 +41,16 @@ class Study(BaseModel):
     height: int
     bits_stored: int
     spacing_mm: tuple[float, float] | None = None
-    acquired: date | None = None
+    acquired: date | None = Field(
+        default=None, description="Acquisition date, shifted by de-identification."
+    )
+
+
+class Study(StudyFacts):
+    """One ingested, de-identified radiograph."""
+
+    id: str
+    pixel_ref: str
     patient_key: str | None = None
     qc: QCResult
 
@@ -97,8 +106,9 @@ def decode_image(
     return _decode_raster(data, source_format, max_pixels)
 
 
-def _decode_raster(data: bytes, source_format: SourceFormat, max_pixels: int) -> DecodedImage:
-    from PIL import Image, ImageOps
+def _open_raster(data: bytes, source_format: SourceFormat, max_pixels: int) -> Any:
+    """Open a PNG/JPEG and check its size from the header alone, before decoding pixels."""
+    from PIL import Image
 
     try:
         image = Image.open(io.BytesIO(data))
@@ -114,14 +124,17 @@ def _decode_raster(data: bytes, source_format: SourceFormat, max_pixels: int) ->
             f"cannot read this {source_format.upper()} file: the header is corrupt",
             code="corrupt_image",
         ) from error
-    width, height = image.size
-    check_pixel_count(width, height, max_pixels)
-    notes = []
-    if getattr(image, "n_frames", 1) > 1:
-        notes.append("animated image: only the first frame was analysed")
+    check_pixel_count(*image.size, max_pixels)
+    return image
+
+
+@contextmanager
+def _decoding(source_format: SourceFormat) -> Iterator[None]:
+    """Turn Pillow's decoding failures into one clear error."""
+    from PIL import Image
+
     try:
-        image.seek(0)
-        pixels, colourfulness, bits = _raster_to_grey(ImageOps.exif_transpose(image))
+        yield
     except Image.DecompressionBombError as error:
         raise IngestError(str(error), code="image_too_large") from error
     except (OSError, ValueError, SyntaxError) as error:
@@ -130,6 +143,18 @@ def _decode_raster(data: bytes, source_format: SourceFormat, max_pixels: int) ->
             "or corrupt",
             code="corrupt_image",
         ) from error
+
+
+def _decode_raster(data: bytes, source_format: SourceFormat, max_pixels: int) -> DecodedImage:
+    from PIL import ImageOps
+
+    image = _open_raster(data, source_format, max_pixels)
+    notes = []
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append("animated image: only the first frame was analysed")
+    with _decoding(source_format):
+        image.seek(0)
+        pixels, colourfulness, bits = _raster_to_grey(ImageOps.exif_transpose(image))
     return DecodedImage(
         pixels=pixels,
         source_format=source_format,
@@ -217,16 +242,9 @@ def strip_raster_metadata(data: bytes, *, max_megapixels: float) -> bytes:
     source_format = sniff_format(data)
     if source_format == "dicom":
         raise IngestError("this is a DICOM file, not a PNG or JPEG", code="unsupported_format")
-    image = Image.open(io.BytesIO(data))
-    check_pixel_count(*image.size, int(max_megapixels * 1_000_000))
-    try:
+    image = _open_raster(data, source_format, int(max_megapixels * 1_000_000))
+    with _decoding(source_format):
         clean = Image.fromarray(np.asarray(image))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise IngestError(
-            f"cannot decode this {source_format.upper()} file: the image data is truncated "
-            "or corrupt",
-            code="corrupt_image",
-        ) from error
     buffer = io.BytesIO()
     clean.save(buffer, format="PNG")
     return buffer.getvalue()

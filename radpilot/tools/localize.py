@@ -10,14 +10,18 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from radpilot.errors import RadpilotError
-from radpilot.tools.base import ModelCard, ModelIdentity, Tool, ToolContext, ToolInput, ToolOutput
-from radpilot.tools.classify import DECISION_SUPPORT, require_analysable, status_of
+from radpilot.tools.base import ModelIdentity, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import (
+    DECISION_SUPPORT,
+    FindingsModelTool,
+    known_findings,
+    status_of,
+)
 from radpilot.tools.imaging import square_crop_box
 from radpilot.tools.models.labels import NIH_FINDINGS
-from radpilot.tools.models.store import bundled_card
 
 HEAT_FRACTION = 0.5  # region = heat above this fraction of the peak
 MIN_REGION_FRACTION = 0.005  # regions smaller than this share of the image are noise
@@ -34,6 +38,11 @@ class Region(BaseModel):
 class LocalizeInput(ToolInput):
     study_id: str
     finding: str = Field(description=f"One of {', '.join(NIH_FINDINGS)}")
+
+    @field_validator("finding")
+    @classmethod
+    def _known_finding(cls, value: str) -> str:
+        return known_findings([value])[0]
 
 
 class LocalizeOutput(ToolOutput):
@@ -127,7 +136,7 @@ def heatmap_on_original(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarr
     return full
 
 
-class LocalizeFindingTool(Tool[LocalizeInput, LocalizeOutput]):
+class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
     name = "localize_finding"
     description = (
         "Show where the evidence for one finding lies on a frontal chest radiograph: boxes "
@@ -138,21 +147,10 @@ class LocalizeFindingTool(Tool[LocalizeInput, LocalizeOutput]):
     Input = LocalizeInput
     Output = LocalizeOutput
 
-    def cards(self) -> list[ModelCard]:
-        return [bundled_card("starter-classifier")]
-
     def run(self, inp: LocalizeInput, ctx: ToolContext) -> LocalizeOutput:
-        if inp.finding not in NIH_FINDINGS:
-            raise RadpilotError(
-                f"unknown finding {inp.finding!r}; known: {', '.join(NIH_FINDINGS)}",
-                code="bad_arguments",
-            )
-        study = ctx.studies.get(inp.study_id)
-        require_analysable(study)
-        model = ctx.models.findings_model()
+        study, model, pixels = self.analysable(ctx, inp.study_id)
         if inp.finding not in model.covered:
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
-        pixels = ctx.studies.pixels(study.id)
         probability = float(model.predict([pixels])[0][NIH_FINDINGS.index(inp.finding)])
         heatmap = model.attribution(pixels, inp.finding)
         top, left, side = square_crop_box(*pixels.shape)

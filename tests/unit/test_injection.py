@@ -20,8 +20,13 @@ def test_instruction_sentences_are_removed(hostile: str) -> None:
 
 
 def test_ordinary_questions_are_untouched() -> None:
-    for question in ["Is there an effusion?", "Compare with the prior film.",
-                     "What do the guidelines say about follow-up?", "Why did you say that?"]:  # fmt: skip
+    questions = [
+        "Is there an effusion?",
+        "Compare with the prior film.",
+        "What do the guidelines say about follow-up?",
+        "Why did you say that?",
+    ]
+    for question in questions:
         assert split_instructions(question) == (question, [])
 
 

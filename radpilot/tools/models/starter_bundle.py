@@ -22,7 +22,6 @@ LIMITATIONS = [
     "Edema) have few positives and unreliable scores.",
     "Frontal (PA/AP) adult radiographs only; not validated on lateral, paediatric or "
     "post-processed images.",
-    "Decision support, not a diagnosis.",
 ]
 DATA_LICENCE = (
     "NIH ChestX-ray14 images and labels: NIH Clinical Center, unrestricted use; cite Wang et "

@@ -1,0 +1,73 @@
+"""Agent turn latency and overhead, measured side by side in one run.
+
+For each question, on fresh sessions (so tools really run), prints the warm turn latency
+p50/p95 and the agent overhead: turn wall time divided by the sum of its tools' own compute
+time (targets: overhead <= 1.10; p50 <= 1.5 s for single-finding questions on 2 CPU cores).
+
+    python bench/bench_agent.py [--images 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import dev_images, percentile, write_results
+
+QUESTIONS = {
+    "ask_finding": "Is there an effusion?",
+    "detect_findings": "What do you see?",
+    "compare_prior (no prior)": "Any change since the prior film?",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=15)
+    args = parser.parse_args()
+
+    from radpilot.agent.service import Agent
+    from radpilot.settings import Settings
+
+    paths = dev_images(args.images)
+    if paths is None:
+        return 2
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        agent = Agent(Settings(state_dir=Path(scratch)))
+        warm = agent.new_session()
+        agent.add_study(warm, paths[0].read_bytes(), paths[0].name)
+        agent.ask(warm, "What do you see?")  # load models, compile, warm caches
+        for intent, question in QUESTIONS.items():
+            walls, tool_times = [], []
+            for path in paths:
+                session = agent.new_session()
+                agent.add_study(session, path.read_bytes(), path.name)
+                started = time.perf_counter()
+                events = list(agent.stream(session, question))
+                walls.append((time.perf_counter() - started) * 1000)
+                tool_times.append(sum(e.data.get("elapsed_ms", 0.0) for e in events
+                                      if e.kind == "tool_end"))  # fmt: skip
+            tools_total = sum(tool_times)
+            results[intent] = {
+                "question": question,
+                "turns": len(walls),
+                "p50_ms": round(statistics.median(walls), 1),
+                "p95_ms": round(percentile(walls, 0.95), 1),
+                "tools_p50_ms": round(statistics.median(tool_times), 1),
+                "overhead_ratio": round(sum(walls) / tools_total, 3) if tools_total else None,
+            }
+    write_results("agent", results)
+    print("| intent | p50 ms | p95 ms | tools p50 ms | wall / tools |\n|---|---|---|---|---|")
+    for intent, r in results.items():
+        print(f"| {intent} | {r['p50_ms']} | {r['p95_ms']} | {r['tools_p50_ms']} | "
+              f"{r['overhead_ratio']} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
