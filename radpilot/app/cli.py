@@ -62,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from radpilot.app.cli_agent import add_agent_commands
     from radpilot.app.cli_models import add_models_commands
+    from radpilot.app.cli_server import add_server_commands
 
     add_agent_commands(commands)
     add_models_commands(commands)
+    add_server_commands(commands)
     return parser
 
 

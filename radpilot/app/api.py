@@ -1,0 +1,345 @@
+"""The REST API (FastAPI, `/v1`): sessions, studies, messages (JSON or SSE), reports,
+artefacts, tools, health, readiness and Prometheus metrics.
+
+Every client mistake is a 4xx with `{error: {code, message}}`; a tool failure inside a turn is
+a limitation of the answer, never a 5xx. The agent loads in the background so the server
+answers at once; `/readyz` says when it can take questions.
+
+(No `from __future__ import annotations` here: FastAPI must see the real `Annotated`
+dependency types of the routes, which are defined inside `create_app`.)
+"""
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from radpilot import __version__
+from radpilot.agent.types import Answer
+from radpilot.app.keys import KeyStore
+from radpilot.app.ownership import Ownership
+from radpilot.app.schemas import (
+    ErrorBody,
+    Health,
+    MessageRequest,
+    Readiness,
+    SessionCreated,
+    SessionView,
+    StudyUploaded,
+    ToolsList,
+)
+from radpilot.errors import RadpilotError
+from radpilot.settings import Settings
+
+LOCAL_OWNER = "local"
+STATUS_BY_CODE = {
+    "unknown_session": 404, "unknown_study": 404, "unknown_artefact": 404, "not_found": 404,
+    "image_too_large": 413, "upload_too_large": 413, "unauthorized": 401,
+    "rate_limited": 429, "starting": 503, "no_answer": 409,
+}  # fmt: skip
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503)
+}
+
+
+class ApiError(RadpilotError):
+    pass
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    body = ErrorBody.model_validate({"error": {"code": code, "message": message}})
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("radpilot_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)  # fmt: skip
+        self.latency = Histogram("radpilot_request_seconds", "HTTP request latency",
+                                 ["route"], registry=self.registry)  # fmt: skip
+        self.tool_seconds = Histogram("radpilot_tool_seconds", "Tool compute time",
+                                      ["tool"], registry=self.registry)  # fmt: skip
+        self.errors = Counter("radpilot_errors_total", "Error responses by code",
+                              ["code"], registry=self.registry)  # fmt: skip
+
+
+class RateLimiter:
+    """At most `per_minute` requests per key in any sliding minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen[key]
+            while seen and now - seen[0] > 60:
+                seen.popleft()
+            if len(seen) >= self.per_minute:
+                return False
+            seen.append(now)
+            return True
+
+
+class AgentHolder:
+    """Loads the agent in a background thread; routes wait for nothing."""
+
+    def __init__(self, settings: Settings, agent: Any = None) -> None:
+        self.settings = settings
+        self.agent = agent
+        self.failure: str | None = None
+        if agent is None:
+            threading.Thread(target=self._load, name="agent-loader", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            from radpilot.agent.service import Agent
+
+            self.agent = Agent(self.settings)
+            self.agent.tools.models.findings_model()  # load the classifier now, not on turn 1
+        except Exception as error:  # reported by /readyz, never raised into a request
+            self.failure = f"{type(error).__name__}: {error}"
+
+    def get(self) -> Any:
+        if self.agent is None:
+            raise ApiError("radpilot is starting; retry shortly (see /readyz)", code="starting")
+        return self.agent
+
+
+def create_app(
+    settings: Settings,
+    *,
+    agent: Any = None,
+    upload_limit_mb: float = 50.0,
+    requests_per_minute: int = 600,
+) -> FastAPI:
+    app = FastAPI(
+        title="radpilot",
+        version=__version__,
+        description="Evidence-grounded assistant for chest radiographs. Decision support, "
+        "not a diagnosis: a clinician must confirm every finding.",
+    )
+    holder = AgentHolder(settings, agent)
+    keys = KeyStore(settings.state_dir)
+    owners = Ownership(settings.state_dir)
+    metrics = Metrics()
+    limiter = RateLimiter(requests_per_minute)
+    upload_limit = int(upload_limit_mb * 1024 * 1024)
+
+    @app.exception_handler(RadpilotError)
+    def _radpilot_error(request: Request, error: RadpilotError) -> JSONResponse:
+        metrics.errors.labels(error.code).inc()
+        return _error(STATUS_BY_CODE.get(error.code, 400), error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+        )
+        metrics.errors.labels("invalid_request").inc()
+        return _error(422, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        metrics.errors.labels(code).inc()
+        return _error(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        metrics.errors.labels("internal_error").inc()
+        return _error(500, "internal_error", "internal error; it has been logged")
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    def caller(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not keys.names():
+            return LOCAL_OWNER
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        name = keys.identify(token) if token else None
+        if name is None:
+            raise ApiError("a valid API key is required: Authorization: Bearer <key>",
+                           code="unauthorized")  # fmt: skip
+        if not limiter.allow(name):
+            raise ApiError("rate limit exceeded; slow down", code="rate_limited")
+        return name
+
+    Caller = Annotated[str, Depends(caller)]
+
+    def owned_session(session_id: str, owner: str) -> str:
+        if not owners.owns_session(owner, session_id):
+            raise ApiError(f"unknown session {session_id!r}", code="unknown_session")
+        return session_id
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        return (
+            "<!doctype html><title>radpilot</title><h1>radpilot</h1>"
+            "<p><strong>Decision support, not a diagnosis.</strong></p>"
+            "<p>REST API: <a href='/docs'>/docs</a>. The chat UI is not built yet.</p>"
+        )
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health()
+
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+    def readyz() -> Any:
+        if holder.agent is not None:
+            return Readiness(ready=True, detail="models loaded")
+        detail = holder.failure or "loading models"
+        return JSONResponse(
+            status_code=503, content=Readiness(ready=False, detail=detail).model_dump()
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/tools", response_model=ToolsList, responses=ERROR_RESPONSES)
+    def tools(owner: Caller) -> ToolsList:
+        from radpilot.tools.registry import default_registry
+
+        return ToolsList(tools=[s.model_dump(mode="json") for s in default_registry().specs()])
+
+    @app.post("/v1/sessions", status_code=201, response_model=SessionCreated,
+              responses=ERROR_RESPONSES)  # fmt: skip
+    def create_session(owner: Caller) -> SessionCreated:
+        session_id = holder.get().new_session()
+        owners.add_session(session_id, owner)
+        return SessionCreated(session_id=session_id)
+
+    @app.get("/v1/sessions/{session_id}", response_model=SessionView, responses=ERROR_RESPONSES)
+    def get_session(session_id: str, owner: Caller) -> SessionView:
+        state = holder.get().state(owned_session(session_id, owner))
+        return SessionView(session_id=session_id, messages=state.messages,
+                           studies=state.studies, evidence=state.evidence)  # fmt: skip
+
+    @app.delete("/v1/sessions/{session_id}", status_code=204, responses=ERROR_RESPONSES)
+    def delete_session(session_id: str, owner: Caller) -> Response:
+        holder.get().delete_session(owned_session(session_id, owner))
+        owners.remove_session(session_id)
+        return Response(status_code=204)
+
+    @app.post("/v1/sessions/{session_id}/studies", status_code=201,
+              response_model=StudyUploaded, responses=ERROR_RESPONSES)  # fmt: skip
+    def upload_study(
+        session_id: str,
+        owner: Caller,
+        file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
+        role: Annotated[Literal["current", "prior"], Form()] = "current",
+        acquired: Annotated[date | None, Form()] = None,
+    ) -> StudyUploaded:
+        owned_session(session_id, owner)
+        data = file.file.read(upload_limit + 1)
+        if len(data) > upload_limit:
+            raise ApiError(f"upload over the {upload_limit_mb:g} MB limit",
+                           code="upload_too_large")  # fmt: skip
+        agent = holder.get()
+        ref = agent.add_study(session_id, data, file.filename or "", role=role, acquired=acquired)
+        study = agent.tools.studies.get(ref.study_id)
+        return StudyUploaded(study_id=ref.study_id, role=ref.role, qc_ok=study.qc.ok,
+                             qc=study.qc.issues)  # fmt: skip
+
+    streamed: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+
+    @app.post("/v1/sessions/{session_id}/messages", response_model=Answer,
+              responses={**ERROR_RESPONSES, **streamed})  # fmt: skip
+    def post_message(
+        session_id: str,
+        body: MessageRequest,
+        owner: Caller,
+        accept: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        agent = holder.get()
+        state = agent.state(owned_session(session_id, owner))
+        known = {s.study_id for s in state.studies}
+        if any(study_id not in known for study_id in body.study_ids or []):
+            raise ApiError("a study id is not part of this session", code="unknown_study")
+        events = agent.stream(session_id, body.text)
+        if accept and "text/event-stream" in accept:
+            first = next(events)  # validation errors surface before the stream starts
+            return StreamingResponse(sse(first, events, session_id),
+                                     media_type="text/event-stream")  # fmt: skip
+        for event in events:
+            record_turn(event, session_id)
+        answer = agent.state(session_id).answer
+        return answer
+
+    def record_turn(event: Any, session_id: str) -> None:
+        if event.kind == "tool_end" and event.data.get("ok") and not event.data.get("reused"):
+            metrics.tool_seconds.labels(event.data["tool"]).observe(
+                event.data.get("elapsed_ms", 0.0) / 1000
+            )
+            artefacts = event.data["evidence"].get("artefacts", [])
+            owners.add_artefacts(session_id, [a["id"] for a in artefacts])
+
+    def sse(first: Any, events: Iterator[Any], session_id: str) -> Iterator[str]:
+        for event in _chain(first, events):
+            record_turn(event, session_id)
+            yield f"event: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
+
+    @app.get("/v1/sessions/{session_id}/report", responses=ERROR_RESPONSES)
+    def report(
+        session_id: str,
+        owner: Caller,
+        format: Annotated[Literal["md", "json", "fhir"], Query()] = "md",
+    ) -> Response:
+        from radpilot.agent.report import render_markdown, to_fhir
+
+        state = holder.get().state(owned_session(session_id, owner))
+        answers = [m.answer for m in state.messages if m.answer is not None]
+        if not answers:
+            raise ApiError("no answer in this session yet; ask a question first",
+                           code="no_answer")  # fmt: skip
+        answer = answers[-1]
+        if format == "md":
+            return Response(render_markdown(answer), media_type="text/markdown")
+        if format == "json":
+            return JSONResponse(answer.model_dump(mode="json"))
+        return JSONResponse(to_fhir(answer, state.studies), media_type="application/fhir+json")
+
+    @app.get("/v1/artefacts/{artefact_id}", responses=ERROR_RESPONSES,
+             response_class=FileResponse)  # fmt: skip
+    def artefact(artefact_id: str, owner: Caller) -> FileResponse:
+        session_id = owners.session_of_artefact(artefact_id)
+        if session_id is None or not owners.owns_session(owner, session_id):
+            raise ApiError(f"unknown artefact {artefact_id!r}", code="unknown_artefact")
+        from radpilot.tools.base import Artefact
+
+        path = holder.get().tools.artefacts.path(
+            Artefact(id=artefact_id, kind="overlay", path=f"{artefact_id}.png")
+        )
+        return FileResponse(path, media_type="image/png")
+
+    return app
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest

@@ -1,0 +1,71 @@
+"""`radpilot serve` and `radpilot keys`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def add_server_commands(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the REST API (and docs) on one port")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--upload-limit-mb", type=float, default=50.0)
+    serve.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key")
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="API keys (stored hashed)")
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a key; its token is shown once")
+    create.add_argument("name")
+    create.set_defaults(handler=_keys_create)
+    actions.add_parser("list", help="key names").set_defaults(handler=_keys_list)
+    revoke = actions.add_parser("revoke", help="delete a key")
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_keys_revoke)
+
+
+def _keys() -> Any:
+    from radpilot.app.keys import KeyStore
+    from radpilot.settings import Settings
+
+    return KeyStore(Settings().state_dir)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    print(_keys().create(args.name))
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    for name in _keys().names():
+        print(name)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    _keys().revoke(args.name)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from radpilot.app.api import create_app
+    from radpilot.errors import RadpilotError
+    from radpilot.settings import Settings
+
+    settings = Settings()
+    if args.host not in LOOPBACK and not _keys().names():
+        raise RadpilotError(
+            f"refusing to serve on {args.host} without API keys: anyone on the network could "
+            "read sessions. Create one with `radpilot keys create NAME`, or serve on 127.0.0.1"
+        )
+    app = create_app(settings, upload_limit_mb=args.upload_limit_mb,
+                     requests_per_minute=args.rate_limit)  # fmt: skip
+    print(f"radpilot serving on http://{args.host}:{args.port} (API docs at /docs); "
+          "models load in the background, /readyz says when", flush=True)  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

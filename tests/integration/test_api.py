@@ -1,0 +1,143 @@
+"""The REST API on a real uvicorn server over loopback, through the Python client."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from radpilot.app.client import ApiClientError, Client
+from radpilot.app.keys import KeyStore
+from tests.factories import chest_like, make_dicom, png_bytes, png_header_only
+from tests.server import running_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # type: ignore[no-untyped-def]
+    with running_server(tmp_path_factory.mktemp("api-state")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # type: ignore[no-untyped-def]
+    state = tmp_path_factory.mktemp("keyed-state")
+    keys = KeyStore(state)
+    tokens = {"alice": keys.create("alice"), "bob": keys.create("bob")}
+    with running_server(state) as url:
+        yield url, tokens
+
+
+@pytest.fixture(scope="module")
+def image(data_dir: Path) -> Path:
+    return next((data_dir / "nih" / "images").glob("*.png"))
+
+
+def test_a_conversation_over_every_route(server: str, image: Path) -> None:
+    with Client(server) as rp:
+        assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+        assert {t["name"] for t in rp.tools()} >= {"classify_findings", "localize_finding"}
+        session = rp.create_session()
+        uploaded = rp.upload_study(session, image)
+        assert uploaded.qc_ok and uploaded.study_id.startswith("st_")
+        answer = rp.ask(session, "What do you see?", study_ids=[uploaded.study_id])
+        assert answer.claims and answer.trace_id
+        assert all(c.evidence or c.certainty == "stated" for c in answer.claims)
+        overlays = [a for e in answer.evidence for a in e.artefacts]
+        if overlays:
+            assert rp.artefact(overlays[0].id)[:8] == b"\x89PNG\r\n\x1a\n"
+        view = rp.session(session)
+        assert [m.role for m in view.messages] == ["user", "assistant"]
+        assert view.evidence and view.studies[0].study_id == uploaded.study_id
+        assert rp.report(session, "md").startswith("# Chest radiograph report")
+        assert '"DiagnosticReport"' in rp.report(session, "fhir")
+        metrics = httpx.get(f"{server}/metrics").text
+        assert 'radpilot_tool_seconds_count{tool="classify_findings"}' in metrics
+        rp.delete_session(session)
+        with pytest.raises(ApiClientError) as error:
+            rp.session(session)
+        assert error.value.status == 404
+
+
+def test_sse_streams_plan_before_tools_before_final(server: str, image: Path) -> None:
+    with Client(server) as rp:
+        session = rp.create_session()
+        rp.upload_study(session, image)
+        kinds = [event.kind for event in rp.stream(session, "Is there an effusion?")]
+    assert kinds.index("plan") < kinds.index("tool_start") < kinds.index("tool_end")
+    assert kinds[-1] == "final"
+
+
+BAD_UPLOADS = {
+    "empty.png": b"",
+    "truncated.png": png_bytes(chest_like(300, 300))[:400],
+    "text.png": b"not an image\n" * 50,
+    "bomb.png": png_header_only(40000, 40000),
+    "ct.dcm": make_dicom(modality="CT"),
+    "nopixels.dcm": make_dicom(with_pixels=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_UPLOADS))
+def test_bad_uploads_are_clear_4xx(server: str, name: str) -> None:
+    with Client(server) as rp:
+        session = rp.create_session()
+        with pytest.raises(ApiClientError) as error:
+            rp.upload_study(session, BAD_UPLOADS[name])
+        assert 400 <= error.value.status < 500 and error.value.message
+        assert "Traceback" not in error.value.message
+        assert rp.session(session).studies == []
+    assert httpx.get(f"{server}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("post", "/v1/sessions/se_nope/messages", {"text": "hi"}, 404),
+        ("get", "/v1/artefacts/ar_guess", None, 404),
+        ("get", "/v1/nothing-here", None, 404),
+    ],
+)
+def test_client_mistakes_are_json_errors(
+    server: str, method: str, path: str, body: object, status: int
+) -> None:
+    reply = httpx.request(method, f"{server}{path}", json=body)
+    assert reply.status_code == status
+    assert set(reply.json()["error"]) == {"code", "message"}
+
+
+def test_malformed_messages_are_422(server: str) -> None:
+    with Client(server) as rp:
+        session = rp.create_session()
+    for body in ({}, {"text": ""}, {"text": "x" * 5000}, {"text": "hi", "extra": 1}):
+        reply = httpx.post(f"{server}/v1/sessions/{session}/messages", json=body)
+        assert reply.status_code == 422, body
+        assert reply.json()["error"]["code"] == "invalid_request"
+
+
+def test_keys_are_required_and_sessions_private(keyed: tuple[str, dict[str, str]]) -> None:
+    url, tokens = keyed
+    assert httpx.post(f"{url}/v1/sessions").status_code == 401
+    wrong = httpx.post(f"{url}/v1/sessions", headers={"Authorization": "Bearer rp_wrong"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+    with Client(url, api_key=tokens["alice"]) as alice, Client(url, api_key=tokens["bob"]) as bob:
+        session = alice.create_session()
+        assert alice.session(session).session_id == session
+        for attempt in (lambda: bob.session(session), lambda: bob.ask(session, "hi"),
+                        lambda: bob.report(session), lambda: bob.delete_session(session)):  # fmt: skip
+            with pytest.raises(ApiClientError) as error:
+                attempt()
+            assert error.value.status == 404
+        assert alice.session(session).session_id == session
+
+
+def test_serving_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "radpilot.app.cli", "serve", "--host", "0.0.0.0"],
+        capture_output=True, text=True, timeout=60,
+        env={**__import__("os").environ, "RADPILOT_STATE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "without API keys" in result.stderr
