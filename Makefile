@@ -18,14 +18,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the REST/Gradio server lands, the CLI is the main job: show how to use it.
+# The main job: the REST API (docs at /docs) on loopback, embedded planner, starter models.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 serve: install
-	@$(BIN)/radpilot --help
-	@echo
-	@echo "The web server (radpilot serve) is not built yet. Try the CLI:"
-	@echo "  $(BIN)/radpilot tools list"
-	@echo "  $(BIN)/radpilot tools run image_info --image ../shared/data/cxr/dicom/siim_chest_pa.dcm"
-	@echo "  $(BIN)/radpilot deid IN.dcm OUT.dcm"
+	$(BIN)/radpilot serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check radpilot tests bench

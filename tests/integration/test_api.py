@@ -125,8 +125,13 @@ def test_keys_are_required_and_sessions_private(keyed: tuple[str, dict[str, str]
     with Client(url, api_key=tokens["alice"]) as alice, Client(url, api_key=tokens["bob"]) as bob:
         session = alice.create_session()
         assert alice.session(session).session_id == session
-        for attempt in (lambda: bob.session(session), lambda: bob.ask(session, "hi"),
-                        lambda: bob.report(session), lambda: bob.delete_session(session)):  # fmt: skip
+        attempts = [
+            lambda: bob.session(session),
+            lambda: bob.ask(session, "hi"),
+            lambda: bob.report(session),
+            lambda: bob.delete_session(session),
+        ]
+        for attempt in attempts:
             with pytest.raises(ApiClientError) as error:
                 attempt()
             assert error.value.status == 404
