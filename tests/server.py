@@ -34,4 +34,8 @@ def running_server(state_dir: Path, *extra: str) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # open browser connections can hold uvicorn up
+            process.kill()
+            process.wait(timeout=15)

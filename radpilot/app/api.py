@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -130,6 +130,7 @@ def create_app(
     agent: Any = None,
     upload_limit_mb: float = 50.0,
     requests_per_minute: int = 600,
+    ui: bool = True,
 ) -> FastAPI:
     app = FastAPI(
         title="radpilot",
@@ -195,14 +196,6 @@ def create_app(
         if not owners.owns_session(owner, session_id):
             raise ApiError(f"unknown session {session_id!r}", code="unknown_session")
         return session_id
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def home() -> str:
-        return (
-            "<!doctype html><title>radpilot</title><h1>radpilot</h1>"
-            "<p><strong>Decision support, not a diagnosis.</strong></p>"
-            "<p>REST API: <a href='/docs'>/docs</a>. The chat UI is not built yet.</p>"
-        )
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -337,6 +330,15 @@ def create_app(
         )
         return FileResponse(path, media_type="image/png")
 
+    if ui:
+        import gradio as gr
+
+        from radpilot.app.ui import build_ui
+
+        examples = settings.data / "nih" / "images" if settings.data else None
+        blocks = build_ui(holder, keys, owners, examples)
+        allowed = [str(settings.state_dir), *([str(examples)] if examples else [])]
+        app = gr.mount_gradio_app(app, blocks, path="/", allowed_paths=allowed)
     return app
 
 
