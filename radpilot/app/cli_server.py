@@ -16,6 +16,12 @@ def add_server_commands(commands: Any) -> None:
     serve.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key")
     serve.set_defaults(handler=_serve)
 
+    mcp = commands.add_parser("mcp", help="serve the tools and `ask` over MCP (stdio or HTTP)")
+    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    mcp.add_argument("--host", default="127.0.0.1")
+    mcp.add_argument("--port", type=int, default=8001)
+    mcp.set_defaults(handler=_mcp)
+
     keys = commands.add_parser("keys", help="API keys (stored hashed)")
     actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a key; its token is shown once")
@@ -25,6 +31,13 @@ def add_server_commands(commands: Any) -> None:
     revoke = actions.add_parser("revoke", help="delete a key")
     revoke.add_argument("name")
     revoke.set_defaults(handler=_keys_revoke)
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from radpilot.app.mcp_server import serve_mcp
+
+    serve_mcp(args.transport, args.host, args.port)
+    return 0
 
 
 def _keys() -> Any:
