@@ -28,8 +28,10 @@ def build_mcp_server(agent: Any) -> Any:
     def new_session() -> str:
         return str(agent.new_session())
 
-    @server.tool(description="Add a PNG, JPEG or DICOM study to a session (de-identified on "
-                 "ingest). Give `path` (a file on the server's machine) or `image_base64`.")  # fmt: skip
+    @server.tool(
+        description="Add a PNG, JPEG or DICOM study to a session (de-identified on ingest). "
+        "Give `path` (a file on the server's machine) or `image_base64`."
+    )
     def add_study(
         session_id: str,
         path: str | None = None,
