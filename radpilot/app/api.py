@@ -330,6 +330,12 @@ def create_app(
         )
         return FileResponse(path, media_type="image/png")
 
+    # Registered last: unknown /v1 paths get the API's JSON 404, not the UI's.
+    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)  # fmt: skip
+    def unknown_route(path: str) -> None:
+        raise ApiError(f"no route /v1/{path}", code="not_found")
+
     if ui:
         import gradio as gr
 

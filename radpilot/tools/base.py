@@ -141,7 +141,7 @@ class ToolContext:
                 max_megapixels=settings.max_image_megapixels,
             ),
             artefacts=ArtefactStore(base / "artefacts"),
-            models=ModelHub(ModelStore(settings.weights_dir)),
+            models=ModelHub(ModelStore(settings.weights_dir), device=settings.device),
         )
 
 

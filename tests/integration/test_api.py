@@ -25,8 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # type: i
 def keyed(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # type: ignore[no-untyped-def]
     state = tmp_path_factory.mktemp("keyed-state")
     keys = KeyStore(state)
-    tokens = {"alice": keys.create("alice"), "bob": keys.create("bob")}
-    with running_server(state) as url:
+    tokens = {"alice": keys.create("alice"), "bob": keys.create("bob"),
+              "carol": keys.create("carol")}  # fmt: skip
+    with running_server(state, "--rate-limit", "10", "--upload-limit-mb", "0.05") as url:
         yield url, tokens
 
 
@@ -146,3 +147,38 @@ def test_serving_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None
     )  # fmt: skip
     assert result.returncode == 2
     assert "without API keys" in result.stderr
+
+
+def test_uploads_over_the_limit_are_413(keyed: tuple[str, dict[str, str]], image: Path) -> None:
+    url, tokens = keyed
+    with Client(url, api_key=tokens["alice"]) as alice:
+        session = alice.create_session()
+        with pytest.raises(ApiClientError) as error:
+            alice.upload_study(session, b"\x89PNG\r\n\x1a\n" + b"\0" * 80_000)
+        assert error.value.status == 413 and error.value.code == "upload_too_large"
+
+
+def test_each_key_is_rate_limited(keyed: tuple[str, dict[str, str]]) -> None:
+    url, tokens = keyed
+    headers = {"Authorization": f"Bearer {tokens['carol']}"}
+    statuses = [httpx.get(f"{url}/v1/tools", headers=headers).status_code for _ in range(12)]
+    assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]
+    other = httpx.get(f"{url}/v1/tools", headers={"Authorization": f"Bearer {tokens['bob']}"})
+    assert other.status_code == 200  # limits are per key
+
+
+def test_the_async_client(server: str, image: Path) -> None:
+    import asyncio
+
+    from radpilot.app.client import AsyncClient
+
+    async def conversation() -> tuple[list[str], int]:
+        async with AsyncClient(server) as rp:
+            session = await rp.create_session()
+            await rp.upload_study(session, image)
+            answer = await rp.ask(session, "Is there an effusion?")
+            kinds = [event.kind async for event in rp.stream(session, "Why did you say that?")]
+            return kinds, len(answer.claims)
+
+    kinds, claims = asyncio.run(conversation())
+    assert claims > 0 and kinds[-1] == "final"

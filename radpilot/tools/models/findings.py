@@ -31,7 +31,8 @@ class FindingsModel(ABC):
     card: ModelCard
     thresholds: dict[str, float]
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
 
     @property
@@ -43,7 +44,7 @@ class FindingsModel(ABC):
 
         convention = self.weights.input
         batch = [to_model_input(p, size=convention.size, scale=convention.scale) for p in pixels]
-        return torch.from_numpy(np.stack(batch))
+        return torch.from_numpy(np.stack(batch)).to(self.device)
 
     def predict(self, pixels: list[np.ndarray]) -> np.ndarray:
         import torch
@@ -69,7 +70,7 @@ class FindingsModel(ABC):
         cam = F.relu((weights * features).sum(dim=1, keepdim=True))
         size = self.weights.input.size
         resized = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)
-        heatmap = resized[0, 0].detach().numpy().astype(np.float32)
+        heatmap = resized[0, 0].detach().cpu().numpy().astype(np.float32)
         peak = float(heatmap.max())
         return heatmap / peak if peak > 0 else heatmap
 
@@ -92,8 +93,8 @@ class FindingsModel(ABC):
 class StarterFindingsModel(FindingsModel):
     """The EfficientNet-Lite0 starter shipped inside the package."""
 
-    def __init__(self, folder: Path | None = None) -> None:
-        super().__init__()
+    def __init__(self, folder: Path | None = None, device: str = "cpu") -> None:
+        super().__init__(device)
         from safetensors.torch import load_file
 
         from radpilot.tools.models.efficientnet import build_lite0
@@ -107,7 +108,7 @@ class StarterFindingsModel(FindingsModel):
             for k, v in load_file(str(folder / self.weights.filename)).items()
         }
         self.model.load_state_dict(state)
-        self.model.eval()
+        self.model.to(device).eval()
         self.temperature = float(metadata["temperature"])
         self.thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
         self.card = ModelCard.model_validate(metadata["card"])
@@ -119,7 +120,7 @@ class StarterFindingsModel(FindingsModel):
         return self.model(batch)
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
-        logits = outputs.numpy().astype(np.float64)
+        logits = outputs.cpu().numpy().astype(np.float64)
         return (1 / (1 + np.exp(-logits / self.temperature))).astype(np.float32)
 
     def _features(self, batch: Any) -> Any:
@@ -140,14 +141,14 @@ class XrvFindingsModel(FindingsModel):
     published operating threshold.
     """
 
-    def __init__(self, name: str, store: ModelStore) -> None:
-        super().__init__()
+    def __init__(self, name: str, store: ModelStore, device: str = "cpu") -> None:
+        super().__init__(device)
         import torchxrayvision as xrv
 
         self.weights = CATALOG[name]
         path = store.require(name)
         self.model = xrv.models.DenseNet(weights=name, cache_dir=str(path.parent))
-        self.model.eval()
+        self.model.to(device).eval()
         self.thresholds = {finding: 0.5 for finding in self.covered}
         self.identity = ModelIdentity(name=name, version="xrv-1.5.7", sha256=sha256_of(path))
         self.card = ModelCard(
@@ -166,7 +167,7 @@ class XrvFindingsModel(FindingsModel):
         return self.model(batch)
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
-        values = outputs.numpy()
+        values = outputs.cpu().numpy()
         result = np.full((values.shape[0], len(NIH_FINDINGS)), np.nan, dtype=np.float32)
         for column, finding in enumerate(NIH_FINDINGS):
             if finding in self._xrv_index:
@@ -188,8 +189,9 @@ class XrvFindingsModel(FindingsModel):
 class ModelHub:
     """Loads each model once per process, on first use."""
 
-    def __init__(self, store: ModelStore) -> None:
+    def __init__(self, store: ModelStore, device: str = "cpu") -> None:
         self.store = store
+        self.device = device
         self._findings: FindingsModel | None = None
         self._lock = threading.Lock()
 
@@ -202,7 +204,7 @@ class ModelHub:
     def _best_installed_findings_model(self) -> FindingsModel:
         for name in CLASSIFIER_PREFERENCE:
             if CATALOG[name].bundled:
-                return StarterFindingsModel()
+                return StarterFindingsModel(device=self.device)
             if self.store.status(name).state != "missing":
-                return XrvFindingsModel(name, self.store)
+                return XrvFindingsModel(name, self.store, self.device)
         raise AssertionError("the starter classifier is always available")
