@@ -117,7 +117,7 @@ class Composer:
         if view.understanding.intent in ("ask_finding", "localize") and slots.findings:
             chosen = [r for r in rows if r["name"] in slots.findings]
         else:
-            chosen = [r for r in rows if r["status"] in ("present", "uncertain")]
+            chosen = [r for r in rows if r["status"] == "present"]
             chosen.sort(key=lambda r: -r["probability"])
             if not chosen:
                 answer.claims.append(
@@ -128,6 +128,16 @@ class Composer:
                     )  # fmt: skip
                 )
         answer.claims.extend(self._finding_claim(row, classification) for row in chosen)
+        borderline = [r for r in rows if r["status"] == "uncertain" and r not in chosen]
+        if borderline:  # one sentence, not one claim each: an overview stays readable
+            items = ", ".join(f"{r['name']} ({r['probability']:.2f})" for r in borderline)
+            answer.claims.append(
+                Claim(
+                    text=self.text["borderline"].format(items=items),
+                    evidence=[classification.id],
+                    certainty="possible",
+                )  # fmt: skip
+            )
         for evidence in turn:
             if evidence.tool == "localize_finding" and evidence.values.get("regions"):
                 answer.claims.append(self._location_claim(evidence))

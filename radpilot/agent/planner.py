@@ -136,8 +136,10 @@ class EmbeddedPlanner:
         named = [f for f in view.understanding.slots.findings if f in rows]
         if view.understanding.intent == "localize" and named:
             return named[:MAX_LOCALIZED_FINDINGS]
+        # A named finding is shown even when uncertain; an overview shows what is present.
+        wanted = ("present", "uncertain") if named else ("present",)
         candidates = named or list(rows)
-        positive = [f for f in candidates if rows[f]["status"] in ("present", "uncertain")]
+        positive = [f for f in candidates if rows[f]["status"] in wanted]
         positive.sort(key=lambda f: -rows[f]["probability"])
         return positive[:MAX_LOCALIZED_FINDINGS]
 

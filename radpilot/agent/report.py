@@ -20,13 +20,12 @@ def render_markdown(answer: Answer) -> str:
     lines = ["# Chest radiograph report (draft, decision support)", "", "## FINDINGS"]
     lines += [f"- {c.text} [{', '.join(c.evidence) or 'statement'}]" for c in answer.claims]
     lines += ["", "## IMPRESSION"]
-    if present or uncertain:
-        lines += [f"- {f.name}: likely (p={f.probability:.2f}) [{', '.join(f.evidence)}]"
-                  for f in present]  # fmt: skip
-        lines += [f"- {f.name}: possible (p={f.probability:.2f}) [{', '.join(f.evidence)}]"
-                  for f in uncertain]  # fmt: skip
-    else:
-        lines.append("- No finding reaches its decision threshold.")
+    lines += [
+        f"- {f.name}: likely (p={f.probability:.2f}) [{', '.join(f.evidence)}]" for f in present
+    ] or ["- No finding reaches its decision threshold."]
+    if uncertain:
+        items = ", ".join(f"{f.name} (p={f.probability:.2f})" for f in uncertain)
+        lines.append(f"- Uncertain, close to threshold: {items} [{uncertain[0].evidence[0]}]")
     lines += ["", "## RECOMMENDATIONS"]
     lines += [f"- {r.text} [{', '.join(r.evidence)}]" for r in answer.recommendations] or [
         "- None: no guideline evidence was retrieved for this study."
