@@ -17,7 +17,7 @@ import numpy as np
 
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import to_model_input
-from radpilot.tools.models.catalog import CATALOG, KnownWeights
+from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
@@ -99,9 +99,12 @@ class StarterFindingsModel(FindingsModel):
 
         from radpilot.tools.models.efficientnet import build_lite0
 
-        self.weights = CATALOG["starter-classifier"]
-        folder = folder or bundled_dir(self.weights.name)
+        folder = folder or bundled_dir("starter-classifier")
         metadata = json.loads((folder / "metadata.json").read_text())
+        # The bundle states its own input size (the recipe's), the catalog only the family's.
+        self.weights = CATALOG["starter-classifier"].model_copy(
+            update={"input": InputConvention.model_validate(metadata["input"])}
+        )
         self.model = build_lite0(len(NIH_FINDINGS), imagenet=False)
         state = {
             k: v.float() if v.is_floating_point() else v

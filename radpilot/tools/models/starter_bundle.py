@@ -61,7 +61,7 @@ def write_bundle(
         "version": __version__,
         "sha256": sha256,
         "labels": weights.labels,
-        "input": weights.input.model_dump(),
+        "input": {**weights.input.model_dump(), "size": trained.recipe.input_size},
         "temperature": trained.temperature,
         "thresholds": trained.thresholds,
         "training": trained.model_dump(mode="json"),
