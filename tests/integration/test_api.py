@@ -1,5 +1,6 @@
 """The REST API on a real uvicorn server over loopback, through the Python client."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,11 +47,13 @@ def test_a_conversation_over_every_route(server: str, image: Path) -> None:
         answer = rp.ask(session, "What do you see?", study_ids=[uploaded.study_id])
         assert answer.claims and answer.trace_id
         assert all(c.evidence or c.certainty == "stated" for c in answer.claims)
-        overlays = [a for e in answer.evidence for a in e.artefacts]
-        if overlays:
-            assert rp.artefact(overlays[0].id)[:8] == b"\x89PNG\r\n\x1a\n"
+        located = rp.ask(session, "Where is the cardiomegaly?")
+        overlays = [a for e in located.evidence for a in e.artefacts]
+        assert overlays, "localization always draws an overlay"
+        assert rp.artefact(overlays[0].id)[:8] == b"\x89PNG\r\n\x1a\n"
+        assert json.loads(rp.report(session, "json"))["trace_id"] == located.trace_id
         view = rp.session(session)
-        assert [m.role for m in view.messages] == ["user", "assistant"]
+        assert [m.role for m in view.messages] == ["user", "assistant"] * 2
         assert view.evidence and view.studies[0].study_id == uploaded.study_id
         assert rp.report(session, "md").startswith("# Chest radiograph report")
         assert '"DiagnosticReport"' in rp.report(session, "fhir")
