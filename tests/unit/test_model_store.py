@@ -129,3 +129,17 @@ def test_the_bundled_starter_has_a_complete_model_card() -> None:
     assert set(model.thresholds) == set(NIH_FINDINGS)
     assert "test_mean_auroc" in card.metrics
     assert ModelStore(Path("unused")).status("starter-classifier", verify=True).state == "verified"
+
+
+def test_pull_failure_says_how_to_install_by_hand(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable = CATALOG["densenet121-res224-nih"].model_copy(
+        update={"url": "http://127.0.0.1:9/nih.pt"}  # the discard port: nothing listens
+    )
+    monkeypatch.setitem(CATALOG, "densenet121-res224-nih", unreachable)
+    with pytest.raises(RadpilotError) as error:
+        store.pull("densenet121-res224-nih")
+    assert "cannot download" in error.value.message
+    assert "radpilot models import --from" in error.value.message
+    assert store.status("densenet121-res224-nih").state == "missing"
