@@ -144,6 +144,10 @@ def create_app(
     metrics = Metrics()
     limiter = RateLimiter(requests_per_minute)
     upload_limit = int(upload_limit_mb * 1024 * 1024)
+    from radpilot.tools.registry import default_registry
+
+    # Tool specs never change while the server runs: built once, not per request.
+    tool_specs = ToolsList(tools=[s.model_dump(mode="json") for s in default_registry().specs()])
 
     @app.exception_handler(RadpilotError)
     def _radpilot_error(request: Request, error: RadpilotError) -> JSONResponse:
@@ -216,9 +220,7 @@ def create_app(
 
     @app.get("/v1/tools", response_model=ToolsList, responses=ERROR_RESPONSES)
     def tools(owner: Caller) -> ToolsList:
-        from radpilot.tools.registry import default_registry
-
-        return ToolsList(tools=[s.model_dump(mode="json") for s in default_registry().specs()])
+        return tool_specs
 
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated,
               responses=ERROR_RESPONSES)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -48,8 +49,10 @@ def bundled_dir(name: str) -> Path:
     return Path(str(resources.files(BUNDLED_DIR))) / name
 
 
+@cache
 def bundled_card(name: str) -> ModelCard:
-    """The model card shipped in a bundled model's `metadata.json`."""
+    """The model card shipped in a bundled model's `metadata.json` (read once per process:
+    every tool listing asks for it)."""
     metadata = json.loads((bundled_dir(name) / "metadata.json").read_text())
     return ModelCard.model_validate(metadata["card"])
 
@@ -160,7 +163,11 @@ class ModelStore:
             partial.replace(target)
             if self.expected_sha256(weights) is None:
                 self._record(weights.name, actual)
-            imported.append(self.status(weights.name, verify=True))
+            # The copy was hashed above; judging that hash again avoids re-reading a
+            # multi-GB checkpoint.
+            state, detail = self._judge(weights, actual)
+            imported.append(WeightStatus(name=weights.name, state=state, path=str(target),
+                                         sha256=actual, detail=detail))  # fmt: skip
         if not imported:
             raise RadpilotError(
                 f"no known weight file under {source}; expected names such as "
