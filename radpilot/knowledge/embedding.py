@@ -12,12 +12,17 @@ import io
 import os
 import threading
 import zipfile
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
 
 MODEL_FOLDER = "all-MiniLM-L6-v2"
+# sentence-transformers' own limit for this model; longer texts are truncated.
+MAX_TOKENS = 256
 
 
 def extracted_model_dir(weights_dir: Path) -> Path:
@@ -55,7 +60,7 @@ class SentenceEmbedder:
         import torch
 
         batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=128, return_tensors="pt"
+            texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
         )
         with self._lock, torch.no_grad():
             tokens = self.model(**batch).last_hidden_state
@@ -63,3 +68,38 @@ class SentenceEmbedder:
         pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         pooled = torch.nn.functional.normalize(pooled, dim=1)
         return pooled.numpy().astype(np.float32)
+
+
+@cache
+def shared_embedder(weights_dir: Path) -> SentenceEmbedder:
+    """One embedder per weights dir and process: loading it costs about a second."""
+    return SentenceEmbedder(weights_dir)
+
+
+@register_embedding_function
+class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Chroma's view of the embedder. Registered by name, so a persisted collection reopens
+    with it (Chroma's default embedding function would try to download a model)."""
+
+    def __init__(self, weights_dir: str) -> None:
+        self.weights_dir = weights_dir
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(shared_embedder(Path(self.weights_dir)).embed(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "radpilot-all-minilm-l6-v2"
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"weights_dir": self.weights_dir}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> MiniLMEmbeddingFunction:
+        return MiniLMEmbeddingFunction(config["weights_dir"])

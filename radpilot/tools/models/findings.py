@@ -53,6 +53,17 @@ class FindingsModel(ABC):
         with self._lock, torch.no_grad():
             return self._probabilities(self._forward(batch))
 
+    def embed(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """Penultimate features (global average pooled, unit length): one row per image, for
+        image-to-image similarity."""
+        import torch
+
+        batch = self.inputs(pixels)
+        with self._lock, torch.no_grad():
+            pooled = self._features(batch).mean(dim=(2, 3))
+        vectors = torch.nn.functional.normalize(pooled, dim=1)
+        return vectors.cpu().numpy().astype(np.float32)
+
     def attribution(self, pixels: np.ndarray, finding: str) -> np.ndarray:
         """Grad-CAM (Selvaraju et al. 2017) on the last convolutional features, in [0, 1],
         at the model's input size."""
