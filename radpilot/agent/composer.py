@@ -8,6 +8,7 @@ them only verbatim.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from radpilot import prompts
@@ -22,7 +23,8 @@ CERTAINTY: dict[str, Certainty] = {
     "absent": "unlikely",
 }
 STATED_KEYS = ("no_prior", "prior_without_tool", "no_measure_tool", "no_guideline_tool",
-               "out_of_scope", "explain_none", "no_study")  # fmt: skip
+               "no_guideline_match", "out_of_scope", "explain_none", "no_study")  # fmt: skip
+GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
 
 
 def templates() -> dict[str, Any]:
@@ -37,6 +39,12 @@ def stated_texts() -> set[str]:
     return {text[key] for key in STATED_KEYS} | {
         text["not_assessed"].format(finding=phrase) for phrase in unsupported
     }
+
+
+def first_sentences(text: str, limit: int = 2) -> str:
+    """The opening sentences of a note: its main point, quoted verbatim."""
+    sentences = re.findall(r"[^.!?]+[.!?]+(?:\s|$)", text)
+    return "".join(sentences[:limit]).strip() or text
 
 
 def zone(y_centre: float, height: int) -> str:
@@ -57,6 +65,8 @@ class Composer:
             answer.claims.append(self._stated("out_of_scope"))
         elif intent == "explain":
             self._explain(answer, history, ledger)
+        elif intent == "guideline":
+            self._guideline(answer, view, turn)
         elif view.current() is None:
             answer.claims.append(self._stated("no_study"))
         elif intent == "image_info":
@@ -65,8 +75,6 @@ class Composer:
             self._compare(answer, view, turn)
         elif intent == "measure":
             answer.claims.append(self._stated("no_measure_tool"))
-        elif intent == "guideline":
-            answer.claims.append(self._stated("no_guideline_tool"))
         else:
             self._findings(answer, view, turn)
         for failure in view.failures:
@@ -151,6 +159,27 @@ class Composer:
         key = "location_central" if region["side"] == "central" else "location"
         return Claim(text=self.text[key].format(**values), evidence=[evidence.id],
                      certainty="possible")  # fmt: skip
+
+    def _guideline(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+        search = next((e for e in turn if e.tool == "search_guidelines"), None)
+        if search is None:
+            installed = "search_guidelines" in view.available_tools
+            answer.claims.append(self._stated("no_guideline_match" if installed
+                                              else "no_guideline_tool"))  # fmt: skip
+            return
+        passages = search.values.get("passages", [])
+        if search.values.get("weak") or not passages:
+            answer.claims.append(self._stated("no_guideline_match"))
+            return
+        for passage in passages[:GUIDELINE_PASSAGES]:
+            quote = first_sentences(passage["text"])
+            source = self.text["guideline_source"].format(
+                body=passage["citation"]["issuing_body"], year=passage["citation"]["year"],
+                document=passage["citation"]["document"],
+            )  # fmt: skip
+            answer.claims.append(
+                Claim(text=f"{source}: {quote}", evidence=[search.id], certainty="stated")
+            )
 
     def _image_info(self, answer: Answer, turn: list[Evidence]) -> None:
         for evidence in turn:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from radpilot.agent.injection import split_instructions
 from radpilot.agent.types import PlanDecision, StudyRef, ToolCall, Understanding
 from radpilot.tools.base import Evidence
 
@@ -87,7 +88,9 @@ class EmbeddedPlanner:
             return self._compare(view)
         if intent in ("detect_findings", "report", "ask_finding", "localize"):
             return self._findings(view)
-        # measure, guideline, explain, out_of_scope: no tool for them yet, or none needed.
+        if intent == "guideline":
+            return self._guideline(view)
+        # measure, explain, out_of_scope: no tool for them yet, or none needed.
         return compose(f"{intent}: answered from the ledger and fixed statements")
 
     def _once(self, view: PlannerView, tool: str, study: StudyRef | None, why: str,
@@ -98,6 +101,33 @@ class EmbeddedPlanner:
         if view.turn(tool, study.study_id, **arguments) is not None:
             return compose()
         call = ToolCall(tool=tool, arguments={"study_id": study.study_id, **arguments}, reason=why)
+        return PlanDecision(action="call_tools", calls=[call])
+
+    def _guideline(self, view: PlannerView) -> PlanDecision:
+        tool = "search_guidelines"
+        done = any(e.tool == tool for e in view.ledger if e.id in set(view.turn_evidence))
+        if tool not in view.available_tools or done or any(f.tool == tool for f in view.failures):
+            return compose()
+        findings = list(view.understanding.slots.findings)
+        current = view.current()
+        if not findings and current is not None:
+            # "What do the guidelines say about this?": about what the image shows.
+            classification = self._classification(view, current)
+            if classification is None and not view.failed("classify_findings", current.study_id):
+                return self._once(view, "classify_findings", current,
+                                  "find what the guideline question is about")  # fmt: skip
+            if classification is not None:
+                rows = [r for r in classification.values.get("findings", [])
+                        if r["status"] == "present"]  # fmt: skip
+                findings = [max(rows, key=lambda r: r["probability"])["name"]] if rows else []
+        # Instruction-like sentences never reach a tool; the search takes at most 500 characters.
+        query = split_instructions(view.question)[0]
+        if findings and not view.understanding.slots.findings:
+            query = f"{query} {findings[0].replace('_', ' ')}"
+        arguments: dict[str, object] = {"query": query[:500], "k": 3}
+        if len(findings) == 1:  # one finding narrows the search to its notes
+            arguments["finding"] = findings[0]
+        call = ToolCall(tool=tool, arguments=arguments, reason="cite what the guidelines say")
         return PlanDecision(action="call_tools", calls=[call])
 
     def _classification(self, view: PlannerView, study: StudyRef) -> Evidence | None:

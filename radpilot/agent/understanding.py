@@ -38,7 +38,10 @@ _MEASURE = re.compile(
 )
 _GUIDELINE = re.compile(
     r"\b(guidelines?|manage(d|ment)?|recommend(ed|ation|ations)?|follow-?up|next steps?|"
-    r"BTS|Fleischner|NICE|ESC|ATS|IDSA|differential)\b",
+    r"BTS|Fleischner|NICE|ESC|ATS|IDSA|differential|"
+    # general knowledge: tests, criteria and definitions are answered from the notes
+    r"CT|HRCT|ultrasound|echocardiograph\w*|bronchoscopy|criteria|indicated|indications?|"
+    r"definition|define|signs? of)\b",
     re.IGNORECASE,
 )
 _STRONG_MEASURE = re.compile(r"\b(ctr|cardiothoracic|measure\w*)\b", re.IGNORECASE)

@@ -4,7 +4,8 @@ Checks: cited evidence exists in this session's ledger; every number in the text
 value of the cited evidence at the precision written; every finding named is in the cited
 evidence, with the same direction (likely / possible / unlikely); left or right only when a
 cited localization says so; a prior study only when a cited result comes from a prior of this
-session; guideline language only with cited guideline evidence. Fixed statements (`stated`)
+session; guideline language only with cited guideline evidence, and a claim resting on guideline
+evidence alone must quote a cited passage verbatim, naming its source. Fixed statements (`stated`)
 pass only verbatim. Unsupported claims are removed and counted; the answer says so.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from radpilot.agent.composer import CERTAINTY, stated_texts
+from radpilot.agent.composer import CERTAINTY, stated_texts, templates
 from radpilot.agent.types import Answer, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.tools.base import Evidence
@@ -54,6 +55,21 @@ def numbers_in(value: Any) -> Iterator[float]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from numbers_in(item)
+
+
+def quotes_knowledge(text: str, cited: list[Evidence]) -> bool:
+    """'<source>: <quote>', the source written as the composer writes a cited passage's
+    citation and the quote found verbatim in that passage."""
+    form = templates()["guideline_source"]
+    for evidence in cited:
+        for passage in evidence.values.get("passages", []):
+            cite = passage["citation"]
+            source = form.format(body=cite["issuing_body"], year=cite["year"],
+                                 document=cite["document"])  # fmt: skip
+            quote = text.removeprefix(f"{source}: ")
+            if quote != text and quote and quote in passage["text"]:
+                return True
+    return False
 
 
 def _matches(written: str, values: list[float]) -> bool:
@@ -141,6 +157,11 @@ class Verifier:
             return f"cites evidence not in this session: {', '.join(missing)}"
         cited = [ledger[i] for i in claim.evidence]
         text = claim.text.split(" — from ")[0]  # an explanation's provenance tail is not a claim
+        if all(e.kind == "guideline" for e in cited):
+            # General knowledge, not a statement about the image: it must quote its source.
+            if quotes_knowledge(text, cited):
+                return None
+            return "does not quote the cited guideline passage"
         values = [v for e in cited for v in numbers_in(e.values)]
         for written in _NUMBER.findall(text):
             if not _matches(written, values):

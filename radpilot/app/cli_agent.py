@@ -50,11 +50,7 @@ def _start(agent: Any, image: Path | None, prior: Path | None, session: str | No
            prior_date: str | None = None) -> str:  # fmt: skip
     from datetime import date
 
-    from radpilot.errors import RadpilotError
-
     session_id = session or agent.new_session()
-    if image is None and session is None:
-        raise RadpilotError("give an IMAGE, or --session to continue a conversation")
     if prior is not None:
         acquired = date.fromisoformat(prior_date) if prior_date else None
         agent.add_study(session_id, _read(prior), prior.name, role="prior", acquired=acquired)

@@ -99,7 +99,7 @@ class ReportCases:
         self.archive = archive or reports_archive()
         self._collection = chroma_client(state_dir).get_or_create_collection(
             REPORTS_COLLECTION,
-            embedding_function=MiniLMEmbeddingFunction(str(weights_dir)),  # type: ignore[arg-type]
+            embedding_function=MiniLMEmbeddingFunction(str(weights_dir)),
             configuration={"hnsw": {"space": "cosine"}},
         )
         self._lock = threading.Lock()
@@ -135,13 +135,19 @@ class ReportCases:
         )
         return [
             ReferenceCase(
-                source="openi_report", case_id=case_id, similarity=round(1.0 - float(d), 4),
-                labels=str((meta or {}).get("labels", "")).split("|"), text=document,
+                source="openi_report",
+                case_id=case_id,
+                similarity=round(1.0 - float(d), 4),
+                labels=str((meta or {}).get("labels", "")).split("|"),
+                text=document,
                 licence=REPORTS_LICENCE,
             )  # fmt: skip
             for case_id, document, meta, d in zip(
-                found["ids"][0], (found["documents"] or [[]])[0],
-                (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0], strict=True,
+                found["ids"][0],
+                (found["documents"] or [[]])[0],
+                (found["metadatas"] or [[]])[0],
+                (found["distances"] or [[]])[0],
+                strict=True,
             )  # fmt: skip
         ]
 
@@ -163,7 +169,8 @@ class ImageCases:
         )  # fmt: skip
         self._lock = threading.Lock()
 
-    def build(self, progress: Progress | None = None) -> int:
+    def build(self, progress: Progress | None = None, records: list[Any] | None = None) -> int:
+        """Embed the development images (or the given `NihRecord`s) not yet indexed."""
         from radpilot.tools.models.devdata import read_nih
         from radpilot.tools.models.evaluate import load_pixels
 
@@ -173,7 +180,7 @@ class ImageCases:
                 "with nih/labels.jsonl); report similarity works without it"
             )
         with self._lock:
-            records = read_nih(self.data)
+            records = records if records is not None else read_nih(self.data)
             stored = set(self._collection.get(include=[])["ids"])
             missing = [r for r in records if r.image not in stored]
             for start in range(0, len(missing), 16):
@@ -181,8 +188,10 @@ class ImageCases:
                 self._collection.add(
                     ids=[r.image for r in batch],
                     embeddings=self.model.embed(load_pixels(batch, self.data)),
-                    metadatas=[{"labels": "|".join(r.labels) or "No Finding",
-                                "patient": r.patient_id} for r in batch],  # fmt: skip
+                    metadatas=[
+                        {"labels": "|".join(r.labels) or "No Finding", "patient": r.patient_id}
+                        for r in batch
+                    ],  # fmt: skip
                 )
                 if progress:
                     progress(f"embedded {start + len(batch)}/{len(missing)} images")
@@ -197,12 +206,17 @@ class ImageCases:
         )  # fmt: skip
         cases = [
             ReferenceCase(
-                source="nih_image", case_id=case_id, similarity=round(1.0 - float(d), 4),
-                labels=str((meta or {}).get("labels", "")).split("|"), licence=NIH_LICENCE,
+                source="nih_image",
+                case_id=case_id,
+                similarity=round(1.0 - float(d), 4),
+                labels=str((meta or {}).get("labels", "")).split("|"),
+                licence=NIH_LICENCE,
             )  # fmt: skip
             for case_id, meta, d in zip(
-                found["ids"][0], (found["metadatas"] or [[]])[0],
-                (found["distances"] or [[]])[0], strict=True,
+                found["ids"][0],
+                (found["metadatas"] or [[]])[0],
+                (found["distances"] or [[]])[0],
+                strict=True,
             )  # fmt: skip
         ]
         return [c for c in cases if c.similarity < SAME_IMAGE_SIMILARITY][:k]

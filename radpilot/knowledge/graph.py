@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from radpilot.errors import RadpilotError
-from radpilot.knowledge.notes import Note
+from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.tools.base import Citation
 from radpilot.tools.models.labels import NIH_FINDINGS
 
@@ -70,9 +71,7 @@ def canonical_finding(name: str) -> str:
     for finding in NIH_FINDINGS:
         if finding.lower().replace("_", " ") == wanted:
             return finding
-    raise UnknownFindingError(
-        f"unknown finding {name!r}; known: {', '.join(NIH_FINDINGS)}"
-    )
+    raise UnknownFindingError(f"unknown finding {name!r}; known: {', '.join(NIH_FINDINGS)}")
 
 
 class KnowledgeGraph:
@@ -121,8 +120,9 @@ class KnowledgeGraph:
             ]
             used.update(edge.notes, *(s.notes for s in steps))
             differentials.append(
-                Differential(name=self.nodes[edge.target].label, notes=edge.notes,
-                             next_steps=steps)  # fmt: skip
+                Differential(
+                    name=self.nodes[edge.target].label, notes=edge.notes, next_steps=steps
+                )  # fmt: skip
             )
         direct = [Step(text=self.nodes[e.target].label, notes=e.notes)
                   for e in self._out(root, "next_step")]  # fmt: skip
@@ -139,6 +139,12 @@ class KnowledgeGraph:
             "nodes": [n.model_dump() for n in self.nodes.values()],
             "edges": [e.model_dump() for e in self.edges.values()],
         }
+
+
+@cache
+def packaged_graph() -> KnowledgeGraph:
+    """The graph of the corpus shipped with radpilot (built once per process)."""
+    return KnowledgeGraph(packaged_notes())
 
 
 def render_neighbourhood(view: Neighbourhood, max_differentials: int = 6) -> bytes:
@@ -158,8 +164,9 @@ def render_neighbourhood(view: Neighbourhood, max_differentials: int = 6) -> byt
     axes.set_ylim(-0.5, rows - 0.5)
 
     def box(x: float, y: float, text: str, colour: str, width: int) -> None:
+        frame = {"boxstyle": "round", "facecolor": colour, "edgecolor": "#555555"}
         axes.text(x, y, textwrap.fill(text, width), ha="center", va="center", fontsize=8,
-                  bbox={"boxstyle": "round", "facecolor": colour, "edgecolor": "#555555"})  # fmt: skip
+                  bbox=frame)  # fmt: skip
 
     middle = (rows - 1) / 2
     box(1.0, middle, view.finding, "#f4c27a", 14)

@@ -133,8 +133,18 @@ def _elapsed_ms(started: float) -> float:
 
 def default_registry() -> ToolRegistry:
     """Every tool that ships with radpilot."""
+    from radpilot.knowledge.tools import KnowledgeGraphTool, SearchGuidelinesTool, SimilarCasesTool
     from radpilot.tools.classify import ClassifyFindingsTool
     from radpilot.tools.image_info import ImageInfoTool
     from radpilot.tools.localize import LocalizeFindingTool
 
-    return ToolRegistry([ImageInfoTool(), ClassifyFindingsTool(), LocalizeFindingTool()])
+    return ToolRegistry(
+        [
+            ImageInfoTool(),
+            ClassifyFindingsTool(),
+            LocalizeFindingTool(),
+            SearchGuidelinesTool(),
+            KnowledgeGraphTool(),
+            SimilarCasesTool(),
+        ]
+    )

@@ -108,7 +108,6 @@ def test_two_priors_need_a_clarification(agent: Agent, images: dict[str, bytes])
     [
         ("What dose of furosemide should I give?", "outside what radpilot does"),
         ("What is the cardiothoracic ratio?", "no measurement"),
-        ("What do the guidelines say about this?", "no management recommendation"),
         ("Is the endotracheal tube in a good position?", None),
     ],
 )
@@ -122,6 +121,30 @@ def test_honest_answers_where_no_tool_applies(
         assert words in text
     else:
         assert "endotracheal tube is not assessed" in text
+    assert_grounded(agent, session)
+
+
+def test_guideline_question_about_the_image_quotes_cited_notes(
+    agent: Agent, images: dict[str, bytes]
+) -> None:
+    session = session_with(agent, images["effusion"])
+    answer = agent.ask(session, "What do the guidelines say about this?")
+    assert tools_called(agent, session) == ["classify_findings", "search_guidelines"]
+    quoted = [c for c in answer.claims if c.evidence]
+    assert quoted, answer.claims
+    ledger = {e.id: e for e in agent.state(session).evidence}
+    assert all(ledger[c.evidence[0]].kind == "guideline" for c in quoted)
+    assert_grounded(agent, session)
+
+
+def test_guideline_question_needs_no_image(agent: Agent) -> None:
+    session = agent.new_session()
+    answer = agent.ask(session, "When is CT indicated for a nodule seen on a chest radiograph?")
+    assert tools_called(agent, session) == ["search_guidelines"]
+    [evidence] = agent.state(session).evidence
+    notes = [p["note_id"] for p in evidence.values["passages"]]
+    assert any(note.startswith("nod-") for note in notes[:2])
+    assert any(c.evidence for c in answer.claims)
     assert_grounded(agent, session)
 
 

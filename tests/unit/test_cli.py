@@ -40,7 +40,8 @@ def test_tools_list_shows_name_description_and_schema() -> None:
     out = radpilot("tools", "list").stdout
     assert "image_info" in out and "input schema" in out and "study_id" in out
     specs = {spec["name"]: spec for spec in json.loads(radpilot("tools", "list", "--json").stdout)}
-    assert set(specs) == {"image_info", "classify_findings", "localize_finding"}
+    assert set(specs) >= {"image_info", "classify_findings", "localize_finding",
+                          "search_guidelines", "knowledge_graph", "similar_cases"}  # fmt: skip
     assert specs["image_info"]["input_schema"]["required"] == ["study_id"]
     assert specs["classify_findings"]["model_cards"][0]["name"] == "starter-classifier"
 

@@ -125,3 +125,30 @@ def test_verify_removes_and_counts(verifier: Verifier) -> None:
     assert verified.recommendations == []
     assert report.checked == 2 and len(report.removed) == 2
     assert "2 statement(s) were removed" in verified.limitations[0]
+
+
+GUIDELINE = Evidence(
+    id="E9", kind="guideline", tool="search_guidelines", inputs={"query": "effusion"},
+    values={"passages": [{
+        "note_id": "eff-x", "text": "An exudate has a high protein ratio. Transudates do not.",
+        "citation": {"document": "BTS Guideline for Pleural Disease", "issuing_body":
+                     "British Thoracic Society", "year": 2023, "section": "Effusion"},
+    }]},
+)  # fmt: skip
+
+
+def guideline_claim(verifier: Verifier, text: str) -> str | None:
+    claim = Claim(text=text, evidence=["E9"], certainty="stated")
+    return verifier.check(claim, {**LEDGER, "E9": GUIDELINE}, STUDIES)
+
+
+def test_a_guideline_claim_must_quote_its_passage_and_name_its_source(verifier: Verifier) -> None:
+    source = templates()["guideline_source"].format(
+        body="British Thoracic Society", document="BTS Guideline for Pleural Disease", year=2023
+    )
+    assert guideline_claim(verifier, f"{source}: An exudate has a high protein ratio.") is None
+    altered = f"{source}: An exudate has a low protein ratio."
+    assert guideline_claim(verifier, altered) == "does not quote the cited guideline passage"
+    wrong_source = "NICE, Pneumonia in adults (2014): An exudate has a high protein ratio."
+    assert guideline_claim(verifier, wrong_source) is not None
+    assert guideline_claim(verifier, "An exudate has a high protein ratio.") is not None
