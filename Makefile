@@ -40,3 +40,4 @@ integration: install
 bench: install
 	$(BIN)/python bench/bench_classifier.py
 	$(BIN)/python bench/bench_agent.py
+	$(BIN)/python bench/bench_retrieval.py

@@ -74,7 +74,7 @@ class Composer:
         elif intent == "compare_prior":
             self._compare(answer, view, turn)
         elif intent == "measure":
-            answer.claims.append(self._stated("no_measure_tool"))
+            self._measure(answer, view, turn)
         else:
             self._findings(answer, view, turn)
         for failure in view.failures:
@@ -180,6 +180,37 @@ class Composer:
             answer.claims.append(
                 Claim(text=f"{source}: {quote}", evidence=[search.id], certainty="stated")
             )
+
+    def _measure(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+        measured = next((e for e in turn if e.tool == "measure"), None)
+        if measured is None:
+            if "measure" not in view.available_tools:
+                answer.claims.append(self._stated("no_measure_tool"))
+            return
+        v = measured.values
+
+        def length(line: dict[str, Any]) -> str:
+            mm = line["length"]["mm"]
+            return f"{mm:.1f} mm" if mm is not None else f"{line['length']['pixels']} px"
+
+        def area(value: dict[str, Any]) -> str:
+            mm2 = value["mm2"]
+            return f"{mm2:.1f} mm²" if mm2 is not None else f"{value['pixels']} px"
+
+        texts = [
+            self.text["ctr"].format(
+                ratio=v["cardiothoracic_ratio"], heart=length(v["heart_line"]),
+                thorax=length(v["thorax_line"]), view=v["view"], reading=v["ctr_reading"],
+                threshold=v["pa_threshold"],
+            ),
+            self.text["lung_areas"].format(
+                right=area(v["right_lung_area"]), left=area(v["left_lung_area"]),
+                ratio=v["lung_area_ratio_right_to_left"] or 0,
+            ),
+        ]  # fmt: skip
+        answer.claims.extend(Claim(text=t, evidence=[measured.id], certainty="stated")
+                             for t in texts)  # fmt: skip
+        answer.limitations.extend(v.get("notes", []))
 
     def _image_info(self, answer: Answer, turn: list[Evidence]) -> None:
         for evidence in turn:

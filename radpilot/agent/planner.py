@@ -90,7 +90,9 @@ class EmbeddedPlanner:
             return self._findings(view)
         if intent == "guideline":
             return self._guideline(view)
-        # measure, explain, out_of_scope: no tool for them yet, or none needed.
+        if intent == "measure":
+            return self._once(view, "measure", current, "the user asks for a measurement")
+        # explain, out_of_scope: no tool needed.
         return compose(f"{intent}: answered from the ledger and fixed statements")
 
     def _once(self, view: PlannerView, tool: str, study: StudyRef | None, why: str,

@@ -137,12 +137,16 @@ def default_registry() -> ToolRegistry:
     from radpilot.tools.classify import ClassifyFindingsTool
     from radpilot.tools.image_info import ImageInfoTool
     from radpilot.tools.localize import LocalizeFindingTool
+    from radpilot.tools.measure import MeasureTool
+    from radpilot.tools.segment import SegmentAnatomyTool
 
     return ToolRegistry(
         [
             ImageInfoTool(),
             ClassifyFindingsTool(),
             LocalizeFindingTool(),
+            SegmentAnatomyTool(),
+            MeasureTool(),
             SearchGuidelinesTool(),
             KnowledgeGraphTool(),
             SimilarCasesTool(),

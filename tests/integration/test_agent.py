@@ -107,7 +107,6 @@ def test_two_priors_need_a_clarification(agent: Agent, images: dict[str, bytes])
     ("question", "words"),
     [
         ("What dose of furosemide should I give?", "outside what radpilot does"),
-        ("What is the cardiothoracic ratio?", "no measurement"),
         ("Is the endotracheal tube in a good position?", None),
     ],
 )
@@ -134,6 +133,17 @@ def test_guideline_question_about_the_image_quotes_cited_notes(
     assert quoted, answer.claims
     ledger = {e.id: e for e in agent.state(session).evidence}
     assert all(ledger[c.evidence[0]].kind == "guideline" for c in quoted)
+    assert_grounded(agent, session)
+
+
+def test_measurement_question_measures_and_cites(agent: Agent, images: dict[str, bytes]) -> None:
+    session = session_with(agent, images["other"])
+    answer = agent.ask(session, "What is the cardiothoracic ratio?")
+    assert tools_called(agent, session) == ["measure"]
+    [evidence] = agent.state(session).evidence
+    ratio = evidence.values["cardiothoracic_ratio"]
+    assert any(f"Cardiothoracic ratio {ratio:.2f}" in c.text for c in answer.claims)
+    assert any("AP and supine films magnify the heart" in item for item in answer.limitations)
     assert_grounded(agent, session)
 
 

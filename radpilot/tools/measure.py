@@ -1,0 +1,145 @@
+"""`measure`: cardiothoracic ratio and lung areas from the anatomy masks.
+
+CTR = widest horizontal heart width / widest inner thoracic width (between the lungs' outer
+borders), both lines drawn on an overlay. Lengths are in pixels, and in mm when the DICOM gave
+the pixel spacing. Each value comes with how it was measured and what limits it.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from radpilot.tools.anatomy import Span, anatomy_of, thoracic_span, widest_row
+from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
+from radpilot.tools.imaging import Study
+from radpilot.tools.models.store import bundled_card
+from radpilot.tools.segment import Area, area_of
+
+CTR_THRESHOLD_PA = 0.5  # the usual upper limit of normal on a PA film
+
+
+class Length(BaseModel):
+    pixels: int
+    mm: float | None = Field(description="when the pixel spacing is known (DICOM)")
+
+
+class Line(BaseModel):
+    y: int
+    x_start: int
+    x_end: int
+    length: Length
+
+
+class MeasureInput(ToolInput):
+    study_id: str
+
+
+class MeasureOutput(ToolOutput):
+    study_id: str
+    view: str
+    cardiothoracic_ratio: float
+    heart_line: Line
+    thorax_line: Line
+    right_lung_area: Area
+    left_lung_area: Area
+    lung_area_ratio_right_to_left: float | None
+    pa_threshold: float = Field(default=CTR_THRESHOLD_PA, description="usual PA upper limit")
+    ctr_reading: Literal["above", "at or below"] = Field(
+        description="the ratio against the PA threshold; not valid as such on AP films"
+    )
+    notes: list[str] = Field(description="how each value was measured, in plain language")
+
+
+def line_of(span: Span, study: Study) -> Line:
+    millimetres = None if study.spacing_mm is None else round(span.width * study.spacing_mm[1], 1)
+    return Line(y=span.y, x_start=span.x_start, x_end=span.x_end,
+                length=Length(pixels=span.width, mm=millimetres))  # fmt: skip
+
+
+def draw_lines(pixels: np.ndarray, masks: list[np.ndarray], heart: Span, thorax: Span) -> bytes:
+    from PIL import Image, ImageDraw
+
+    grey = (np.clip(pixels, 0, 1) * 255).astype(np.float32)
+    rgb = np.stack([grey] * 3, axis=-1)
+    for mask, colour in zip(masks, ((0, 160, 255), (0, 220, 120), (255, 80, 80)), strict=True):
+        rgb[mask] = 0.7 * rgb[mask] + 0.3 * np.array(colour, dtype=np.float32)
+    image = Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 256))
+    for span, colour in ((thorax, (255, 255, 0)), (heart, (255, 0, 255))):
+        draw.line([(span.x_start, span.y), (span.x_end, span.y)], fill=colour, width=width)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def method_notes(view: str, heart_method: str, has_spacing: bool) -> list[str]:
+    notes = [
+        "Cardiothoracic ratio: the widest horizontal width of the heart divided by the widest "
+        "inner width of the chest, measured between the outer borders of the two lungs "
+        f"(magenta and yellow lines on the overlay); {heart_method}.",
+        "On a PA film a ratio above 0.5 is the usual threshold for an enlarged cardiac "
+        "silhouette; AP and supine films magnify the heart, so the ratio over-estimates there.",
+        "Lung areas are the areas of the segmented lung fields as projected on the film, not "
+        "lung volumes.",
+    ]
+    if view != "PA":
+        notes.append(f"This study's view is {view}, not PA: read the ratio with caution.")
+    if not has_spacing:
+        notes.append("No pixel spacing is known (not a DICOM with spacing): lengths in pixels.")
+    return notes
+
+
+class MeasureTool(Tool[MeasureInput, MeasureOutput]):
+    name = "measure"
+    description = (
+        "Measure on a frontal chest radiograph: the cardiothoracic ratio (heart width / inner "
+        "thoracic width, lines drawn on an overlay), the right and left lung areas and their "
+        "ratio, with units (pixels, or mm when the pixel spacing is known) and a note of how "
+        "each was measured. Use it for questions about heart size, CTR or lung size."
+    )
+    Input = MeasureInput
+    Output = MeasureOutput
+    evidence_kind = "measurement"
+
+    def cards(self) -> list[ModelCard]:
+        return [bundled_card("starter-lungs")]
+
+    def run(self, inp: MeasureInput, ctx: ToolContext) -> MeasureOutput:
+        study = ctx.studies.get(inp.study_id)
+        require_analysable(study)
+        pixels = ctx.studies.pixels(study.id)
+        anatomy = anatomy_of(study.id, pixels)
+        thorax = thoracic_span(anatomy.right_lung, anatomy.left_lung)
+        heart = widest_row(anatomy.heart)
+        ratio = round(heart.width / thorax.width, 3)
+        right, left = area_of(anatomy.right_lung, study), area_of(anatomy.left_lung, study)
+        picture = draw_lines(pixels, [anatomy.right_lung, anatomy.left_lung, anatomy.heart],
+                             heart, thorax)  # fmt: skip
+        return MeasureOutput(
+            study_id=study.id,
+            view=study.view,
+            cardiothoracic_ratio=ratio,
+            heart_line=line_of(heart, study),
+            thorax_line=line_of(thorax, study),
+            right_lung_area=right,
+            left_lung_area=left,
+            lung_area_ratio_right_to_left=(
+                round(right.pixels / left.pixels, 3) if left.pixels else None
+            ),
+            ctr_reading="above" if ratio > CTR_THRESHOLD_PA else "at or below",
+            notes=method_notes(study.view, anatomy.heart_method, study.spacing_mm is not None),
+            artefacts=[ctx.artefacts.save_png(picture, "overlay")],
+            models=anatomy.models,
+            limitations=[
+                *study.qc.limitations,
+                "Measurements rest on a starter lung model's masks: check the lines on the "
+                "overlay before quoting the ratio.",
+                DECISION_SUPPORT,
+            ],
+        )

@@ -1,0 +1,127 @@
+"""`segment_anatomy`: lungs (right and left) and heart, as mask artefacts with their areas.
+
+A coloured overlay PNG shows the structures on the image. Areas are in pixels, and in mm²
+when the DICOM gave the pixel spacing.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from radpilot.tools.anatomy import Anatomy, anatomy_of, mask_png
+from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
+from radpilot.tools.imaging import Study
+from radpilot.tools.models.store import bundled_card
+
+COLOURS = {"right lung": (0, 160, 255), "left lung": (0, 220, 120), "heart": (255, 80, 80)}
+
+
+class Area(BaseModel):
+    pixels: int
+    mm2: float | None = Field(description="when the pixel spacing is known (DICOM)")
+
+
+class Structure(BaseModel):
+    name: str
+    area: Area
+    box: tuple[int, int, int, int] = Field(description="x, y, w, h in image pixels")
+    mask_artefact: str = Field(description="id of the mask PNG artefact (255 = structure)")
+    method: str
+
+
+class SegmentAnatomyInput(ToolInput):
+    study_id: str
+
+
+class SegmentAnatomyOutput(ToolOutput):
+    study_id: str
+    image_size: tuple[int, int] = Field(description="width, height in pixels")
+    structures: list[Structure]
+
+
+def area_of(mask: np.ndarray, study: Study) -> Area:
+    pixels = int(mask.sum())
+    if study.spacing_mm is None:
+        return Area(pixels=pixels, mm2=None)
+    row_mm, column_mm = study.spacing_mm
+    return Area(pixels=pixels, mm2=round(pixels * row_mm * column_mm, 1))
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    y, x = int(rows[0]), int(columns[0])
+    return (x, y, int(columns[-1]) - x + 1, int(rows[-1]) - y + 1)
+
+
+def overlay(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> bytes:
+    """The structures tinted over the greyscale image, as PNG."""
+    from PIL import Image
+
+    grey = (np.clip(pixels, 0, 1) * 255).astype(np.float32)
+    rgb = np.stack([grey] * 3, axis=-1)
+    for name, mask in masks.items():
+        colour = np.array(COLOURS.get(name, (255, 200, 0)), dtype=np.float32)
+        rgb[mask] = 0.6 * rgb[mask] + 0.4 * colour
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def named_masks(anatomy: Anatomy) -> dict[str, np.ndarray]:
+    return {"right lung": anatomy.right_lung, "left lung": anatomy.left_lung,
+            "heart": anatomy.heart, **anatomy.extra}  # fmt: skip
+
+
+class SegmentAnatomyTool(Tool[SegmentAnatomyInput, SegmentAnatomyOutput]):
+    name = "segment_anatomy"
+    description = (
+        "Segment the lungs (patient's right and left separately) and the heart on a frontal "
+        "chest radiograph: one mask PNG per structure, its area (pixels; mm² when the pixel "
+        "spacing is known) and box, and a coloured overlay. Use it when the user asks to see "
+        "or outline the anatomy; use `measure` for the cardiothoracic ratio."
+    )
+    Input = SegmentAnatomyInput
+    Output = SegmentAnatomyOutput
+
+    def cards(self) -> list[ModelCard]:
+        return [bundled_card("starter-lungs")]
+
+    def run(self, inp: SegmentAnatomyInput, ctx: ToolContext) -> SegmentAnatomyOutput:
+        study = ctx.studies.get(inp.study_id)
+        require_analysable(study)
+        pixels = ctx.studies.pixels(study.id)
+        anatomy = anatomy_of(study.id, pixels)
+        masks = named_masks(anatomy)
+        structures, artefacts = [], [ctx.artefacts.save_png(overlay(pixels, masks), "overlay")]
+        for name, mask in masks.items():
+            artefact = ctx.artefacts.save_png(mask_png(mask), "mask")
+            artefacts.append(artefact)
+            method = anatomy.heart_method if name == "heart" else "starter lung U-Net"
+            structures.append(
+                Structure(
+                    name=name,
+                    area=area_of(mask, study),
+                    box=bounding_box(mask),
+                    mask_artefact=artefact.id,
+                    method=method,
+                )  # fmt: skip
+            )
+        return SegmentAnatomyOutput(
+            study_id=study.id,
+            image_size=(pixels.shape[1], pixels.shape[0]),
+            structures=structures,
+            artefacts=artefacts,
+            models=anatomy.models,
+            limitations=[
+                *study.qc.limitations,
+                "Lung masks come from a small starter model trained on about a hundred images: "
+                "check them on the overlay.",
+                DECISION_SUPPORT,
+            ],
+        )

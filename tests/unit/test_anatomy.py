@@ -1,0 +1,67 @@
+"""Anatomy geometry and the measurement maths on synthetic images (no models, no data)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from radpilot.errors import RadpilotError
+from radpilot.tools.anatomy import (
+    AnatomyCache,
+    heart_from_profiles,
+    mask_png,
+    thoracic_span,
+    widest_row,
+)
+
+
+def phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 200x200 'radiograph': two dark lungs, a bright heart between their lower halves."""
+    yy, xx = np.mgrid[:200, :200]
+    right = ((xx - 60) / 35) ** 2 + ((yy - 100) / 70) ** 2 <= 1  # image left
+    left = ((xx - 140) / 35) ** 2 + ((yy - 100) / 70) ** 2 <= 1
+    pixels = np.full((200, 200), 0.8, dtype=np.float32)  # soft tissue and bone: bright
+    pixels[right | left] = 0.2  # aerated lung: dark
+    heart = ((xx - 105) / 40) ** 2 + ((yy - 135) / 30) ** 2 <= 1
+    pixels[heart] = 0.75  # the heart's shadow over the medial lungs
+    return pixels, right, left
+
+
+def test_thoracic_span_is_the_widest_outer_border_distance() -> None:
+    _, right, left = phantom()
+    span = thoracic_span(right, left)
+    assert span.y == 100 and span.x_start == 25 and span.x_end == 175
+
+
+def test_heart_width_follows_the_bright_silhouette() -> None:
+    pixels, right, left = phantom()
+    heart = widest_row(heart_from_profiles(pixels, right, left))
+    assert 70 <= heart.width <= 82  # the phantom heart is 80 px wide at its widest
+    assert heart.x_start < 105 < heart.x_end
+
+
+def test_no_lungs_is_a_clear_error() -> None:
+    empty = np.zeros((50, 50), dtype=bool)
+    with pytest.raises(RadpilotError, match="both lungs"):
+        thoracic_span(empty, empty)
+    with pytest.raises(RadpilotError, match="heart could not be found"):
+        widest_row(empty)
+
+
+def test_mask_png_round_trips() -> None:
+    _, right, _ = phantom()
+    decoded = np.asarray(Image.open(io.BytesIO(mask_png(right))).convert("L")) > 0
+    assert np.array_equal(decoded, right)
+
+
+def test_anatomy_cache_drops_the_least_recently_used() -> None:
+    cache = AnatomyCache(capacity=2)
+    items = {key: object() for key in "abc"}
+    cache.put("a", items["a"])  # type: ignore[arg-type]
+    cache.put("b", items["b"])  # type: ignore[arg-type]
+    assert cache.get("a") is items["a"]
+    cache.put("c", items["c"])  # type: ignore[arg-type]
+    assert cache.get("b") is None and cache.get("a") is items["a"]
