@@ -138,7 +138,7 @@ def default_registry() -> ToolRegistry:
     from radpilot.tools.image_info import ImageInfoTool
     from radpilot.tools.localize import LocalizeFindingTool
     from radpilot.tools.measure import MeasureTool
-    from radpilot.tools.segment import SegmentAnatomyTool
+    from radpilot.tools.segment import SegmentAnatomyTool, SegmentRegionTool
 
     return ToolRegistry(
         [
@@ -146,6 +146,7 @@ def default_registry() -> ToolRegistry:
             ClassifyFindingsTool(),
             LocalizeFindingTool(),
             SegmentAnatomyTool(),
+            SegmentRegionTool(),
             MeasureTool(),
             SearchGuidelinesTool(),
             KnowledgeGraphTool(),

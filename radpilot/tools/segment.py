@@ -1,16 +1,22 @@
-"""`segment_anatomy`: lungs (right and left) and heart, as mask artefacts with their areas.
+"""Segmentation tools.
 
-A coloured overlay PNG shows the structures on the image. Areas are in pixels, and in mm²
-when the DICOM gave the pixel spacing.
+`segment_anatomy`: lungs (right and left) and heart, as mask artefacts with their areas.
+`segment_region`: segment-anything on a box or point prompt (a box from `localize_finding`,
+or a click in the UI).
+
+Overlay PNGs show the structures on the image. Areas are in pixels, and in mm² when the DICOM
+gave the pixel spacing.
 """
 
 from __future__ import annotations
 
 import io
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from radpilot.errors import RadpilotError
 from radpilot.tools.anatomy import Anatomy, anatomy_of, mask_png
 from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
@@ -122,6 +128,96 @@ class SegmentAnatomyTool(Tool[SegmentAnatomyInput, SegmentAnatomyOutput]):
                 *study.qc.limitations,
                 "Lung masks come from a small starter model trained on about a hundred images: "
                 "check them on the overlay.",
+                DECISION_SUPPORT,
+            ],
+        )
+
+
+SamWeights = Literal["medsam-vit-b", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
+
+
+class SegmentRegionInput(ToolInput):
+    study_id: str
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="x, y, w, h in image pixels (e.g. a localize_finding box)"
+    )
+    point: tuple[float, float] | None = Field(default=None, description="x, y in image pixels")
+    point_is_foreground: bool = Field(default=True, description="false: exclude this point")
+    weights: SamWeights | None = Field(default=None, description="default: first installed")
+
+    @model_validator(mode="after")
+    def _has_a_prompt(self) -> SegmentRegionInput:
+        if self.box is None and self.point is None:
+            raise ValueError("give a box (x, y, w, h) or a point (x, y) to segment")
+        if self.box is not None and (self.box[2] < 2 or self.box[3] < 2):
+            raise ValueError("the box is empty: width and height must be at least 2 pixels")
+        return self
+
+
+class SegmentRegionOutput(ToolOutput):
+    study_id: str
+    area: Area
+    box: tuple[int, int, int, int] = Field(description="the mask's own box, x, y, w, h")
+    score: float = Field(description="SAM's predicted IoU of its mask (0-1), not a probability")
+    encoder_cached: bool = Field(description="the image embedding was reused from a prompt before")
+    mask_artefact: str
+
+
+def check_prompt(inp: SegmentRegionInput, width: int, height: int) -> None:
+    def inside(x: float, y: float) -> bool:
+        return 0 <= x <= width and 0 <= y <= height
+
+    if inp.box is not None:
+        x, y, w, h = inp.box
+        if not (inside(x, y) and inside(x + w, y + h)):
+            raise RadpilotError(
+                f"the box {inp.box} lies outside the {width}x{height} image", code="bad_prompt"
+            )
+    if inp.point is not None and not inside(*inp.point):
+        raise RadpilotError(
+            f"the point {inp.point} lies outside the {width}x{height} image", code="bad_prompt"
+        )
+
+
+class SegmentRegionTool(Tool[SegmentRegionInput, SegmentRegionOutput]):
+    name = "segment_region"
+    description = (
+        "Segment one region of a radiograph from a prompt with segment-anything (SAM or MedSAM "
+        "weights, when installed): a box (x, y, w, h), e.g. from localize_finding, or a point "
+        "(x, y). Returns the mask PNG, its area and box, and an overlay. Several prompts on one "
+        "image reuse its embedding."
+    )
+    Input = SegmentRegionInput
+    Output = SegmentRegionOutput
+
+    def run(self, inp: SegmentRegionInput, ctx: ToolContext) -> SegmentRegionOutput:
+        from radpilot.tools.models.sam import installed_sam, shared_sam
+        from radpilot.tools.models.store import ModelStore
+
+        study = ctx.studies.get(inp.study_id)
+        require_analysable(study)
+        check_prompt(inp, study.width, study.height)
+        name = installed_sam(ModelStore(ctx.settings.weights_dir), inp.weights)
+        segmenter = shared_sam(ctx.settings.weights_dir, name, ctx.settings.device)
+        pixels = ctx.studies.pixels(study.id)
+        prediction = segmenter.segment(
+            study.id, pixels, inp.box, inp.point, inp.point_is_foreground
+        )
+        mask = ctx.artefacts.save_png(mask_png(prediction.mask), "mask")
+        picture = ctx.artefacts.save_png(overlay(pixels, {"region": prediction.mask}), "overlay")
+        return SegmentRegionOutput(
+            study_id=study.id,
+            area=area_of(prediction.mask, study),
+            box=bounding_box(prediction.mask),
+            score=round(prediction.score, 4),
+            encoder_cached=prediction.encoder_cached,
+            mask_artefact=mask.id,
+            artefacts=[picture, mask],
+            models=[segmenter.identity],
+            limitations=[
+                *study.qc.limitations,
+                "Segment-anything outlines what the prompt points at; it does not know what the "
+                "region is, and its score is the model's own estimate of its mask quality.",
                 DECISION_SUPPORT,
             ],
         )
