@@ -12,6 +12,7 @@ what similar reports said or what labels similar-looking images carried.
 
 from __future__ import annotations
 
+import logging
 import tarfile
 import threading
 import xml.etree.ElementTree as ET
@@ -27,6 +28,8 @@ from pydantic import BaseModel, Field
 from radpilot.errors import RadpilotError
 from radpilot.knowledge.embedding import MiniLMEmbeddingFunction
 from radpilot.knowledge.store import chroma_client
+
+log = logging.getLogger(__name__)
 
 REPORTS_COLLECTION = "openi_reports"
 REPORTS_LICENCE = "CC BY-NC-ND 4.0 (Indiana University / OpenI chest X-ray collection)"
@@ -129,7 +132,7 @@ class ReportCases:
     def search(self, text: str, k: int) -> list[ReferenceCase]:
         if not text.strip():
             raise RadpilotError("the findings text to match is empty")
-        self.build()
+        self.build(progress=log.info)  # first use embeds the reports: minutes on two cores
         found = self._collection.query(
             query_texts=[text], n_results=k, include=["documents", "metadatas", "distances"]
         )
@@ -199,7 +202,7 @@ class ImageCases:
 
     def search(self, pixels: np.ndarray, k: int) -> list[ReferenceCase]:
         if self._collection.count() == 0:
-            self.build()
+            self.build(progress=log.info)
         found = self._collection.query(
             query_embeddings=self.model.embed([pixels]), n_results=k + 1,
             include=["metadatas", "distances"],
