@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def add_models_commands(commands: Any) -> None:
     pull.set_defaults(handler=_pull)
 
     train = actions.add_parser("train", help="train a starter model on the development data")
-    train.add_argument("which", choices=["classifier"])
+    train.add_argument("which", choices=["classifier", "lungs"])
     train.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
     train.add_argument("--out", type=Path, help="bundle folder (default: the packaged starter)")
     train.add_argument("--epochs", type=int, default=None)
@@ -42,13 +43,15 @@ def add_models_commands(commands: Any) -> None:
         "--distill",
         type=float,
         default=None,
-        help="weight of the CheXNet reference scores in the targets (0-1)",
+        help="classifier only: weight of the CheXNet reference scores in the targets (0-1)",
     )
     train.add_argument("--seed", type=int, default=None)
     train.set_defaults(handler=_train)
 
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
-    evaluate.add_argument("name")
+    evaluate.add_argument(
+        "name", help="a findings classifier, or `lungs` for the starter lung segmenter"
+    )
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument(
         "--split",
@@ -115,6 +118,8 @@ def _progress(message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.which == "lungs":
+        return _train_lungs(args)
     from radpilot.tools.models.starter_bundle import write_bundle
     from radpilot.tools.models.store import bundled_dir
     from radpilot.tools.models.train_classifier import ClassifierRecipe, train_classifier
@@ -136,7 +141,65 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_lungs(args: argparse.Namespace) -> int:
+    from radpilot.errors import RadpilotError
+    from radpilot.tools.models.lungs import NAME
+    from radpilot.tools.models.starter_bundle import write_lung_bundle
+    from radpilot.tools.models.store import bundled_dir
+    from radpilot.tools.models.train_lungs import LungRecipe, train_lungs
+
+    if args.distill is not None:
+        raise RadpilotError("--distill applies to the classifier only")
+    # Before torch loads OpenMP: idle threads sleep instead of spinning, so training on a
+    # machine shared with other jobs slows down in proportion instead of several-fold.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    overrides = {
+        key: value
+        for key, value in {
+            "epochs": args.epochs,
+            "input_size": args.size,
+            "seed": args.seed,
+        }.items()
+        if value is not None
+    }
+    data = _data_dir(args.data)
+    model, trained = train_lungs(data, LungRecipe(**overrides), progress=_progress)
+    _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
+    folder = args.out or bundled_dir(NAME)
+    evaluation = write_lung_bundle(model, trained, data, folder, progress=_progress)
+    print(json.dumps(evaluation.model_dump(mode="json", exclude={"per_image"}), indent=2))
+    _progress(f"bundle written to {folder}")
+    return 0
+
+
+def _evaluate_lungs(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.devdata import read_lung_masks
+    from radpilot.tools.models.lungs import starter_lung_segmenter
+    from radpilot.tools.models.train_lungs import evaluate_lungs, records_of_split
+
+    records = read_lung_masks(args.data)
+    chosen = records_of_split(records, args.split)
+    chosen = chosen[: args.limit] if args.limit else chosen
+    evaluation = evaluate_lungs(
+        starter_lung_segmenter(),
+        chosen,
+        args.data,
+        split=args.split,
+        all_records=records,
+        progress=_progress,
+    )
+    if args.json:
+        print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+        return 0
+    print(json.dumps(evaluation.model_dump(mode="json", exclude={"per_image"}), indent=2))
+    for score in sorted(evaluation.per_image, key=lambda s: s.dice)[:5]:
+        print(f"lowest Dice: {score.dice:.4f}  HD95 {score.hd95:6.1f} px  {score.image}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.name in ("lungs", "starter-lungs"):
+        return _evaluate_lungs(args)
     from radpilot.errors import RadpilotError
     from radpilot.tools.models.devdata import read_nih, records_in
     from radpilot.tools.models.evaluate import evaluate_findings_model

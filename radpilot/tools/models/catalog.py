@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 
 from radpilot.tools.models.labels import NIH_FINDINGS
 
-Family = Literal["xrv-densenet", "xrv-pspnet", "sam", "medsam", "starter-classifier"]
+Family = Literal[
+    "xrv-densenet", "xrv-pspnet", "sam", "medsam", "starter-classifier", "starter-lungs"
+]
 
 _XRV_RELEASE = "https://github.com/mlmed/torchxrayvision/releases/download/v1/"
 _XRV_LICENCE = (
@@ -149,6 +151,21 @@ CATALOG: dict[str, KnownWeights] = {
             input=InputConvention(size=224, scale=1),
             labels=list(NIH_FINDINGS),
             intended_use="Offline default findings classifier; weaker than canonical weights.",
+            bundled=True,
+        ),
+        KnownWeights(
+            name="starter-lungs",
+            family="starter-lungs",
+            architecture="MONAI UNet 2-D, 6 levels (16-256 channels), trained here",
+            filename="model.safetensors",
+            folder="bundled",
+            url="bundled with the radpilot package",
+            licence="NON-COMMERCIAL: trained on COVID-19 image data collection images that "
+            "include CC BY-NC-SA; V7 Labs lung masks. See the model card",
+            input=InputConvention(size=256, scale=1),
+            labels=["lung"],
+            intended_use="Offline default lung-field segmentation (both lungs) on adult frontal "
+            "chest radiographs; not for diagnosis.",
             bundled=True,
         ),
     ]

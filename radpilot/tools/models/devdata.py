@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -52,5 +52,38 @@ def read_nih(data_dir: Path) -> list[NihRecord]:
         return [NihRecord.model_validate(json.loads(line)) for line in handle if line.strip()]
 
 
-def records_in(records: list[NihRecord], split: Split) -> list[NihRecord]:
+class _OfPatient(Protocol):
+    @property
+    def patient_id(self) -> str: ...
+
+
+Record = TypeVar("Record", bound=_OfPatient)
+
+
+def records_in(records: list[Record], split: Split) -> list[Record]:
     return [record for record in records if split_of(record.patient_id) == split]
+
+
+class LungMaskRecord(BaseModel):
+    """A COVID-collection image with a binary lung mask (255 = lung, both lungs in one mask,
+    the image's size)."""
+
+    image: str
+    patient_id: str
+    lung_mask: str
+    view: str | None = None
+    license: str = ""
+
+
+def read_lung_masks(data_dir: Path) -> list[LungMaskRecord]:
+    """The COVID records that have a lung mask; they share NIH's patient split rule
+    (`split_of`), so `records_in` applies to them too."""
+    path = data_dir / "covid" / "labels.jsonl"
+    if not path.exists():
+        raise RadpilotError(
+            f"no COVID labels at {path}: --data must point at a folder laid out like "
+            "../shared/data/cxr (covid/labels.jsonl, covid/images/ and covid/lung_masks/)"
+        )
+    with path.open() as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [LungMaskRecord.model_validate(row) for row in rows if row.get("lung_mask")]
