@@ -50,7 +50,9 @@ def add_models_commands(commands: Any) -> None:
 
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
-        "name", help="a findings classifier, or `lungs` for the starter lung segmenter"
+        "name",
+        help="a findings classifier, `lungs` for the starter lung segmenter, or `ctr` for the "
+        "cardiothoracic ratio against NIH Cardiomegaly labels",
     )
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument(
@@ -197,9 +199,19 @@ def _evaluate_lungs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_ctr(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.evaluate_ctr import evaluate_ctr
+
+    evaluation = evaluate_ctr(args.data, args.split, limit=args.limit, progress=_progress)
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.name in ("lungs", "starter-lungs"):
         return _evaluate_lungs(args)
+    if args.name == "ctr":
+        return _evaluate_ctr(args)
     from radpilot.errors import RadpilotError
     from radpilot.tools.models.devdata import read_nih, records_in
     from radpilot.tools.models.evaluate import evaluate_findings_model

@@ -85,3 +85,18 @@ def test_unknown_study_is_a_clear_error(context: ToolContext) -> None:
     result = default_registry().run("measure", {"study_id": "st_nope"}, context)
     assert not result.ok and result.error is not None
     assert result.error.code == StudyNotFoundError.code
+
+
+def test_evaluate_ctr_prints_auroc_json(data_dir: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "radpilot.app.cli", "models", "evaluate", "ctr",
+         "--data", str(data_dir), "--limit", "60"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    assert result["split"] == "test" and result["images"] + result["failed"] == 60
+    assert result["positives"] > 0 and 0.0 <= result["auroc"] <= 1.0
