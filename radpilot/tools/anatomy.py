@@ -1,9 +1,9 @@
 """Anatomy masks of a study (lungs, heart) shared by `segment_anatomy` and `measure`.
 
-Lungs come from the bundled starter U-Net. No starter model segments the heart (there are no
-heart masks to train one on here): the heart's width is estimated from brightness profiles
-between the lungs, which is what a reader measures for the cardiothoracic ratio, not the true
-cardiac outline.
+With the torchxrayvision PSPNet installed, all structures come from it. Otherwise the lungs
+come from the bundled starter U-Net, and, as no starter model segments the heart (there are no
+heart masks to train one on here), the heart's width is estimated from brightness profiles
+between the lungs: what a reader measures for the cardiothoracic ratio, not the true outline.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.base import ModelIdentity
+from radpilot.tools.models.store import ModelStore
 
 # Rows of the both-lungs extent (0 = apex, 1 = lowest row with both lungs) searched for the
 # heart's borders, and only rows where each lung is at least WIDE_ROW of its widest: above lie
@@ -26,6 +27,8 @@ CARDIAC_ROWS = (0.5, 0.8)
 WIDE_ROW = 0.5
 CACHED_STUDIES = 32
 
+PSPNET_METHOD = "torchxrayvision ChestX-Det PSPNet"
+HEART_FROM_PSPNET = f"heart segmented by the {PSPNET_METHOD}"
 HEART_FROM_PROFILES = (
     "heart width estimated from brightness profiles between the lungs (dense cardiac shadow "
     "against aerated lung, row by row, lower half of the lung fields); the starter models do "
@@ -42,6 +45,7 @@ class Anatomy:
     heart: np.ndarray
     heart_method: str
     models: list[ModelIdentity]
+    lung_method: str = "starter lung U-Net (MONAI), trained here"
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # PSPNet's other structures
 
     @property
@@ -169,21 +173,40 @@ class AnatomyCache:
 _cache = AnatomyCache()
 
 
-def anatomy_of(study_id: str, pixels: np.ndarray) -> Anatomy:
-    """Lungs (right/left) and heart of one study, computed once per process."""
-    from radpilot.tools.models.lungs import split_left_right, starter_lung_segmenter
+def anatomy_of(study_id: str, pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
+    """Lungs (right/left) and heart of one study, computed once per process: from the
+    torchxrayvision PSPNet when its weights are installed, else from the starter lung U-Net
+    and brightness profiles."""
+    from radpilot.tools.models.pspnet import pspnet_installed, shared_pspnet
 
-    cached = _cache.get(study_id)
+    use_pspnet = pspnet_installed(store)
+    key = f"{study_id}:{'pspnet' if use_pspnet else 'starter'}"
+    cached = _cache.get(key)
     if cached is not None:
         return cached
+    if use_pspnet:
+        segmenter = shared_pspnet(store.root, device)
+        masks = segmenter.predict(pixels)
+        anatomy = Anatomy(
+            right_lung=masks.pop("Right Lung"), left_lung=masks.pop("Left Lung"),
+            heart=masks.pop("Heart"), heart_method=HEART_FROM_PSPNET, lung_method=PSPNET_METHOD,
+            models=[segmenter.identity], extra={name.lower(): m for name, m in masks.items()},
+        )  # fmt: skip
+    else:
+        anatomy = starter_anatomy(pixels)
+    _cache.put(key, anatomy)
+    return anatomy
+
+
+def starter_anatomy(pixels: np.ndarray) -> Anatomy:
+    from radpilot.tools.models.lungs import split_left_right, starter_lung_segmenter
+
     segmenter = starter_lung_segmenter()
     right, left = split_left_right(segmenter.predict(pixels))
-    anatomy = Anatomy(
+    return Anatomy(
         right_lung=right,
         left_lung=left,
         heart=heart_from_profiles(pixels, right, left),
         heart_method=HEART_FROM_PROFILES,
         models=[segmenter.identity],
     )
-    _cache.put(study_id, anatomy)
-    return anatomy

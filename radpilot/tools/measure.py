@@ -114,7 +114,7 @@ class MeasureTool(Tool[MeasureInput, MeasureOutput]):
         study = ctx.studies.get(inp.study_id)
         require_analysable(study)
         pixels = ctx.studies.pixels(study.id)
-        anatomy = anatomy_of(study.id, pixels)
+        anatomy = anatomy_of(study.id, pixels, ctx.models.store, ctx.settings.device)
         thorax = thoracic_span(anatomy.right_lung, anatomy.left_lung)
         heart = widest_row(anatomy.heart)
         ratio = round(heart.width / thorax.width, 3)

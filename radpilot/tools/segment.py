@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from radpilot.errors import RadpilotError
-from radpilot.tools.anatomy import Anatomy, anatomy_of, mask_png
+from radpilot.tools.anatomy import PSPNET_METHOD, Anatomy, anatomy_of, mask_png
 from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
 from radpilot.tools.imaging import Study
@@ -88,8 +88,10 @@ class SegmentAnatomyTool(Tool[SegmentAnatomyInput, SegmentAnatomyOutput]):
     name = "segment_anatomy"
     description = (
         "Segment the lungs (patient's right and left separately) and the heart on a frontal "
-        "chest radiograph: one mask PNG per structure, its area (pixels; mm² when the pixel "
-        "spacing is known) and box, and a coloured overlay. Use it when the user asks to see "
+        "chest radiograph (with the torchxrayvision PSPNet installed: its 14 structures, e.g. "
+        "clavicles, hila, aorta, mediastinum, spine): one mask PNG per structure, its area "
+        "(pixels; mm² when the pixel spacing is known) and box, and a coloured overlay. Use it "
+        "when the user asks to see "
         "or outline the anatomy; use `measure` for the cardiothoracic ratio."
     )
     Input = SegmentAnatomyInput
@@ -102,13 +104,14 @@ class SegmentAnatomyTool(Tool[SegmentAnatomyInput, SegmentAnatomyOutput]):
         study = ctx.studies.get(inp.study_id)
         require_analysable(study)
         pixels = ctx.studies.pixels(study.id)
-        anatomy = anatomy_of(study.id, pixels)
+        anatomy = anatomy_of(study.id, pixels, ctx.models.store, ctx.settings.device)
         masks = named_masks(anatomy)
         structures, artefacts = [], [ctx.artefacts.save_png(overlay(pixels, masks), "overlay")]
         for name, mask in masks.items():
             artefact = ctx.artefacts.save_png(mask_png(mask), "mask")
             artefacts.append(artefact)
-            method = anatomy.heart_method if name == "heart" else "starter lung U-Net"
+            method = {"heart": anatomy.heart_method, "right lung": anatomy.lung_method,
+                      "left lung": anatomy.lung_method}.get(name, PSPNET_METHOD)  # fmt: skip
             structures.append(
                 Structure(
                     name=name,

@@ -100,3 +100,31 @@ def test_evaluate_ctr_prints_auroc_json(data_dir: Path) -> None:
     result = json.loads(done.stdout)
     assert result["split"] == "test" and result["images"] + result["failed"] == 60
     assert result["positives"] > 0 and 0.0 <= result["auroc"] <= 1.0
+
+
+def test_pspnet_weights_in_the_store_are_loaded_by_the_real_loader(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """An untrained PSPNet saved the way the released checkpoint is (a DataParallel state
+    dict, `module.` prefixes) under the name torchxrayvision expects: dropping the real file
+    there works the same way."""
+    import torch
+    from torchxrayvision.baseline_models.chestx_det.ptsemseg.pspnet import pspnet
+
+    from radpilot.tools.models.pspnet import NAME
+
+    settings = Settings(state_dir=tmp_path / "state")
+    context = ToolContext.create(settings, root=tmp_path)
+    target = context.models.store.path_of(NAME)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {f"module.{k}": v.half() for k, v in pspnet(14).state_dict().items()}
+    torch.save(state, target)
+
+    [image] = normal_pa_images(data_dir, 1)
+    study = context.studies.ingest_file(image)
+    result = default_registry().run("segment_anatomy", {"study_id": study.id}, context)
+    assert result.ok and result.output is not None, result.error
+    structures = {s["name"]: s for s in result.output["structures"]}
+    assert len(structures) == 14 and {"heart", "aorta", "spine"} <= set(structures)
+    assert "PSPNet" in structures["heart"]["method"]
+    assert result.output["models"][0]["name"] == NAME
