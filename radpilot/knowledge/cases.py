@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -37,6 +37,7 @@ NIH_LICENCE = "NIH Clinical Center, unrestricted use (Wang et al., ChestX-ray8, 
 # Hits this close to the query image are the query image itself (or an exact copy of it).
 SAME_IMAGE_SIMILARITY = 0.9999
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 class CasesUnavailableError(RadpilotError):
@@ -61,6 +62,16 @@ class ReferenceCase(BaseModel):
     labels: list[str]
     text: str | None = Field(default=None, description="report findings and impression")
     licence: str
+
+
+def in_batches(
+    items: list[T], size: int, what: str, progress: Progress | None
+) -> Iterator[list[T]]:
+    """Consecutive batches, reporting progress after each one is processed."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+        if progress:
+            progress(f"embedded {min(start + size, len(items))}/{len(items)} {what}")
 
 
 def reports_archive() -> Path:
@@ -117,15 +128,12 @@ class ReportCases:
             reports = list(read_reports(self.archive))
             stored = set(self._collection.get(include=[])["ids"])
             missing = [r for r in reports if r.report_id not in stored]
-            for start in range(0, len(missing), 128):
-                batch = missing[start : start + 128]
+            for batch in in_batches(missing, 128, "reports", progress):
                 self._collection.add(
                     ids=[r.report_id for r in batch],
                     documents=[r.text for r in batch],
                     metadatas=[{"labels": "|".join(r.labels) or "normal"} for r in batch],
                 )
-                if progress:
-                    progress(f"embedded {start + len(batch)}/{len(missing)} reports")
             self._collection.modify(metadata={"complete_count": len(reports)})
             return len(missing)
 
@@ -186,8 +194,7 @@ class ImageCases:
             records = records if records is not None else read_nih(self.data)
             stored = set(self._collection.get(include=[])["ids"])
             missing = [r for r in records if r.image not in stored]
-            for start in range(0, len(missing), 16):
-                batch = missing[start : start + 16]
+            for batch in in_batches(missing, 16, "images", progress):
                 self._collection.add(
                     ids=[r.image for r in batch],
                     embeddings=self.model.embed(load_pixels(batch, self.data)),
@@ -196,8 +203,6 @@ class ImageCases:
                         for r in batch
                     ],  # fmt: skip
                 )
-                if progress:
-                    progress(f"embedded {start + len(batch)}/{len(missing)} images")
             return len(missing)
 
     def search(self, pixels: np.ndarray, k: int) -> list[ReferenceCase]:

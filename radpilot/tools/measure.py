@@ -13,12 +13,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.tools.anatomy import Span, anatomy_of, thoracic_span, widest_row
-from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
-from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
+from radpilot.tools.anatomy import Span, thoracic_span, widest_row
+from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import DECISION_SUPPORT
 from radpilot.tools.imaging import Study
-from radpilot.tools.models.store import bundled_card
-from radpilot.tools.segment import Area, area_of
+from radpilot.tools.segment import AnatomyTool, Area, area_of
 
 CTR_THRESHOLD_PA = 0.5  # the usual upper limit of normal on a PA film
 
@@ -95,7 +94,7 @@ def method_notes(view: str, heart_method: str, has_spacing: bool) -> list[str]:
     return notes
 
 
-class MeasureTool(Tool[MeasureInput, MeasureOutput]):
+class MeasureTool(AnatomyTool[MeasureInput, MeasureOutput]):
     name = "measure"
     description = (
         "Measure on a frontal chest radiograph: the cardiothoracic ratio (heart width / inner "
@@ -107,14 +106,8 @@ class MeasureTool(Tool[MeasureInput, MeasureOutput]):
     Output = MeasureOutput
     evidence_kind = "measurement"
 
-    def cards(self) -> list[ModelCard]:
-        return [bundled_card("starter-lungs")]
-
     def run(self, inp: MeasureInput, ctx: ToolContext) -> MeasureOutput:
-        study = ctx.studies.get(inp.study_id)
-        require_analysable(study)
-        pixels = ctx.studies.pixels(study.id)
-        anatomy = anatomy_of(study.id, pixels, ctx.models.store, ctx.settings.device)
+        study, pixels, anatomy = self.analysed(ctx, inp.study_id)
         thorax = thoracic_span(anatomy.right_lung, anatomy.left_lung)
         heart = widest_row(anatomy.heart)
         ratio = round(heart.width / thorax.width, 3)

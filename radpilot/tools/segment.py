@@ -18,7 +18,15 @@ from pydantic import BaseModel, Field, model_validator
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.anatomy import PSPNET_METHOD, Anatomy, anatomy_of, mask_png
-from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import (
+    InputT,
+    ModelCard,
+    OutputT,
+    Tool,
+    ToolContext,
+    ToolInput,
+    ToolOutput,
+)
 from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.store import bundled_card
@@ -84,7 +92,22 @@ def named_masks(anatomy: Anatomy) -> dict[str, np.ndarray]:
             "heart": anatomy.heart, **anatomy.extra}  # fmt: skip
 
 
-class SegmentAnatomyTool(Tool[SegmentAnatomyInput, SegmentAnatomyOutput]):
+class AnatomyTool(Tool[InputT, OutputT]):
+    """A tool that reads the anatomy (lungs, heart) of one study."""
+
+    def cards(self) -> list[ModelCard]:
+        return [bundled_card("starter-lungs")]
+
+    @staticmethod
+    def analysed(ctx: ToolContext, study_id: str) -> tuple[Study, np.ndarray, Anatomy]:
+        """The study (refused if QC refused it), its pixels and its anatomy."""
+        study = ctx.studies.get(study_id)
+        require_analysable(study)
+        pixels = ctx.studies.pixels(study.id)
+        return study, pixels, anatomy_of(study.id, pixels, ctx.models.store, ctx.settings.device)
+
+
+class SegmentAnatomyTool(AnatomyTool[SegmentAnatomyInput, SegmentAnatomyOutput]):
     name = "segment_anatomy"
     description = (
         "Segment the lungs (patient's right and left separately) and the heart on a frontal "
@@ -97,14 +120,8 @@ class SegmentAnatomyTool(Tool[SegmentAnatomyInput, SegmentAnatomyOutput]):
     Input = SegmentAnatomyInput
     Output = SegmentAnatomyOutput
 
-    def cards(self) -> list[ModelCard]:
-        return [bundled_card("starter-lungs")]
-
     def run(self, inp: SegmentAnatomyInput, ctx: ToolContext) -> SegmentAnatomyOutput:
-        study = ctx.studies.get(inp.study_id)
-        require_analysable(study)
-        pixels = ctx.studies.pixels(study.id)
-        anatomy = anatomy_of(study.id, pixels, ctx.models.store, ctx.settings.device)
+        study, pixels, anatomy = self.analysed(ctx, inp.study_id)
         masks = named_masks(anatomy)
         structures, artefacts = [], [ctx.artefacts.save_png(overlay(pixels, masks), "overlay")]
         for name, mask in masks.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -41,15 +41,20 @@ def split_of(patient_id: str) -> Split:
     return "test"
 
 
-def read_nih(data_dir: Path) -> list[NihRecord]:
-    path = data_dir / "nih" / "labels.jsonl"
+def read_rows(path: Path, layout: str) -> list[dict[str, Any]]:
+    """The records of a labels.jsonl, or a clear error naming the layout `--data` needs."""
     if not path.exists():
         raise RadpilotError(
-            f"no NIH labels at {path}: --data must point at a folder laid out like "
-            "../shared/data/cxr (nih/labels.jsonl and nih/images/)"
+            f"no labels at {path}: --data must point at a folder laid out like "
+            f"../shared/data/cxr ({layout})"
         )
     with path.open() as handle:
-        return [NihRecord.model_validate(json.loads(line)) for line in handle if line.strip()]
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_nih(data_dir: Path) -> list[NihRecord]:
+    rows = read_rows(data_dir / "nih" / "labels.jsonl", "nih/labels.jsonl and nih/images/")
+    return [NihRecord.model_validate(row) for row in rows]
 
 
 class _OfPatient(Protocol):
@@ -78,12 +83,8 @@ class LungMaskRecord(BaseModel):
 def read_lung_masks(data_dir: Path) -> list[LungMaskRecord]:
     """The COVID records that have a lung mask; they share NIH's patient split rule
     (`split_of`), so `records_in` applies to them too."""
-    path = data_dir / "covid" / "labels.jsonl"
-    if not path.exists():
-        raise RadpilotError(
-            f"no COVID labels at {path}: --data must point at a folder laid out like "
-            "../shared/data/cxr (covid/labels.jsonl, covid/images/ and covid/lung_masks/)"
-        )
-    with path.open() as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
+    rows = read_rows(
+        data_dir / "covid" / "labels.jsonl",
+        "covid/labels.jsonl, covid/images/ and covid/lung_masks/",
+    )
     return [LungMaskRecord.model_validate(row) for row in rows if row.get("lung_mask")]
