@@ -227,6 +227,10 @@ class Composer:
         if not view.priors():
             answer.claims.append(self._stated("no_prior"))
             return
+        comparison = next((e for e in turn if e.tool == "compare_studies"), None)
+        if comparison is not None:
+            self._changes(answer, view, comparison)
+            return
         roles = {s.study_id: s.role for s in view.studies}
         classifications = [e for e in turn if e.tool == "classify_findings"]
         if not classifications:
@@ -249,6 +253,35 @@ class Composer:
                             text=text, evidence=[evidence.id], certainty=CERTAINTY[row["status"]]
                         )  # fmt: skip
                     )
+
+    def _changes(self, answer: Answer, view: PlannerView, comparison: Evidence) -> None:
+        wanted = set(view.understanding.slots.findings)
+        rows = comparison.values.get("findings", [])
+        steady = []
+        for row in rows:
+            named = row["name"] in wanted
+            if row["verdict"] == "unchanged" and not named:
+                if row["status"] != "absent" or row["prior_probability"] >= row["threshold"]:
+                    steady.append(row["name"])
+                continue
+            if wanted and not named:
+                continue
+            text = self.text["change"][row["verdict"]].format(
+                finding=row["name"], prior=row["prior_probability"], now=row["probability"],
+                margin=row["margin"],
+            )  # fmt: skip
+            answer.claims.append(Claim(text=text, evidence=[comparison.id], certainty="stated"))
+        if steady:
+            text = self.text["change_steady"].format(items=", ".join(steady))
+            answer.claims.append(Claim(text=text, evidence=[comparison.id], certainty="stated"))
+        if not answer.claims:
+            answer.claims.append(
+                Claim(text=self.text["change_none"], evidence=[comparison.id], certainty="stated")
+            )
+        measured = comparison.values.get("measurements")
+        if measured:
+            text = self.text["change_ctr"].format(prior=measured["prior_ctr"], now=measured["ctr"])
+            answer.claims.append(Claim(text=text, evidence=[comparison.id], certainty="stated"))
 
     def _explain(self, answer: Answer, history: list[Message], ledger: dict[str, Evidence]) -> None:
         previous = next((m.answer for m in reversed(history)

@@ -51,8 +51,9 @@ def add_models_commands(commands: Any) -> None:
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
         "name",
-        help="a findings classifier, `lungs` for the starter lung segmenter, or `ctr` for the "
-        "cardiothoracic ratio against NIH Cardiomegaly labels",
+        help="a findings classifier, `lungs` for the starter lung segmenter, `ctr` for the "
+        "cardiothoracic ratio against NIH Cardiomegaly labels, or `temporal` for change "
+        "verdicts on the same-patient pairs (test-split patients)",
     )
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument(
@@ -207,11 +208,21 @@ def _evaluate_ctr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_temporal(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.evaluate_temporal import evaluate_temporal
+
+    evaluation = evaluate_temporal(args.data, limit=args.limit, progress=_progress)
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.name in ("lungs", "starter-lungs"):
         return _evaluate_lungs(args)
     if args.name == "ctr":
         return _evaluate_ctr(args)
+    if args.name == "temporal":
+        return _evaluate_temporal(args)
     from radpilot.errors import RadpilotError
     from radpilot.tools.models.devdata import read_nih, records_in
     from radpilot.tools.models.evaluate import evaluate_findings_model

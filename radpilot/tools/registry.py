@@ -135,6 +135,7 @@ def default_registry() -> ToolRegistry:
     """Every tool that ships with radpilot."""
     from radpilot.knowledge.tools import KnowledgeGraphTool, SearchGuidelinesTool, SimilarCasesTool
     from radpilot.tools.classify import ClassifyFindingsTool
+    from radpilot.tools.compare import CompareStudiesTool
     from radpilot.tools.image_info import ImageInfoTool
     from radpilot.tools.localize import LocalizeFindingTool
     from radpilot.tools.measure import MeasureTool
@@ -148,6 +149,7 @@ def default_registry() -> ToolRegistry:
             SegmentAnatomyTool(),
             SegmentRegionTool(),
             MeasureTool(),
+            CompareStudiesTool(),
             SearchGuidelinesTool(),
             KnowledgeGraphTool(),
             SimilarCasesTool(),

@@ -86,12 +86,15 @@ def test_compare_without_a_prior_never_invents_one(agent: Agent, images: dict[st
     assert "No prior study is available" in answer.claims[0].text
 
 
-def test_compare_with_a_prior_reports_both_studies(agent: Agent, images: dict[str, bytes]) -> None:
-    session = session_with(agent, images["effusion"])
-    agent.add_study(session, images["other"], "old.png", role="prior")
-    answer = agent.ask(session, "Has the effusion changed since the prior?")
-    assert tools_called(agent, session).count("classify_findings") == 2
-    assert any("prior study" in c.text for c in answer.claims)
+def test_compare_with_a_prior_gives_change_verdicts(agent: Agent, data_dir: Path) -> None:
+    pair = next(json.loads(line) for line in (data_dir / "pairs.jsonl").open()
+                if json.loads(line)["patient_id"] == "nih-211")  # fmt: skip
+    session = session_with(agent, (data_dir / pair["current"]).read_bytes())
+    agent.add_study(session, (data_dir / pair["prior"]).read_bytes(), "old.png", role="prior")
+    answer = agent.ask(session, "What has changed since the prior?")
+    assert tools_called(agent, session) == ["compare_studies"]
+    assert any("Compared with the prior study" in c.text or "Unchanged since" in c.text
+               for c in answer.claims)  # fmt: skip
     assert_grounded(agent, session)
 
 

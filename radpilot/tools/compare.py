@@ -1,0 +1,242 @@
+"""`compare_studies`: what changed between a prior and the current study of one patient.
+
+1. Refusals first: different patients (pseudonymous keys differ), different views, a "prior"
+   acquired after the current, or a registration too poor to trust (lateral vs frontal,
+   strong rotation, different cropping). Each refusal says why.
+2. Registration of the prior to the current (`registration.py`), with its NCC quality score.
+3. Per-finding change: the classifier's probability on both studies, with a retest margin
+   measured on this pair: each study is re-read under small perturbations (shift, rotation,
+   brightness), and a change counts only when it exceeds twice the combined spread (and at
+   least MIN_MARGIN). Verdicts: new, resolved, worsened, improved, unchanged, and uncertain
+   where a threshold is crossed within the noise.
+4. Measurement change: cardiothoracic ratio and lung areas on both studies.
+5. A side-by-side PNG: registered prior, current, and their difference.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from radpilot.errors import RadpilotError
+from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import DECISION_SUPPORT, FindingsModelTool, status_of
+from radpilot.tools.imaging import Study
+from radpilot.tools.models.findings import FindingsModel
+from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.registration import Registration, register, square, warp
+
+MIN_REGISTRATION_SCORE = (
+    0.6  # NCC; frontal pairs of one patient score above, lateral vs PA far below
+)
+MIN_MARGIN = 0.02
+RETESTS = 4  # perturbed re-reads per study
+Verdict = Literal["new", "resolved", "worsened", "improved", "unchanged", "uncertain"]
+
+
+class FindingChange(BaseModel):
+    name: str
+    prior_probability: float
+    probability: float
+    threshold: float
+    margin: float = Field(description="a change must exceed this to count (retest noise)")
+    status: str = Field(description="on the current study: present / uncertain / absent")
+    verdict: Verdict
+
+
+class MeasurementChange(BaseModel):
+    prior_ctr: float
+    ctr: float
+    prior_lung_area_px: int
+    lung_area_px: int
+
+
+class RegistrationReport(BaseModel):
+    rotation_deg: float
+    scale: float
+    shift_px: tuple[float, float]
+    score: float = Field(description="NCC after registration (1 = identical)")
+    score_before: float
+
+
+class CompareInput(ToolInput):
+    study_id: str = Field(description="the current study")
+    prior_id: str = Field(description="the earlier study of the same patient")
+
+
+class CompareOutput(ToolOutput):
+    study_id: str
+    prior_id: str
+    interval_days: int | None
+    registration: RegistrationReport
+    findings: list[FindingChange]
+    measurements: MeasurementChange | None
+    method: str
+
+
+def refuse_mismatch(current: Study, prior: Study) -> None:
+    if current.id == prior.id:
+        return  # a study against itself: allowed (the test of "unchanged")
+    if current.patient_key and prior.patient_key and current.patient_key != prior.patient_key:
+        raise RadpilotError("the two studies belong to different patients", code="not_comparable")
+    views = {current.view, prior.view} - {"UNKNOWN"}
+    if len(views) > 1:
+        raise RadpilotError(
+            f"different views ({prior.view} prior, {current.view} current): a change between "
+            "them would reflect the projection, not the patient",
+            code="not_comparable",
+        )
+    if current.acquired and prior.acquired and prior.acquired > current.acquired:
+        raise RadpilotError(
+            f"the 'prior' ({prior.acquired}) was acquired after the current study "
+            f"({current.acquired})",
+            code="not_comparable",
+        )
+
+
+def perturbations(pixels: np.ndarray, count: int) -> list[np.ndarray]:
+    """Small, deterministic re-acquisitions: shifts, rotations, brightness."""
+    from PIL import Image
+
+    image = Image.fromarray(pixels.astype(np.float32), mode="F")
+    shift = max(1, round(0.015 * max(pixels.shape)))
+    moves = [(2, shift, 0, 1.03), (-2, -shift, shift, 0.97), (1, 0, -shift, 1.02),
+             (-1, shift, shift, 0.98)][:count]  # fmt: skip
+    bilinear = Image.Resampling.BILINEAR
+    return [
+        np.clip(np.asarray(image.rotate(angle, translate=(dx, dy), resample=bilinear)) * gain,
+                0, 1).astype(np.float32)
+        for angle, dx, dy, gain in moves
+    ]  # fmt: skip
+
+
+def read_with_noise(model: FindingsModel, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, their spread under perturbation) per finding."""
+    probabilities = model.predict([pixels, *perturbations(pixels, RETESTS)])
+    return probabilities[0], probabilities[1:].std(axis=0)
+
+
+def verdict_of(prior: float, current: float, threshold: float, margin: float) -> Verdict:
+    was, now = prior >= threshold, current >= threshold
+    beyond = abs(current - prior) > margin
+    if was != now:
+        if not beyond:
+            return "uncertain"
+        return "new" if now else "resolved"
+    if now and beyond:
+        return "worsened" if current > prior else "improved"
+    return "unchanged"
+
+
+def side_by_side(prior: np.ndarray, current: np.ndarray, registration: Registration) -> bytes:
+    from PIL import Image
+
+    size = registration.size * 2
+    moved, fixed = warp(square(prior, size), registration), square(current, size)
+    difference = np.abs(fixed - moved)
+    difference = difference / max(float(difference.max()), 1e-6)
+    grey = [np.stack([p] * 3, axis=-1) for p in (moved, fixed)]
+    heat = np.stack([difference, difference * 0.4, np.zeros_like(difference)], axis=-1)
+    canvas = np.concatenate([*grey, heat], axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8), mode="RGB").save(
+        buffer, format="PNG", optimize=True
+    )
+    return buffer.getvalue()
+
+
+class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
+    name = "compare_studies"
+    description = (
+        "Compare the current study with an earlier one of the same patient: registration "
+        "(with a quality score; refuses different views, rotation or cropping), per-finding "
+        "change (new, resolved, worsened, improved, unchanged, uncertain) judged against the "
+        "model's retest noise, change in cardiothoracic ratio and lung area, and a side-by-side "
+        "image (registered prior, current, difference). Needs a prior the user provided."
+    )
+    Input = CompareInput
+    Output = CompareOutput
+    evidence_kind = "comparison"
+
+    def run(self, inp: CompareInput, ctx: ToolContext) -> CompareOutput:
+        from radpilot.tools.anatomy import anatomy_of, thoracic_span, widest_row
+
+        current, model, pixels = self.analysable(ctx, inp.study_id)
+        prior, _, prior_pixels = self.analysable(ctx, inp.prior_id)
+        refuse_mismatch(current, prior)
+        registration = register(prior_pixels, pixels)
+        if registration.score < MIN_REGISTRATION_SCORE:
+            raise RadpilotError(
+                f"the prior could not be registered to the current study (match score "
+                f"{registration.score:.2f} < {MIN_REGISTRATION_SCORE}): different view, strong "
+                "rotation or different cropping; I do not compare them",
+                code="registration_failed",
+            )
+        now, now_noise = read_with_noise(model, pixels)
+        before, before_noise = read_with_noise(model, prior_pixels)
+        findings = []
+        for column, name in enumerate(NIH_FINDINGS):
+            if name not in model.covered:
+                continue
+            margin = max(MIN_MARGIN, 2 * float(np.hypot(now_noise[column], before_noise[column])))
+            threshold = model.thresholds[name]
+            findings.append(
+                FindingChange(
+                    name=name, prior_probability=round(float(before[column]), 4),
+                    probability=round(float(now[column]), 4), threshold=round(threshold, 4),
+                    margin=round(margin, 4), status=status_of(float(now[column]), threshold),
+                    verdict=verdict_of(float(before[column]), float(now[column]), threshold,
+                                       margin),
+                )
+            )  # fmt: skip
+        measurements = None
+        try:
+            store, device = ctx.models.store, ctx.settings.device
+            both = [anatomy_of(s.id, p, store, device)
+                    for s, p in ((prior, prior_pixels), (current, pixels))]  # fmt: skip
+            ctrs = [widest_row(a.heart).width / thoracic_span(a.right_lung, a.left_lung).width
+                    for a in both]  # fmt: skip
+            measurements = MeasurementChange(
+                prior_ctr=round(ctrs[0], 3), ctr=round(ctrs[1], 3),
+                prior_lung_area_px=int(both[0].lungs.sum()), lung_area_px=int(both[1].lungs.sum()),
+            )  # fmt: skip
+        except RadpilotError:
+            pass  # lungs not found on one film: the finding comparison still stands
+        side = min(pixels.shape)
+        interval = (
+            (current.acquired - prior.acquired).days
+            if current.acquired and prior.acquired
+            else None
+        )
+        return CompareOutput(
+            study_id=current.id,
+            prior_id=prior.id,
+            interval_days=interval,
+            registration=RegistrationReport(
+                rotation_deg=registration.rotation_deg,
+                scale=registration.scale,
+                shift_px=registration.shift_pixels(side),
+                score=registration.score,
+                score_before=registration.score_before,
+            ),  # fmt: skip
+            findings=findings,
+            measurements=measurements,
+            method=(
+                f"similarity registration (NCC, refused below {MIN_REGISTRATION_SCORE}); a change "
+                f"counts when it exceeds twice the spread of {RETESTS} perturbed re-reads of "
+                f"each study (at least {MIN_MARGIN})"
+            ),
+            artefacts=[
+                ctx.artefacts.save_png(side_by_side(prior_pixels, pixels, registration), "overlay")
+            ],  # fmt: skip
+            models=[model.identity],
+            limitations=[
+                *current.qc.limitations,
+                "Change verdicts compare one model's readings of two films; differences in "
+                "exposure and positioning can mimic or hide change.",
+                DECISION_SUPPORT,
+            ],
+        )
