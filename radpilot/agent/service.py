@@ -110,10 +110,9 @@ class Agent:
             patient_key=study.patient_key,
             label=f"{role} study {len([s for s in state.studies if s.role == role]) + 1}",
         )
-        self.graph.update_state(
-            self._config(session_id), {"studies": [*state.studies, ref]}, as_node="respond"
-        )
-        return ref
+        studies = link_by_patient([*state.studies, ref])
+        self.graph.update_state(self._config(session_id), {"studies": studies}, as_node="respond")
+        return next(s for s in studies if s.study_id == ref.study_id)
 
     def ask(self, session_id: str, question: str) -> Answer:
         for _ in self.stream(session_id, question):
@@ -128,3 +127,29 @@ class Agent:
         update = turn_reset(clean_question(question), "tr_" + secrets.token_urlsafe(12))
         for chunk in self.graph.stream(update, self._config(session_id), stream_mode="custom"):
             yield TraceEvent.model_validate(chunk)
+
+
+def link_by_patient(studies: list[StudyRef]) -> list[StudyRef]:
+    """Link the current studies of one patient (same pseudonymous key from de-identification)
+    in time: the most recently acquired stays current, earlier ones become priors. Studies
+    without a key or a date are never linked: a prior is never guessed."""
+    latest: dict[str, StudyRef] = {}
+    for study in studies:
+        if study.role == "current" and study.patient_key and study.acquired:
+            known = latest.get(study.patient_key)
+            if known is None or known.acquired is None or study.acquired > known.acquired:
+                latest[study.patient_key] = study
+    linked = []
+    for study in studies:
+        newest = latest.get(study.patient_key or "")
+        if (
+            study.role == "current"
+            and newest is not None
+            and study is not newest
+            and study.acquired
+        ):
+            study = study.model_copy(
+                update={"role": "prior", "label": f"prior study ({study.acquired})"}
+            )
+        linked.append(study)
+    return linked

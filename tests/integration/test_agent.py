@@ -98,6 +98,20 @@ def test_compare_with_a_prior_gives_change_verdicts(agent: Agent, data_dir: Path
     assert_grounded(agent, session)
 
 
+def test_dicoms_of_one_patient_are_linked_by_date(agent: Agent) -> None:
+    from tests.factories import chest_like, make_dicom
+
+    session = agent.new_session()
+    older = make_dicom(pixels=chest_like(256, 256, seed=1), patient_id="P-7", study_date="20240101")
+    newer = make_dicom(pixels=chest_like(256, 256, seed=2), patient_id="P-7", study_date="20240301")
+    agent.add_study(session, newer, "new.dcm")
+    agent.add_study(session, older, "old.dcm")
+    studies = agent.state(session).studies
+    assert [s.role for s in studies] == ["current", "prior"]
+    assert studies[1].acquired is not None and studies[0].acquired is not None
+    assert studies[1].acquired < studies[0].acquired  # shifted dates keep their order
+
+
 def test_two_priors_need_a_clarification(agent: Agent, images: dict[str, bytes]) -> None:
     session = session_with(agent, images["effusion"])
     agent.add_study(session, images["other"], "a.png", role="prior")
