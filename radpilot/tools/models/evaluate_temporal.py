@@ -81,9 +81,9 @@ def evaluate_temporal(
     data: Path, limit: int | None = None, progress: Callable[[str], None] | None = None
 ) -> TemporalEvaluation:
     from radpilot.tools.compare import (
-        MIN_MARGIN,
         MIN_REGISTRATION_SCORE,
         read_with_noise,
+        retest_margin,
         verdict_of,
     )
     from radpilot.tools.models.devdata import NihRecord
@@ -116,7 +116,7 @@ def evaluate_temporal(
             base_all.append((label, naive))
             if not ok:
                 continue
-            margin = max(MIN_MARGIN, 2 * float(np.hypot(now_noise[column], before_noise[column])))
+            margin = retest_margin(before_noise[column], now_noise[column])
             verdict = verdict_of(float(before[column]), float(now[column]), threshold, margin)
             gold.append(label)
             ours.append(collapse(verdict))
