@@ -9,7 +9,8 @@
    brightness), and a change counts only when it exceeds MARGIN_SIGMAS times the combined
    spread (and at least MIN_MARGIN). Verdicts: new, resolved, worsened, improved, unchanged,
    and uncertain where a threshold is crossed within the noise.
-4. Measurement change: cardiothoracic ratio and lung areas on both studies.
+4. Measurement change: cardiothoracic ratio and lung areas on both studies, and the area of
+   the localized region (Grad-CAM boxes) of findings present on both.
 5. A side-by-side PNG: registered prior, current, and their difference.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from radpilot.errors import RadpilotError
-from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import ModelCard, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT, FindingsModelTool, status_of
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.findings import FindingsModel
@@ -37,6 +38,7 @@ MIN_MARGIN = 0.02
 # 4 gave the best macro-F1 of 1, 2, 3, 4 and 6 on the train/validation patients' pairs.
 MARGIN_SIGMAS = 4
 RETESTS = 4  # perturbed re-reads per study
+MAX_REGION_FINDINGS = 2  # localized-region size change for at most this many findings
 Verdict = Literal["new", "resolved", "worsened", "improved", "unchanged", "uncertain"]
 
 
@@ -48,6 +50,11 @@ class FindingChange(BaseModel):
     margin: float = Field(description="a change must exceed this to count (retest noise)")
     status: str = Field(description="on the current study: present / uncertain / absent")
     verdict: Verdict
+    prior_region_px: float | None = Field(
+        default=None, description="area of the localized region (Grad-CAM boxes) on the prior, "
+        "for findings present on both studies",
+    )  # fmt: skip
+    region_px: float | None = None
 
 
 class MeasurementChange(BaseModel):
@@ -122,6 +129,16 @@ def read_with_noise(model: FindingsModel, pixels: np.ndarray) -> tuple[np.ndarra
     return probabilities[0], probabilities[1:].std(axis=0)
 
 
+def region_area(model: FindingsModel, pixels: np.ndarray, finding: str) -> float:
+    """Total area, in original pixels, of the boxes `localize_finding` would draw."""
+    from radpilot.tools.imaging import square_crop_box
+    from radpilot.tools.localize import heatmap_regions
+
+    heatmap = model.attribution(pixels, finding)
+    scale = square_crop_box(*pixels.shape)[2] / heatmap.shape[0]
+    return round(sum(w * h for (_, _, w, h), _, _ in heatmap_regions(heatmap)) * scale**2, 1)
+
+
 def retest_margin(prior_spread: float, current_spread: float) -> float:
     return max(MIN_MARGIN, MARGIN_SIGMAS * float(np.hypot(prior_spread, current_spread)))
 
@@ -155,6 +172,31 @@ def side_by_side(prior: np.ndarray, current: np.ndarray, registration: Registrat
     return buffer.getvalue()
 
 
+# Measured with `radpilot models evaluate temporal --data ../shared/data/cxr` (31 test-split
+# NIH pairs, 434 verdicts, starter classifier run D); rerun it after changing the method.
+METHOD_CARD = ModelCard(
+    name="compare-studies-method",
+    version="0.1.0",
+    architecture="NCC similarity registration + findings classifier read twice with a retest "
+    "margin (no weights of its own)",
+    source="radpilot; figures from `radpilot models evaluate temporal`",
+    licence="Apache-2.0 (method); the classifier's card applies to its weights",
+    intended_use="Flag per-finding change between two frontal films of one patient for a "
+    "clinician to confirm.",
+    limitations=[
+        "Gold change in the evaluation is derived from NLP-mined labels of two reports: a "
+        "noisy proxy of a radiologist's comparison.",
+        "Macro-F1 equals the independent-labels baseline: the classifier's errors dominate.",
+    ],
+    training_data="Margin multiplier chosen on pairs of train/validation patients.",
+    metrics={
+        "macro_f1_new_resolved_unchanged": 0.334, "accuracy": 0.721,
+        "baseline_macro_f1": 0.334, "baseline_accuracy": 0.599,
+        "registration_success_rate": 1.0,
+    },
+)  # fmt: skip
+
+
 class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
     name = "compare_studies"
     description = (
@@ -167,6 +209,9 @@ class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
     Input = CompareInput
     Output = CompareOutput
     evidence_kind = "comparison"
+
+    def cards(self) -> list[ModelCard]:
+        return [*super().cards(), METHOD_CARD]
 
     def run(self, inp: CompareInput, ctx: ToolContext) -> CompareOutput:
         from radpilot.tools.anatomy import anatomy_of, thoracic_span, widest_row
@@ -199,6 +244,11 @@ class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
                                        margin),
                 )
             )  # fmt: skip
+        present_on_both = [f for f in findings if min(f.prior_probability, f.probability)
+                           >= f.threshold][:MAX_REGION_FINDINGS]  # fmt: skip
+        for change in present_on_both:
+            change.prior_region_px = region_area(model, prior_pixels, change.name)
+            change.region_px = region_area(model, pixels, change.name)
         measurements = None
         try:
             store, device = ctx.models.store, ctx.settings.device

@@ -50,6 +50,8 @@ def test_a_study_against_itself_is_unchanged_everywhere(
     )
     assert result.ok and result.output is not None, result.error
     assert {f["verdict"] for f in result.output["findings"]} == {"unchanged"}
+    sized = [f for f in result.output["findings"] if f["region_px"] is not None]
+    assert all(f["region_px"] == f["prior_region_px"] > 0 for f in sized)
     assert result.output["registration"]["score"] > 0.99
 
 
