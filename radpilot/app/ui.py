@@ -86,10 +86,13 @@ def findings_rows(answer: Any) -> list[list[Any]]:
 
 
 def overlays(answer: Any, agent: Any) -> list[tuple[str, str]]:
+    """Pictures for the gallery: overlays and plots (e.g. a knowledge-graph neighbourhood);
+    raw masks stay downloadable through the API but would only clutter it."""
     return [
         (str(agent.tools.artefacts.path(a)), f"{e.id}: {e.values.get('finding', e.tool)}")
         for e in answer.evidence
         for a in e.artefacts
+        if a.kind in ("overlay", "plot")
     ]
 
 
