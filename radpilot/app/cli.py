@@ -61,11 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     deid.set_defaults(handler=_deid)
 
     from radpilot.app.cli_agent import add_agent_commands
+    from radpilot.app.cli_eval import add_eval_commands
     from radpilot.app.cli_kb import add_kb_commands
     from radpilot.app.cli_models import add_models_commands
     from radpilot.app.cli_server import add_server_commands
 
     add_agent_commands(commands)
+    add_eval_commands(commands)
     add_kb_commands(commands)
     add_models_commands(commands)
     add_server_commands(commands)

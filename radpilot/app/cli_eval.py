@@ -1,0 +1,48 @@
+"""`radpilot eval SCENARIOS_DIR --data DIR`: scripted multi-turn evaluation of the agent."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_eval_commands(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="run scripted conversations (YAML scenarios) and grade every turn",
+        description="Each scenario runs in a fresh session through the same agent the API "
+        "uses; prints a JSON summary. See radpilot/evals/README.md for the format.",
+    )
+    evaluate.add_argument("scenarios", type=Path, metavar="SCENARIOS_DIR")
+    evaluate.add_argument("--data", type=Path, required=True, help="images are relative to this")
+    evaluate.add_argument(
+        "--planner", choices=["embedded"], default="embedded",
+        help="the planner to evaluate (the LLM planner arrives with its issue)",
+    )  # fmt: skip
+    evaluate.add_argument("--out", type=Path, help="write records.jsonl and summary.json here")
+    evaluate.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from radpilot.agent.service import Agent
+    from radpilot.errors import RadpilotError
+    from radpilot.evals.runner import run_all
+    from radpilot.evals.scenario import load_scenarios
+    from radpilot.settings import Settings
+
+    if not args.data.is_dir():
+        raise RadpilotError(f"--data {args.data} is not a folder")
+    scenarios = load_scenarios(args.scenarios)
+    summary, records = run_all(
+        Agent(Settings()), scenarios, args.data,
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        lines = "".join(record.model_dump_json() + "\n" for record in records)
+        (args.out / "records.jsonl").write_text(lines)
+        (args.out / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n")
+    print(summary.model_dump_json(indent=2))
+    return 0 if summary.pass_rate == 1.0 else 3

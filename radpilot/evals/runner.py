@@ -1,0 +1,166 @@
+"""Run scenarios through the agent, one fresh session each, and grade every turn.
+
+The fair protocol: a scenario never sees another's session, and a turn is asked once; its
+expectations are read only after the answer exists.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from radpilot.evals.scenario import Expect, Scenario
+
+_PRIOR_WORDS = re.compile(r"\b(prior|previous|earlier study|old film)\b", re.IGNORECASE)
+
+
+class TurnRecord(BaseModel):
+    scenario: str
+    turn: int
+    ask: str
+    intent: str | None
+    tools: list[str] = Field(description="tools that ran this turn (reused evidence excluded)")
+    expected_tools: list[str]
+    checks: dict[str, bool]
+    passed: bool
+    latency_ms: float
+    claims: int
+    grounded: int = Field(description="claims citing at least one evidence of this session")
+    fixed_statements: int
+    removed_by_verifier: int
+    hallucinated_prior: bool
+
+
+class Summary(BaseModel):
+    scenarios: int
+    turns: int
+    pass_rate: float
+    tool_precision: float
+    tool_recall: float
+    grounding_rate: float
+    unsupported_caught_rate: float = Field(description="claims the verifier removed ÷ composed")
+    hallucinated_priors: int
+    latency_ms_p50: float
+    latency_ms_p95: float
+    tool_calls_per_turn: float
+    check_pass_rates: dict[str, float]
+
+
+def grade(expect: Expect, answer: Any, tools: list[str]) -> dict[str, bool]:
+    """One boolean per expectation the turn states."""
+    checks: dict[str, bool] = {}
+    text = " ".join(c.text for c in answer.claims).lower()
+    kinds = {e.id: e.kind for e in answer.evidence}
+    if expect.tools:
+        checks["tools"] = set(expect.tools) <= set(tools)
+    if expect.tools_not:
+        checks["tools_not"] = not set(expect.tools_not) & set(tools)
+    if expect.findings:
+        rows = {row.name: row.status for row in answer.findings}
+        checks["findings"] = all(rows.get(n) == s for n, s in expect.findings.items())
+    if expect.mentions:
+        checks["mentions"] = all(word.lower() in text for word in expect.mentions)
+    if expect.cites:
+        cited = {kinds.get(i) for c in answer.claims for i in c.evidence}
+        checks["cites"] = set(expect.cites) <= cited
+    if expect.refuses is not None:
+        refused = answer.clarification is not None or not any(c.evidence for c in answer.claims)
+        checks["refuses"] = refused == expect.refuses
+    if expect.changes:
+        comparisons = [e for e in answer.evidence if e.tool == "compare_studies"]
+        verdicts = {row["name"]: row["verdict"] for e in comparisons
+                    for row in e.values.get("findings", [])}  # fmt: skip
+        checks["changes"] = all(verdicts.get(n) == v for n, v in expect.changes.items())
+    return checks
+
+
+def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]:
+    session = agent.new_session()  # a fresh session: no memory of any other scenario
+    try:
+        if scenario.prior:
+            prior = data / scenario.prior
+            agent.add_study(session, prior.read_bytes(), prior.name, role="prior",
+                            acquired=scenario.prior_date)  # fmt: skip
+        if scenario.study:
+            study = data / scenario.study
+            agent.add_study(session, study.read_bytes(), study.name)
+        records = []
+        for number, turn in enumerate(scenario.turns, start=1):
+            started = time.perf_counter()
+            answer = agent.ask(session, turn.ask)
+            latency = (time.perf_counter() - started) * 1000.0
+            state = agent.state(session)
+            tools = [e.data["tool"] for e in state.trace
+                     if e.kind == "tool_end" and not e.data.get("reused")]  # fmt: skip
+            removed = sum(len(e.data.get("removed", [])) for e in state.trace if e.kind == "verify")
+            ledger = {e.id for e in state.evidence}
+            has_prior = any(s.role == "prior" for s in state.studies)
+            checks = grade(turn.expect, answer, tools)
+            records.append(
+                TurnRecord(
+                    scenario=scenario.id, turn=number, ask=turn.ask,
+                    intent=state.understanding.intent if state.understanding else None,
+                    tools=tools, expected_tools=turn.expect.tools, checks=checks,
+                    passed=all(checks.values()), latency_ms=round(latency, 1),
+                    claims=len(answer.claims),
+                    grounded=sum(1 for c in answer.claims if set(c.evidence) & ledger),
+                    fixed_statements=sum(1 for c in answer.claims if not c.evidence),
+                    removed_by_verifier=removed,
+                    hallucinated_prior=not has_prior
+                    and any(_PRIOR_WORDS.search(c.text) and c.evidence for c in answer.claims),
+                )
+            )  # fmt: skip
+        return records
+    finally:
+        agent.delete_session(session)
+
+
+def summarize(scenarios: int, records: list[TurnRecord]) -> Summary:
+    called = sum(len(r.tools) for r in records)
+    expected = sum(len(r.expected_tools) for r in records)
+    hits = sum(len(set(r.tools) & set(r.expected_tools)) for r in records)
+    checked = sum(r.claims - r.fixed_statements for r in records)
+    composed = sum(r.claims + r.removed_by_verifier for r in records)
+    latencies = [r.latency_ms for r in records]
+    names = sorted({name for r in records for name in r.checks})
+    return Summary(
+        scenarios=scenarios,
+        turns=len(records),
+        pass_rate=_ratio(sum(r.passed for r in records), len(records)),
+        tool_precision=_ratio(sum(1 for r in records for t in r.tools
+                                  if not r.expected_tools or t in r.expected_tools), called),
+        tool_recall=_ratio(hits, expected),
+        grounding_rate=_ratio(sum(r.grounded for r in records), checked),
+        unsupported_caught_rate=_ratio(sum(r.removed_by_verifier for r in records), composed),
+        hallucinated_priors=sum(r.hallucinated_prior for r in records),
+        latency_ms_p50=round(float(np.percentile(latencies, 50)), 1) if latencies else 0.0,
+        latency_ms_p95=round(float(np.percentile(latencies, 95)), 1) if latencies else 0.0,
+        tool_calls_per_turn=_ratio(called, len(records)),
+        check_pass_rates={
+            name: _ratio(sum(r.checks[name] for r in records if name in r.checks),
+                         sum(name in r.checks for r in records))
+            for name in names
+        },
+    )  # fmt: skip
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 4) if denominator else 1.0
+
+
+def run_all(
+    agent: Any, scenarios: list[Scenario], data: Path,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Summary, list[TurnRecord]]:  # fmt: skip
+    records: list[TurnRecord] = []
+    for number, scenario in enumerate(scenarios, start=1):
+        records += run_scenario(agent, scenario, data)
+        if progress:
+            progress(f"scenario {number}/{len(scenarios)}: {scenario.id}")
+    return summarize(len(scenarios), records), records

@@ -1,0 +1,71 @@
+"""The scenario format: one YAML file per scripted conversation (see `evals/README.md`).
+
+Unknown keys are errors at every level, so a misspelt expectation can never pass silently.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from radpilot.errors import RadpilotError
+from radpilot.tools.base import EvidenceKind
+
+Status = Literal["present", "absent", "uncertain"]
+Change = Literal["new", "resolved", "worsened", "improved", "unchanged", "uncertain"]
+
+
+class ScenarioError(RadpilotError):
+    code = "scenario_invalid"
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[str] = Field(default_factory=list, description="must be called this turn")
+    tools_not: list[str] = Field(default_factory=list, description="must not be called")
+    findings: dict[str, Status] = Field(default_factory=dict)
+    mentions: list[str] = Field(default_factory=list, description="case-insensitive, in claims")
+    cites: list[EvidenceKind] = Field(default_factory=list)
+    refuses: bool | None = None
+    changes: dict[str, Change] = Field(default_factory=dict)
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ask: str = Field(min_length=1)
+    expect: Expect = Field(default_factory=Expect)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    study: str | None = Field(default=None, description="image path relative to --data")
+    prior: str | None = None
+    prior_date: date | None = None
+    turns: list[Turn] = Field(min_length=1)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        return Scenario.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, ValidationError) as error:
+        raise ScenarioError(f"{path}: {error}") from None
+
+
+def load_scenarios(folder: Path) -> list[Scenario]:
+    paths = sorted(folder.rglob("*.yaml"))
+    if not paths:
+        raise ScenarioError(f"no scenario files (*.yaml) in {folder}")
+    scenarios = [load_scenario(path) for path in paths]
+    ids = [s.id for s in scenarios]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ScenarioError(f"duplicate scenario ids: {', '.join(duplicated)}")
+    return scenarios
