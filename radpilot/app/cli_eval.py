@@ -21,8 +21,31 @@ def add_eval_commands(commands: Any) -> None:
         "--planner", choices=["embedded"], default="embedded",
         help="the planner to evaluate (the LLM planner arrives with its issue)",
     )  # fmt: skip
-    evaluate.add_argument("--out", type=Path, help="write records.jsonl and summary.json here")
+    evaluate.add_argument(
+        "--out", type=Path,
+        help="write records.jsonl, summary.json and report.md with plots here",
+    )  # fmt: skip
     evaluate.set_defaults(handler=_eval)
+
+    generate = commands.add_parser(
+        "eval-generate",
+        help="generate the development scenario set from the data's labels and pairs",
+    )
+    generate.add_argument("--data", type=Path, required=True)
+    generate.add_argument("--out", type=Path, required=True, help="folder for the YAML files")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=_generate)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from radpilot.evals.generate import generate, write_scenarios
+
+    write_scenarios(generate(args.data, args.seed), args.out, progress=_progress)
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -37,12 +60,15 @@ def _eval(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(args.scenarios)
     summary, records = run_all(
         Agent(Settings()), scenarios, args.data,
-        progress=lambda message: print(message, file=sys.stderr, flush=True),
+        progress=_progress,
     )  # fmt: skip
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         lines = "".join(record.model_dump_json() + "\n" for record in records)
         (args.out / "records.jsonl").write_text(lines)
         (args.out / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n")
+        from radpilot.evals.report import write_report
+
+        _progress(f"report written to {write_report(summary, records, args.out)}")
     print(summary.model_dump_json(indent=2))
     return 0 if summary.pass_rate == 1.0 else 3

@@ -47,6 +47,38 @@ def test_a_wrong_expectation_fails_and_the_cli_says_so(data_dir: Path, tmp_path:
     assert json.loads((out / "summary.json").read_text()) == summary
 
 
+def test_generation_is_reproducible_and_draws_expectations_from_the_labels(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from radpilot.evals.generate import generate, write_scenarios
+    from radpilot.tools.models.devdata import read_nih
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_scenarios(generate(data_dir, seed=0), first)
+    write_scenarios(generate(data_dir, seed=0), second)
+    files = sorted(p.name for p in first.glob("*.yaml"))
+    assert len(files) >= 150
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    labels = {r.image: r.labels for r in read_nih(data_dir)}
+    for scenario in load_scenarios(first):
+        for turn in scenario.turns:
+            for finding, status in turn.expect.findings.items():
+                assert (finding in labels[scenario.study]) == (status == "present")
+    assert generate(data_dir, seed=1) != generate(data_dir, seed=0)
+
+
+def test_the_report_has_its_plots(data_dir: Path, tmp_path: Path) -> None:
+    from radpilot.evals.report import write_report
+
+    scenarios = load_scenarios(FIXTURES / "good")[:2]
+    summary, records = run_all(Agent(Settings(state_dir=tmp_path)), scenarios, data_dir)
+    report = write_report(summary, records, tmp_path / "report")
+    text = report.read_text()
+    assert "| pass_rate |" in text and "## Per intent" in text
+    for plot in ("intent_accuracy.png", "latency.png", "tool_confusion.png"):
+        assert (report.parent / plot).read_bytes().startswith(b"\x89PNG")
+
+
 def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
     path = tmp_path / "typo.yaml"
     path.write_text("id: typo\nturns:\n  - ask: Is there an effusion?\n    expct: {tools: []}\n")
