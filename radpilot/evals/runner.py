@@ -35,6 +35,10 @@ class TurnRecord(BaseModel):
     fixed_statements: int
     removed_by_verifier: int
     hallucinated_prior: bool
+    scored: list[tuple[float, bool]] = Field(
+        default_factory=list,
+        description="(answer's probability, expected present) for each expected finding",
+    )
 
 
 class Summary(BaseModel):
@@ -49,6 +53,9 @@ class Summary(BaseModel):
     latency_ms_p50: float
     latency_ms_p95: float
     tool_calls_per_turn: float
+    finding_auroc: float | None = Field(
+        description="AUROC of the answers' probabilities for the expected findings"
+    )
     check_pass_rates: dict[str, float]
 
 
@@ -78,6 +85,15 @@ def grade(expect: Expect, answer: Any, tools: list[str]) -> dict[str, bool]:
                     for row in e.values.get("findings", [])}  # fmt: skip
         checks["changes"] = all(verdicts.get(n) == v for n, v in expect.changes.items())
     return checks
+
+
+def scored_findings(expect: Expect, answer: Any) -> list[tuple[float, bool]]:
+    probabilities = {row.name: row.probability for row in answer.findings}
+    return [
+        (float(probabilities[name]), status == "present")
+        for name, status in expect.findings.items()
+        if probabilities.get(name) is not None
+    ]
 
 
 def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]:
@@ -114,6 +130,7 @@ def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]
                     removed_by_verifier=removed,
                     hallucinated_prior=not has_prior
                     and any(_PRIOR_WORDS.search(c.text) and c.evidence for c in answer.claims),
+                    scored=scored_findings(turn.expect, answer),
                 )
             )  # fmt: skip
         return records
@@ -142,12 +159,23 @@ def summarize(scenarios: int, records: list[TurnRecord]) -> Summary:
         latency_ms_p50=round(float(np.percentile(latencies, 50)), 1) if latencies else 0.0,
         latency_ms_p95=round(float(np.percentile(latencies, 95)), 1) if latencies else 0.0,
         tool_calls_per_turn=_ratio(called, len(records)),
+        finding_auroc=finding_auroc([pair for r in records for pair in r.scored]),
         check_pass_rates={
             name: _ratio(sum(r.checks[name] for r in records if name in r.checks),
                          sum(name in r.checks for r in records))
             for name in names
         },
     )  # fmt: skip
+
+
+def finding_auroc(scored: list[tuple[float, bool]]) -> float | None:
+    from radpilot.tools.models.metrics import auroc
+
+    if not scored:
+        return None
+    labels = np.array([present for _, present in scored])
+    value = auroc(labels, np.array([probability for probability, _ in scored]))
+    return None if np.isnan(value) else round(float(value), 4)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

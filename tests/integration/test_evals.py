@@ -30,6 +30,7 @@ def test_good_scenarios_pass_with_grounded_answers_and_no_invented_prior(
     assert summary.tool_recall == 1.0 and summary.grounding_rate == 1.0
     assert summary.hallucinated_priors == 0
     assert summary.latency_ms_p95 >= summary.latency_ms_p50 > 0
+    assert summary.finding_auroc is None  # the good fixtures expect no finding status
 
 
 def test_a_wrong_expectation_fails_and_the_cli_says_so(data_dir: Path, tmp_path: Path) -> None:
