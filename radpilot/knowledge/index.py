@@ -126,6 +126,7 @@ class GuidelineIndex:
     def __init__(self, state_dir: Path, weights_dir: Path, notes: Sequence[Note]) -> None:
         self.notes = {note.id: note for note in notes}
         self._order = list(self.notes)
+        self._position = {note_id: n for n, note_id in enumerate(self._order)}
         self._embed = MiniLMEmbeddingFunction(str(weights_dir))
         self._collection = chroma_client(state_dir).get_or_create_collection(
             COLLECTION,
@@ -214,8 +215,7 @@ class GuidelineIndex:
 
     def _lexical_scores(self, query: str, admitted: list[str]) -> dict[str, float]:
         scores = self._lexical.scores(query)
-        position = {note_id: n for n, note_id in enumerate(self._order)}
-        return {i: float(scores[position[i]]) for i in admitted}
+        return {i: float(scores[self._position[i]]) for i in admitted}
 
     def _passage(self, note_id: str, score: float, sim: float | None, lex: float) -> Passage:
         note = self.notes[note_id]

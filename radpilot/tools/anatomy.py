@@ -137,6 +137,11 @@ def widest_row(mask: np.ndarray) -> Span:
     return max(spans, key=lambda s: s.width)
 
 
+def cardiothoracic(right: np.ndarray, left: np.ndarray, heart: np.ndarray) -> tuple[Span, Span]:
+    """(heart line, thorax line): the ratio is heart.width / thorax.width."""
+    return widest_row(heart), thoracic_span(right, left)
+
+
 def mask_png(mask: np.ndarray) -> bytes:
     """A 1-bit PNG (compressed): 255 inside the structure."""
     from PIL import Image

@@ -129,6 +129,29 @@ def read_with_noise(model: FindingsModel, pixels: np.ndarray) -> tuple[np.ndarra
     return probabilities[0], probabilities[1:].std(axis=0)
 
 
+Reading = tuple[np.ndarray, np.ndarray]  # probabilities and their retest spread, per finding
+
+
+def finding_changes(model: FindingsModel, prior: Reading, current: Reading) -> list[FindingChange]:
+    """One verdict per finding the model covers, with the pair's retest margin."""
+    (before, before_noise), (now, now_noise) = prior, current
+    changes = []
+    for column, name in enumerate(NIH_FINDINGS):
+        if name not in model.covered:
+            continue
+        margin = retest_margin(before_noise[column], now_noise[column])
+        threshold = model.thresholds[name]
+        changes.append(
+            FindingChange(
+                name=name, prior_probability=round(float(before[column]), 4),
+                probability=round(float(now[column]), 4), threshold=round(threshold, 4),
+                margin=round(margin, 4), status=status_of(float(now[column]), threshold),
+                verdict=verdict_of(float(before[column]), float(now[column]), threshold, margin),
+            )
+        )  # fmt: skip
+    return changes
+
+
 def region_area(model: FindingsModel, pixels: np.ndarray, finding: str) -> float:
     """Total area, in original pixels, of the boxes `localize_finding` would draw."""
     from radpilot.tools.imaging import square_crop_box
@@ -214,7 +237,7 @@ class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
         return [*super().cards(), METHOD_CARD]
 
     def run(self, inp: CompareInput, ctx: ToolContext) -> CompareOutput:
-        from radpilot.tools.anatomy import anatomy_of, thoracic_span, widest_row
+        from radpilot.tools.anatomy import anatomy_of, cardiothoracic
 
         current, model, pixels = self.analysable(ctx, inp.study_id)
         prior, _, prior_pixels = self.analysable(ctx, inp.prior_id)
@@ -227,23 +250,8 @@ class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
                 "rotation or different cropping; I do not compare them",
                 code="registration_failed",
             )
-        now, now_noise = read_with_noise(model, pixels)
-        before, before_noise = read_with_noise(model, prior_pixels)
-        findings = []
-        for column, name in enumerate(NIH_FINDINGS):
-            if name not in model.covered:
-                continue
-            margin = retest_margin(before_noise[column], now_noise[column])
-            threshold = model.thresholds[name]
-            findings.append(
-                FindingChange(
-                    name=name, prior_probability=round(float(before[column]), 4),
-                    probability=round(float(now[column]), 4), threshold=round(threshold, 4),
-                    margin=round(margin, 4), status=status_of(float(now[column]), threshold),
-                    verdict=verdict_of(float(before[column]), float(now[column]), threshold,
-                                       margin),
-                )
-            )  # fmt: skip
+        findings = finding_changes(model, read_with_noise(model, prior_pixels),
+                                   read_with_noise(model, pixels))  # fmt: skip
         present_on_both = [f for f in findings if min(f.prior_probability, f.probability)
                            >= f.threshold][:MAX_REGION_FINDINGS]  # fmt: skip
         for change in present_on_both:
@@ -254,8 +262,8 @@ class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
             store, device = ctx.models.store, ctx.settings.device
             both = [anatomy_of(s.id, p, store, device)
                     for s, p in ((prior, prior_pixels), (current, pixels))]  # fmt: skip
-            ctrs = [widest_row(a.heart).width / thoracic_span(a.right_lung, a.left_lung).width
-                    for a in both]  # fmt: skip
+            lines = [cardiothoracic(a.right_lung, a.left_lung, a.heart) for a in both]
+            ctrs = [heart.width / thorax.width for heart, thorax in lines]
             measurements = MeasurementChange(
                 prior_ctr=round(ctrs[0], 3), ctr=round(ctrs[1], 3),
                 prior_lung_area_px=int(both[0].lungs.sum()), lung_area_px=int(both[1].lungs.sum()),

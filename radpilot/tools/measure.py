@@ -7,17 +7,16 @@ the pixel spacing. Each value comes with how it was measured and what limits it.
 
 from __future__ import annotations
 
-import io
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.tools.anatomy import Span, thoracic_span, widest_row
+from radpilot.tools.anatomy import Span, cardiothoracic
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT
 from radpilot.tools.imaging import Study
-from radpilot.tools.segment import AnatomyTool, Area, area_of
+from radpilot.tools.segment import AnatomyTool, Area, area_of, named_masks, png, tinted
 
 CTR_THRESHOLD_PA = 0.5  # the usual upper limit of normal on a PA film
 
@@ -60,21 +59,17 @@ def line_of(span: Span, study: Study) -> Line:
                 length=Length(pixels=span.width, mm=millimetres))  # fmt: skip
 
 
-def draw_lines(pixels: np.ndarray, masks: list[np.ndarray], heart: Span, thorax: Span) -> bytes:
-    from PIL import Image, ImageDraw
+def draw_lines(
+    pixels: np.ndarray, masks: dict[str, np.ndarray], heart: Span, thorax: Span
+) -> bytes:
+    from PIL import ImageDraw
 
-    grey = (np.clip(pixels, 0, 1) * 255).astype(np.float32)
-    rgb = np.stack([grey] * 3, axis=-1)
-    for mask, colour in zip(masks, ((0, 160, 255), (0, 220, 120), (255, 80, 80)), strict=True):
-        rgb[mask] = 0.7 * rgb[mask] + 0.3 * np.array(colour, dtype=np.float32)
-    image = Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+    image = tinted(pixels, masks)
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 256))
     for span, colour in ((thorax, (255, 255, 0)), (heart, (255, 0, 255))):
         draw.line([(span.x_start, span.y), (span.x_end, span.y)], fill=colour, width=width)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return png(image)
 
 
 def method_notes(view: str, heart_method: str, has_spacing: bool) -> list[str]:
@@ -108,12 +103,10 @@ class MeasureTool(AnatomyTool[MeasureInput, MeasureOutput]):
 
     def run(self, inp: MeasureInput, ctx: ToolContext) -> MeasureOutput:
         study, pixels, anatomy = self.analysed(ctx, inp.study_id)
-        thorax = thoracic_span(anatomy.right_lung, anatomy.left_lung)
-        heart = widest_row(anatomy.heart)
+        heart, thorax = cardiothoracic(anatomy.right_lung, anatomy.left_lung, anatomy.heart)
         ratio = round(heart.width / thorax.width, 3)
         right, left = area_of(anatomy.right_lung, study), area_of(anatomy.left_lung, study)
-        picture = draw_lines(pixels, [anatomy.right_lung, anatomy.left_lung, anatomy.heart],
-                             heart, thorax)  # fmt: skip
+        picture = draw_lines(pixels, named_masks(anatomy), heart, thorax)
         return MeasureOutput(
             study_id=study.id,
             view=study.view,

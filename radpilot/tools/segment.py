@@ -11,7 +11,7 @@ gave the pixel spacing.
 from __future__ import annotations
 
 import io
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
@@ -73,8 +73,8 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return (x, y, int(columns[-1]) - x + 1, int(rows[-1]) - y + 1)
 
 
-def overlay(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> bytes:
-    """The structures tinted over the greyscale image, as PNG."""
+def tinted(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> Any:
+    """The structures tinted over the greyscale image (a PIL RGB image)."""
     from PIL import Image
 
     grey = (np.clip(pixels, 0, 1) * 255).astype(np.float32)
@@ -82,9 +82,18 @@ def overlay(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> bytes:
     for name, mask in masks.items():
         colour = np.array(COLOURS.get(name, (255, 200, 0)), dtype=np.float32)
         rgb[mask] = 0.6 * rgb[mask] + 0.4 * colour
+    return Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+
+
+def png(image: Any) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def overlay(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> bytes:
+    """The structures tinted over the greyscale image, as PNG."""
+    return png(tinted(pixels, masks))
 
 
 def named_masks(anatomy: Anatomy) -> dict[str, np.ndarray]:

@@ -43,7 +43,7 @@ def evaluate_ctr(
     data: Path, split: str = "test", limit: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CtrEvaluation:  # fmt: skip
-    from radpilot.tools.anatomy import heart_from_profiles, thoracic_span, widest_row
+    from radpilot.tools.anatomy import cardiothoracic, heart_from_profiles
     from radpilot.tools.models.lungs import split_left_right, starter_lung_segmenter
 
     records = read_nih(data)
@@ -56,8 +56,7 @@ def evaluate_ctr(
         pixels = load_pixels([record], data)[0]
         right, left = split_left_right(segmenter.predict(pixels))
         try:
-            thorax = thoracic_span(right, left)
-            heart = widest_row(heart_from_profiles(pixels, right, left))
+            heart, thorax = cardiothoracic(right, left, heart_from_profiles(pixels, right, left))
         except RadpilotError:
             failed += 1
             continue

@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from radpilot.tools.models.devdata import read_rows, split_of
-from radpilot.tools.models.labels import NIH_FINDINGS
 
 Change = Literal["new", "resolved", "unchanged"]
 CLASSES: tuple[Change, ...] = ("new", "resolved", "unchanged")
@@ -82,8 +81,8 @@ def evaluate_temporal(
 ) -> TemporalEvaluation:
     from radpilot.tools.compare import (
         MIN_REGISTRATION_SCORE,
+        finding_changes,
         read_with_noise,
-        retest_margin,
         verdict_of,
     )
     from radpilot.tools.models.devdata import NihRecord
@@ -95,7 +94,6 @@ def evaluate_temporal(
     pairs = [PairRecord.model_validate(r) for r in rows if r["patient_id"].startswith("nih-")]
     pairs = [p for p in pairs if split_of(p.patient_id) == "test"][:limit]
     model = StarterFindingsModel()
-    findings = [f for f in NIH_FINDINGS if f in model.covered]
     gold, ours, base, base_all = [], [], [], []
     registered = 0
     for n, pair in enumerate(pairs, start=1):
@@ -103,23 +101,19 @@ def evaluate_temporal(
             NihRecord(image=path, patient_id=pair.patient_id) for path in (pair.prior, pair.current)
         ]
         prior, current = load_pixels(records, data)
-        (before, before_noise), (now, now_noise) = (read_with_noise(model, prior),
-                                                    read_with_noise(model, current))  # fmt: skip
         ok = register(prior, current).score >= MIN_REGISTRATION_SCORE
         registered += ok
-        for column, finding in enumerate(NIH_FINDINGS):
-            if finding not in findings:
-                continue
-            threshold = model.thresholds[finding]
-            label = gold_change(pair, finding)
-            naive = collapse(verdict_of(float(before[column]), float(now[column]), threshold, 0.0))
+        for change in finding_changes(model, read_with_noise(model, prior),
+                                      read_with_noise(model, current)):  # fmt: skip
+            label = gold_change(pair, change.name)
+            # The baseline: the two readings thresholded independently, no margin.
+            naive = collapse(verdict_of(change.prior_probability, change.probability,
+                                        change.threshold, 0.0))  # fmt: skip
             base_all.append((label, naive))
             if not ok:
                 continue
-            margin = retest_margin(before_noise[column], now_noise[column])
-            verdict = verdict_of(float(before[column]), float(now[column]), threshold, margin)
             gold.append(label)
-            ours.append(collapse(verdict))
+            ours.append(collapse(change.verdict))
             base.append(naive)
         if progress and n % 10 == 0:
             progress(f"compared {n}/{len(pairs)} pairs")
