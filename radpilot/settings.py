@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The project root of a source checkout: radpilot/settings.py -> radpilot/ -> root.
@@ -48,12 +48,20 @@ class Settings(BaseSettings):
     )
     device: Literal["cpu", "cuda"] = "cpu"
     llm_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (vLLM).")
-    llm_model: str | None = None
+    llm_model: str | None = Field(default=None, description="The served model's name.")
+    llm_api_key: SecretStr | None = Field(default=None, description="Bearer token, if any.")
+    llm_timeout_s: float = Field(default=30.0, gt=0, description="Per request.")
+    llm_retries: int = Field(default=1, ge=0, le=5, description="Retries with backoff.")
+    llm_stream: bool = Field(default=True, description="Stream replies (server-sent events).")
+    vlm_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint of a vision-language model."
+    )
+    vlm_model: str | None = None
     max_image_megapixels: float = Field(
         default=50.0, gt=0, description="Images above this size are refused before decoding."
     )
 
-    @field_validator("llm_url", "llm_model", mode="before")
+    @field_validator("llm_url", "llm_model", "vlm_url", "vlm_model", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -65,3 +73,7 @@ class Settings(BaseSettings):
     @property
     def uses_llm_planner(self) -> bool:
         return self.llm_url is not None
+
+    @property
+    def uses_vlm(self) -> bool:
+        return self.vlm_url is not None

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from radpilot.agent.composer import Composer
 from radpilot.agent.graph import Runtime, build_graph
+from radpilot.agent.llm.planner import planner_for
 from radpilot.agent.memory import open_checkpointer
-from radpilot.agent.planner import EmbeddedPlanner, Planner
+from radpilot.agent.planner import Planner
 from radpilot.agent.state import AgentState, turn_reset
 from radpilot.agent.types import Answer, StudyRef, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
@@ -61,11 +62,12 @@ class Agent:
         self.settings = settings
         self.tools = ToolContext.create(settings)
         recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
+        registry = registry or default_registry(settings)
         self.runtime = Runtime(
-            registry=registry or default_registry(),
+            registry=registry,
             tools=self.tools,
             recognizer=recognizer,
-            planner=planner or EmbeddedPlanner(),
+            planner=planner or planner_for(settings, registry),
             composer=Composer(),
             verifier=Verifier(recognizer.vocabulary),
             max_steps=max_steps,

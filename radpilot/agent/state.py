@@ -45,7 +45,8 @@ def turn_reset(question: str, trace_id: str) -> dict[str, object]:
 PERSISTED_TYPES = [
     ("radpilot.agent.state", "AgentState"),
     *[("radpilot.agent.types", name) for name in (
-        "Answer", "Claim", "FindingRow", "Message", "PlanDecision", "Recommendation", "Slots",
+        "Answer", "Claim", "FindingRow", "Message", "PlanDecision", "PlannerAttempt",
+        "Recommendation", "Slots",
         "StudyRef", "ToolCall", "TraceEvent", "Understanding",
     )],
     ("radpilot.agent.planner", "ToolFailure"),

@@ -56,14 +56,27 @@ class Understanding(BaseModel):
     )
 
 
+class PlannerAttempt(BaseModel):
+    """One request of the LLM planner within a step, as the trace shows it."""
+
+    outcome: Literal["ok", "invalid", "error", "circuit_open"]
+    detail: str = ""
+    raw_call: str = Field(default="", description="The call as the model wrote it (truncated).")
+    elapsed_ms: float = 0.0
+
+
 class PlanDecision(BaseModel):
     """A planner's decision for one step: call tools, ask the user, or compose the answer."""
 
     action: Literal["call_tools", "clarify", "compose"]
     calls: list[ToolCall] = Field(default_factory=list)
     question: str | None = None
-    planner: str = "embedded"
+    planner: str = Field(default="embedded", description="The planner that took this step.")
     note: str = ""
+    attempts: list[PlannerAttempt] = Field(
+        default_factory=list, description="LLM requests of this step (empty for embedded)."
+    )
+    prompt_version: str | None = None
 
 
 class StudyRef(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from radpilot.errors import RadpilotError, ToolArgumentError, ToolNotFoundError
+from radpilot.settings import Settings
 from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolError, ToolInput, ToolResult
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,9 @@ def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def default_registry() -> ToolRegistry:
-    """Every tool that ships with radpilot."""
+def default_registry(settings: Settings | None = None) -> ToolRegistry:
+    """Every tool that ships with radpilot, plus `describe_image` when a vision-language model
+    is configured (`RADPILOT_VLM_URL`); without one the planners are not offered it."""
     from radpilot.knowledge.tools import KnowledgeGraphTool, SearchGuidelinesTool, SimilarCasesTool
     from radpilot.tools.classify import ClassifyFindingsTool
     from radpilot.tools.compare import CompareStudiesTool
@@ -141,7 +143,7 @@ def default_registry() -> ToolRegistry:
     from radpilot.tools.measure import MeasureTool
     from radpilot.tools.segment import SegmentAnatomyTool, SegmentRegionTool
 
-    return ToolRegistry(
+    registry = ToolRegistry(
         [
             ImageInfoTool(),
             ClassifyFindingsTool(),
@@ -155,3 +157,11 @@ def default_registry() -> ToolRegistry:
             SimilarCasesTool(),
         ]
     )
+    if settings is not None and settings.vlm_url is not None:
+        from radpilot.agent.llm.planner import chat_client
+        from radpilot.tools.describe import DescribeImageTool
+
+        registry.register(
+            DescribeImageTool(chat_client(settings.vlm_url, settings.vlm_model, settings, "vlm"))
+        )
+    return registry
