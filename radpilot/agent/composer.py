@@ -15,6 +15,7 @@ from radpilot import prompts
 from radpilot.agent.ledger import by_id
 from radpilot.agent.planner import PlannerView
 from radpilot.agent.types import Answer, Certainty, Claim, FindingRow, Message
+from radpilot.agent.understanding import Vocabulary
 from radpilot.tools.base import Evidence
 
 CERTAINTY: dict[str, Certainty] = {
@@ -25,6 +26,7 @@ CERTAINTY: dict[str, Certainty] = {
 STATED_KEYS = ("no_prior", "prior_without_tool", "no_measure_tool", "no_guideline_tool",
                "no_guideline_match", "out_of_scope", "explain_none", "no_study")  # fmt: skip
 GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
+UNCONFIRMED_CHARS = 400
 
 
 def templates() -> dict[str, Any]:
@@ -55,6 +57,7 @@ def zone(y_centre: float, height: int) -> str:
 class Composer:
     def __init__(self) -> None:
         self.text = templates()
+        self.vocabulary = Vocabulary()
 
     def compose(self, view: PlannerView, history: list[Message]) -> Answer:
         intent = view.understanding.intent
@@ -77,6 +80,7 @@ class Composer:
             self._measure(answer, view, turn)
         else:
             self._findings(answer, view, turn)
+        self._descriptions(answer, turn)
         for failure in view.failures:
             key = "refused_image" if failure.code == "qc_refused" else "tool_failed"
             answer.limitations.append(
@@ -149,6 +153,29 @@ class Composer:
         for evidence in turn:
             if evidence.tool == "localize_finding" and evidence.values.get("regions"):
                 answer.claims.append(self._location_claim(evidence))
+
+    def _descriptions(self, answer: Answer, turn: list[Evidence]) -> None:
+        """A generative description counts only where the classifier agrees on the same study."""
+        for described in (e for e in turn if e.tool == "describe_image"):
+            study = described.inputs.get("study_id")
+            rows = {row["name"]: (row, e) for e in turn
+                    if e.tool == "classify_findings" and e.inputs.get("study_id") == study
+                    for row in e.values.get("findings", [])}  # fmt: skip
+            mentioned = self.vocabulary.findings_in(described.values.get("text", ""))
+            confirmed = [f for f in mentioned if f in rows and rows[f][0]["status"] != "absent"]
+            for finding in confirmed:
+                row, classification = rows[finding]
+                text = self.text["described_confirmed"].format(
+                    finding=finding, certainty=CERTAINTY[row["status"]],
+                    probability=row["probability"],
+                )  # fmt: skip
+                answer.claims.append(Claim(text=text, evidence=[classification.id, described.id],
+                                           certainty=CERTAINTY[row["status"]]))  # fmt: skip
+            if len(confirmed) < len(mentioned) or not mentioned:
+                answer.limitations.append(self.text["described_unconfirmed"].format(
+                    evidence_id=described.id,
+                    text=described.values.get("text", "")[:UNCONFIRMED_CHARS],
+                ))  # fmt: skip
 
     def _location_claim(self, evidence: Evidence) -> Claim:
         region = evidence.values["regions"][0]

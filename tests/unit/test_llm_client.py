@@ -10,8 +10,11 @@ import pytest
 
 from radpilot.agent.llm.client import ChatClient, ChatRequest, LLMUnavailableError, endpoint_root
 
-REQUEST = ChatRequest(messages=[{"role": "user", "content": "hi"}], tools=[{"type": "function"}],
-                      tool_choice="required")  # fmt: skip
+REQUEST = ChatRequest(
+    messages=[{"role": "user", "content": "hi"}],
+    tools=[{"type": "function"}],
+    tool_choice="required",
+)
 
 
 def sse(*events: dict[str, object]) -> bytes:
@@ -20,8 +23,15 @@ def sse(*events: dict[str, object]) -> bytes:
 
 
 def client(handler: httpx.MockTransport, *, stream: bool, sleeps: list[float]) -> ChatClient:
-    return ChatClient("http://llm:8000", "tiny", transport=handler, stream=stream,
-                      retries=2, backoff_s=0.5, sleep=sleeps.append)  # fmt: skip
+    return ChatClient(
+        "http://llm:8000",
+        "tiny",
+        transport=handler,
+        stream=stream,
+        retries=2,
+        backoff_s=0.5,
+        sleep=sleeps.append,
+    )
 
 
 def test_endpoint_root_accepts_the_usual_spellings() -> None:
@@ -36,8 +46,9 @@ def test_a_plain_reply_is_parsed_and_the_request_is_strict() -> None:
         seen.append(json.loads(request.content))
         assert request.url.path == "/v1/chat/completions"
         message = {"tool_calls": [{"id": "x", "function": {"name": "answer", "arguments": "{}"}}]}
-        return httpx.Response(200, json={"choices": [{"message": message,
-                                                      "finish_reason": "tool_calls"}]})  # fmt: skip
+        return httpx.Response(
+            200, json={"choices": [{"message": message, "finish_reason": "tool_calls"}]}
+        )
 
     reply = client(httpx.MockTransport(handle), stream=False, sleeps=[]).complete(REQUEST)
     assert reply.tool_calls[0].name == "answer" and not reply.streamed
@@ -46,15 +57,32 @@ def test_a_plain_reply_is_parsed_and_the_request_is_strict() -> None:
 
 
 def test_a_streamed_tool_call_is_assembled_from_its_fragments() -> None:
-    first = {"index": 0, "id": "call_1", "type": "function",
-             "function": {"name": "localize_finding", "arguments": ""}}  # fmt: skip
+    first = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "localize_finding", "arguments": ""},
+    }
     body = sse(
         {"choices": [{"delta": {"role": "assistant"}}]},
         {"choices": [{"delta": {"tool_calls": [first]}}]},
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"st'}}]}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {
-            "arguments": 'udy_id": "st_a", "finding": "Mass"}'}}]}, "finish_reason": "tool_calls"}]},
-    )  # fmt: skip
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "function": {"arguments": 'udy_id": "st_a", "finding": "Mass"}'},
+                            }
+                        ]
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        },
+    )
     transport = httpx.MockTransport(lambda r: httpx.Response(200, content=body))
     reply = client(transport, stream=True, sleeps=[]).complete(REQUEST)
     assert reply.streamed and reply.finish_reason == "tool_calls"

@@ -48,11 +48,15 @@ def view(question: str = "Is there an effusion?", *, studies: int = 1) -> Planne
     refs = [StudyRef(study_id="st_a", role="current"), StudyRef(study_id="st_b", role="prior")]
     return PlannerView(
         question=question,
-        understanding=Understanding(intent="ask_finding", confidence=0.9,
-                                    slots=Slots(findings=["Effusion"]), method="rule"),
-        studies=refs[:studies], ledger=[], turn_evidence=[], step=0,
+        understanding=Understanding(
+            intent="ask_finding", confidence=0.9, slots=Slots(findings=["Effusion"]), method="rule"
+        ),
+        studies=refs[:studies],
+        ledger=[],
+        turn_evidence=[],
+        step=0,
         available_tools=REGISTRY.names(),
-    )  # fmt: skip
+    )
 
 
 def unavailable() -> LLMUnavailableError:
@@ -111,8 +115,10 @@ def test_no_tool_call_is_invalid_too() -> None:
     chat = ScriptedChat(ChatReply(content="I think it is an effusion."), call("answer", {}))
     decision = LLMPlanner(chat, REGISTRY).plan(view())
     assert decision.action == "compose" and decision.planner == "llm"
-    assert chat.requests[1].messages[-1] == {"role": "user", "content": prompts.load("planner")[
-        "repair"].format(error="no tool was called")}  # fmt: skip
+    assert chat.requests[1].messages[-1] == {
+        "role": "user",
+        "content": prompts.load("planner")["repair"].format(error="no tool was called"),
+    }
 
 
 def test_control_tools_compose_or_clarify() -> None:
@@ -161,8 +167,13 @@ def test_a_failed_trial_reopens_the_circuit_for_a_full_cooldown() -> None:
 def test_a_call_repeated_within_the_turn_composes_instead() -> None:
     from radpilot.tools.base import Evidence
 
-    done = Evidence(id="E1", kind="model_output", tool="classify_findings",
-                    inputs={"study_id": "st_a", "findings": None}, summary="classify_findings")  # fmt: skip
+    done = Evidence(
+        id="E1",
+        kind="model_output",
+        tool="classify_findings",
+        inputs={"study_id": "st_a", "findings": None},
+        summary="classify_findings",
+    )
     step = view().model_copy(update={"ledger": [done], "turn_evidence": ["E1"]})
     chat = ScriptedChat(call("classify_findings", {"study_id": "st_a"}))
     decision = LLMPlanner(chat, REGISTRY).plan(step)
@@ -183,8 +194,13 @@ def test_strict_schemas_constrain_ids_findings_and_text() -> None:
     assert not pattern.match("line one\nline two") and not pattern.match("a\x00b")
     assert search["mode"]["enum"] and "anyOf" not in json.dumps(tools)
     region = tools["segment_region"]["parameters"]["properties"]
-    assert region["box"] == {"type": "array", "items": {"type": "number"}, "minItems": 4,
-                             "maxItems": 4, "description": region["box"]["description"]}  # fmt: skip
+    assert region["box"] == {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 4,
+        "maxItems": 4,
+        "description": region["box"]["description"],
+    }
 
 
 def test_tools_that_need_a_study_are_not_offered_without_one() -> None:

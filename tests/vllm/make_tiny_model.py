@@ -18,34 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>",
            "<tool_response>", "</tool_response>"]  # fmt: skip
-CHAT_TEMPLATE = """\
-{%- if tools %}<|im_start|>system
-{% if messages[0].role == 'system' %}{{ messages[0].content }}
-
-{% endif %}# Tools
-<tools>
-{% for tool in tools %}{{ tool | tojson }}
-{% endfor %}</tools>
-For each call, return <tool_call>{"name": <name>, "arguments": <arguments>}</tool_call><|im_end|>
-{% elif messages[0].role == 'system' %}<|im_start|>system
-{{ messages[0].content }}<|im_end|>
-{% endif %}
-{%- for message in messages %}
-{%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}<|im_start|>{{ message.role }}
-{{ message.content }}<|im_end|>
-{% elif message.role == 'assistant' %}<|im_start|>assistant
-{% if message.content %}{{ message.content }}{% endif %}
-{%- for call in message.tool_calls or [] %}<tool_call>
-{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments if call.function.arguments is string else call.function.arguments | tojson }}}
-</tool_call>{% endfor %}<|im_end|>
-{% elif message.role == 'tool' %}<|im_start|>user
-<tool_response>
-{{ message.content }}
-</tool_response><|im_end|>
-{% endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}<|im_start|>assistant
-{% endif %}"""
+# Qwen/Hermes style: tools listed in the system turn, calls as <tool_call>{json}</tool_call>.
+CHAT_TEMPLATE = Path(__file__).with_name("chat_template.jinja")
 
 
 def training_text() -> list[str]:
@@ -71,7 +45,7 @@ def main(out: Path) -> None:
         tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         additional_special_tokens=SPECIAL[3:],
     )  # fmt: skip
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = CHAT_TEMPLATE.read_text()
     fast.save_pretrained(out)
 
     torch.manual_seed(0)
@@ -82,9 +56,10 @@ def main(out: Path) -> None:
         eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), torch_dtype="float32",
     )  # fmt: skip
-    Qwen2ForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    print(f"tiny model in {out}: vocab {len(fast)}, "
-          f"{sum(p.numel() for p in Qwen2ForCausalLM(config).parameters())} parameters")  # fmt: skip
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(out, safe_serialization=True)
+    size = sum(p.numel() for p in model.parameters())
+    print(f"tiny model in {out}: vocab {len(fast)}, {size} parameters")
 
 
 if __name__ == "__main__":

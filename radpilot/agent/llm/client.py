@@ -45,7 +45,7 @@ class ChatRequest(BaseModel):
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = Field(default_factory=list)
     tool_choice: str | dict[str, Any] | None = None
-    max_tokens: int = 256
+    max_tokens: int = 600
     temperature: float = 0.0
 
 
@@ -73,11 +73,13 @@ class ChatClient:
         retries: int = 2,
         backoff_s: float = 0.5,
         stream: bool = True,
+        frequency_penalty: float = 0.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.model = model
         self.stream = stream
+        self.frequency_penalty = frequency_penalty
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -97,6 +99,8 @@ class ChatClient:
         }
         if request.tools:
             body["parallel_tool_calls"] = False  # one call per step keeps repair simple
+        if self.frequency_penalty:
+            body["frequency_penalty"] = self.frequency_penalty
         last_error = ""
         for attempt in range(self.retries + 1):
             if attempt:

@@ -277,6 +277,7 @@ def chat_client(url: str, model: str | None, settings: Settings, what: str) -> C
         timeout_s=settings.llm_timeout_s,
         retries=settings.llm_retries,
         stream=settings.llm_stream,
+        frequency_penalty=settings.llm_frequency_penalty,
     )
 
 

@@ -20,7 +20,7 @@ from radpilot.tools.registry import ToolRegistry
 STUDY_ID_FIELDS = ("study_id", "prior_id")
 # Plain text a planner may write into a query: letters, digits, spaces, common punctuation.
 TEXT_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ,.;:'?()/%+_-]{0,%d}$"
-MAX_TEXT = 300
+MAX_TEXT = 120  # xgrammar (vLLM 0.32) fails to compile a bounded repeat much above 128
 
 ANSWER, ASK_USER = "answer", "ask_user"
 

