@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         description="Sent with each request: vLLM does not bound whitespace runs inside "
         "grammar-constrained tool calls, and a model stuck on whitespace never closes its call.",
     )
+    llm_draft: bool = Field(
+        default=False, description="Let the LLM reword the answer (verified claim by claim)."
+    )
     vlm_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint of a vision-language model."
     )

@@ -13,7 +13,9 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from radpilot.agent.composer import Composer
+from radpilot.agent.injection import split_instructions
 from radpilot.agent.ledger import by_id, evidence_from_result, find_reusable, next_evidence_id
+from radpilot.agent.llm.drafter import Drafter
 from radpilot.agent.planner import Planner, PlannerView, ToolFailure
 from radpilot.agent.state import AgentState
 from radpilot.agent.types import Message, ToolCall, TraceEvent
@@ -34,6 +36,7 @@ class Runtime:
     planner: Planner
     composer: Composer
     verifier: Verifier
+    drafter: Drafter | None = None
     max_steps: int = 4
 
 
@@ -98,7 +101,13 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
 
     def compose(state: AgentState) -> dict[str, Any]:
         answer = runtime.composer.compose(_view(state, runtime), state.messages)
-        return {"answer": answer}
+        if runtime.drafter is None:
+            return {"answer": answer}
+        question = split_instructions(state.question)[0]
+        answer, outcome = runtime.drafter.draft(question, answer, by_id(state.evidence),
+                                                state.studies)  # fmt: skip
+        event = _emit(TraceEvent(kind="draft", data=outcome.model_dump(mode="json")))
+        return {"answer": answer, "trace": [*state.trace, event]}
 
     def clarify(state: AgentState) -> dict[str, Any]:
         from radpilot.agent.types import Answer

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from radpilot.agent.composer import Composer
 from radpilot.agent.graph import Runtime, build_graph
+from radpilot.agent.llm.drafter import drafter_for
 from radpilot.agent.llm.planner import planner_for
 from radpilot.agent.memory import open_checkpointer
 from radpilot.agent.planner import Planner
@@ -63,13 +64,15 @@ class Agent:
         self.tools = ToolContext.create(settings)
         recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
         registry = registry or default_registry(settings)
+        verifier = Verifier(recognizer.vocabulary)
         self.runtime = Runtime(
             registry=registry,
             tools=self.tools,
             recognizer=recognizer,
             planner=planner or planner_for(settings, registry),
             composer=Composer(),
-            verifier=Verifier(recognizer.vocabulary),
+            verifier=verifier,
+            drafter=drafter_for(settings, verifier),
             max_steps=max_steps,
         )
         self.graph = build_graph(self.runtime, open_checkpointer(settings.state_dir))

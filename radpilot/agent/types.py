@@ -127,6 +127,7 @@ class TraceEvent(BaseModel):
     """One step of a turn as it is streamed and recorded."""
 
     kind: Literal[
-        "understand", "plan", "tool_start", "tool_end", "claim", "verify", "final", "error"
+        "understand", "plan", "tool_start", "tool_end", "draft", "claim", "verify", "final",
+        "error",
     ]
     data: dict[str, Any] = Field(default_factory=dict)

@@ -57,6 +57,11 @@ def numbers_in(value: Any) -> Iterator[float]:
             yield from numbers_in(item)
 
 
+def numbers_written(text: str) -> list[str]:
+    """The numbers in a sentence, as written (so their precision is known)."""
+    return _NUMBER.findall(text)
+
+
 def quotes_knowledge(text: str, cited: list[Evidence]) -> bool:
     """'<source>: <quote>', the source written as the composer writes a cited passage's
     citation and the quote found verbatim in that passage."""
@@ -163,7 +168,7 @@ class Verifier:
                 return None
             return "does not quote the cited guideline passage"
         values = [v for e in cited for v in numbers_in(e.values)]
-        for written in _NUMBER.findall(text):
+        for written in numbers_written(text):
             if not _matches(written, values):
                 return f"number {written} is not in the cited evidence"
         named = self.vocabulary.findings_in(text)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from radpilot.app.cli_options import add_model_endpoint_options, endpoint_overrides
+
 
 def add_eval_commands(commands: Any) -> None:
     evaluate = commands.add_parser(
@@ -18,9 +20,10 @@ def add_eval_commands(commands: Any) -> None:
     evaluate.add_argument("scenarios", type=Path, metavar="SCENARIOS_DIR")
     evaluate.add_argument("--data", type=Path, required=True, help="images are relative to this")
     evaluate.add_argument(
-        "--planner", choices=["embedded"], default="embedded",
-        help="the planner to evaluate (the LLM planner arrives with its issue)",
+        "--planner", choices=["embedded", "llm"], default="embedded",
+        help="embedded (offline default) or llm (needs --llm-url/--llm-model or RADPILOT_LLM_*)",
     )  # fmt: skip
+    add_model_endpoint_options(evaluate)
     evaluate.add_argument(
         "--out", type=Path,
         help="write records.jsonl, summary.json and report.md with plots here",
@@ -58,10 +61,13 @@ def _eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise RadpilotError(f"--data {args.data} is not a folder")
     scenarios = load_scenarios(args.scenarios)
-    summary, records = run_all(
-        Agent(Settings()), scenarios, args.data,
-        progress=_progress,
-    )  # fmt: skip
+    settings = Settings(**endpoint_overrides(args))
+    if args.planner == "embedded":
+        settings = settings.model_copy(update={"llm_url": None})
+    elif settings.llm_url is None:
+        raise RadpilotError("--planner llm needs an endpoint: --llm-url URL --llm-model NAME "
+                            "(or RADPILOT_LLM_URL and RADPILOT_LLM_MODEL)")  # fmt: skip
+    summary, records = run_all(Agent(settings), scenarios, args.data, progress=_progress)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         lines = "".join(record.model_dump_json() + "\n" for record in records)

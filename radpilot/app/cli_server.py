@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from radpilot.app.cli_options import add_model_endpoint_options, endpoint_overrides
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -14,6 +16,7 @@ def add_server_commands(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--upload-limit-mb", type=float, default=50.0)
     serve.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key")
+    add_model_endpoint_options(serve)
     serve.set_defaults(handler=_serve)
 
     mcp = commands.add_parser("mcp", help="serve the tools and `ask` over MCP (stdio or HTTP)")
@@ -70,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     from radpilot.errors import RadpilotError
     from radpilot.settings import Settings
 
-    settings = Settings()
+    settings = Settings(**endpoint_overrides(args))
     if args.host not in LOOPBACK and not _keys().names():
         raise RadpilotError(
             f"refusing to serve on {args.host} without API keys: anyone on the network could "

@@ -90,6 +90,23 @@ def test_bad_inputs_are_clear_errors_with_exit_code_2(tmp_path: Path, name: str)
         (["tools", "run", "image_info"], "study_id: Field required"),
         (["tools", "run", "image_info", "--image", "/nonexistent.png"], "cannot read"),
         (["deid", "/nonexistent.dcm", "/tmp/x.dcm"], "does not exist"),
+        (
+            ["eval", "tests/fixtures/scenarios/good", "--data", ".", "--planner", "llm"],
+            "--planner llm needs an endpoint",
+        ),
+        (
+            [
+                "eval",
+                "tests/fixtures/scenarios/good",
+                "--data",
+                ".",
+                "--planner",
+                "llm",
+                "--llm-url",
+                "http://127.0.0.1:9/v1",
+            ],
+            "RADPILOT_LLM_MODEL",
+        ),
     ],
 )
 def test_misuse_is_a_clear_error(args: list[str], words: str) -> None:

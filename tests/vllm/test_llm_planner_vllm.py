@@ -136,3 +136,21 @@ def test_a_whole_turn_with_the_llm_planner(vllm_url: str, tmp_path: Path) -> Non
     assert events[-1].kind == "final" and any(e.kind == "verify" for e in events)
     answer = agent.state(session).answer
     assert answer is not None and answer.limitations  # decision-support notice at least
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_a_draft_goes_through_the_server_and_the_verifier_has_the_last_word(
+    vllm_url: str, stream: bool
+) -> None:
+    from radpilot.agent.llm.drafter import Drafter
+    from radpilot.agent.understanding import Vocabulary
+    from radpilot.agent.verifier import Verifier
+    from tests.unit.test_llm_drafter import COMPOSED, EVIDENCE, STUDIES
+
+    verifier = Verifier(Vocabulary())
+    drafter = Drafter(client(vllm_url, stream=stream), verifier)
+    answer, outcome = drafter.draft("Is there an effusion?", COMPOSED, {"E1": EVIDENCE}, STUDIES)
+    assert outcome.drafted >= 1, outcome.reason  # the strict draft schema produced claims
+    assert outcome.used or answer == COMPOSED
+    _, report = verifier.verify(answer, {"E1": EVIDENCE}, STUDIES)
+    assert not report.removed
