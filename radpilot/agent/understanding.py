@@ -41,7 +41,9 @@ _GUIDELINE = re.compile(
     r"BTS|Fleischner|NICE|ESC|ATS|IDSA|differential|"
     # general knowledge: tests, criteria and definitions are answered from the notes
     r"CT|HRCT|ultrasound|echocardiograph\w*|bronchoscopy|criteria|indicated|indications?|"
-    r"definition|define|signs? of)\b",
+    r"definition|define|signs? of|"
+    # normative questions ("where should the tube tip be?") are answered from the notes
+    r"(where|how|when) should)\b",
     re.IGNORECASE,
 )
 _STRONG_MEASURE = re.compile(r"\b(ctr|cardiothoracic|measure\w*)\b", re.IGNORECASE)

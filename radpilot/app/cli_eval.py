@@ -24,6 +24,8 @@ def add_eval_commands(commands: Any) -> None:
         help="embedded (offline default) or llm (needs --llm-url/--llm-model or RADPILOT_LLM_*)",
     )  # fmt: skip
     add_model_endpoint_options(evaluate)
+    evaluate.add_argument("--jobs", type=int, default=1,
+                          help="scenarios run at once (each in its own session)")  # fmt: skip
     evaluate.add_argument(
         "--out", type=Path,
         help="write records.jsonl, summary.json and report.md with plots here",
@@ -61,20 +63,31 @@ def _eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise RadpilotError(f"--data {args.data} is not a folder")
     scenarios = load_scenarios(args.scenarios)
+    if args.jobs < 1:
+        raise RadpilotError("--jobs must be at least 1")
     settings = Settings(**endpoint_overrides(args))
-    if args.planner == "embedded":
-        settings = settings.model_copy(update={"llm_url": None})
-    elif settings.llm_url is None:
+    if args.planner == "llm" and settings.llm_url is None:
         raise RadpilotError("--planner llm needs an endpoint: --llm-url URL --llm-model NAME "
                             "(or RADPILOT_LLM_URL and RADPILOT_LLM_MODEL)")  # fmt: skip
-    summary, records = run_all(Agent(settings), scenarios, args.data, progress=_progress)
+    llm_summary = None
+    if args.planner == "embedded" and settings.llm_url is not None and args.out:
+        _progress("an LLM endpoint is configured: running the LLM planner as a baseline first")
+        llm_summary, _ = run_all(Agent(settings), scenarios, args.data, progress=_progress,
+                                 jobs=args.jobs)  # fmt: skip
+    if args.planner == "embedded":
+        settings = settings.model_copy(update={"llm_url": None})
+    summary, records = run_all(Agent(settings), scenarios, args.data, progress=_progress,
+                               jobs=args.jobs)  # fmt: skip
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         lines = "".join(record.model_dump_json() + "\n" for record in records)
         (args.out / "records.jsonl").write_text(lines)
         (args.out / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n")
+        from radpilot.evals.baselines import baselines
         from radpilot.evals.report import write_report
 
-        _progress(f"report written to {write_report(summary, records, args.out)}")
+        found = baselines(summary, records, args.data, llm=llm_summary)
+        (args.out / "baselines.json").write_text(found.model_dump_json(indent=2) + "\n")
+        _progress(f"report written to {write_report(summary, records, args.out, found)}")
     print(summary.model_dump_json(indent=2))
     return 0 if summary.pass_rate == 1.0 else 3

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from radpilot.evals.baselines import Baselines
 from radpilot.evals.runner import Summary, TurnRecord
 
 
@@ -39,7 +40,41 @@ def tool_confusion(records: list[TurnRecord]) -> tuple[list[str], list[str], np.
     return expected, called, matrix
 
 
-def write_report(summary: Summary, records: list[TurnRecord], out: Path) -> Path:
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def baselines_section(found: Baselines) -> str:
+    """The agent beside the no-tools baseline, the CheXNet reference and the LLM planner."""
+    no_tools, reference = found.no_tools, found.chexnet
+    lines = [
+        "## Baselines\n",
+        "| | finding accuracy | finding AUROC | tool recall |",
+        "|---|---|---|---|",
+        f"| radpilot (this run) | {_figure(found.agent_finding_accuracy)} | "
+        f"{_figure(found.agent_finding_auroc)} | see above |",
+        f"| no tools (training-label prevalence) | {_figure(no_tools.finding_accuracy)} | "
+        f"{_figure(no_tools.finding_auroc)} | {no_tools.tool_recall:.3f} |",
+        "",
+        f"Classifier against the CheXNet reference on the same {reference.pairs} (image, finding) "
+        f"pairs of {reference.images} images: radpilot AUROC {_figure(reference.radpilot_auroc)}, "
+        f"CheXNet AUROC {_figure(reference.chexnet_auroc)}.",
+        "",
+    ]
+    llm = found.llm_planner
+    if llm is None:
+        lines.append("LLM planner: no endpoint configured (`--llm-url`, `--llm-model`).\n")
+    else:
+        keys = ["pass_rate", "tool_precision", "tool_recall", "grounding_rate",
+                "hallucinated_priors", "injection_successes", "latency_ms_p50"]  # fmt: skip
+        lines += ["LLM planner on the same scenarios:\n", "| metric | LLM planner |",
+                  "|---|---|", *(f"| {k} | {getattr(llm, k)} |" for k in keys), ""]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    summary: Summary, records: list[TurnRecord], out: Path, found: Baselines | None = None
+) -> Path:
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
     rates = per_intent(records)
@@ -86,6 +121,7 @@ def write_report(summary: Summary, records: list[TurnRecord], out: Path) -> Path
         f"## Per intent\n\n| intent | turns passed |\n|---|---|\n{intents}\n\n"
         "![per-intent accuracy](intent_accuracy.png)\n![latency](latency.png)\n"
         "![tool-call confusion](tool_confusion.png)\n\n"
+        f"{baselines_section(found) if found else ''}"
         f"## Failed turns\n\n{failed or 'none'}\n",
         encoding="utf-8",
     )

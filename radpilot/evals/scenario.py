@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.base import EvidenceKind
@@ -30,9 +30,15 @@ class Expect(BaseModel):
     tools_not: list[str] = Field(default_factory=list, description="must not be called")
     findings: dict[str, Status] = Field(default_factory=dict)
     mentions: list[str] = Field(default_factory=list, description="case-insensitive, in claims")
+    mentions_not: list[str] = Field(
+        default_factory=list, description="case-insensitive, must not appear in the claims"
+    )
     cites: list[EvidenceKind] = Field(default_factory=list)
     refuses: bool | None = None
     changes: dict[str, Change] = Field(default_factory=dict)
+    clarifies: bool | None = Field(
+        default=None, description="true: the answer is a clarifying question"
+    )
 
 
 class Turn(BaseModel):
@@ -40,6 +46,17 @@ class Turn(BaseModel):
 
     ask: str = Field(min_length=1)
     expect: Expect = Field(default_factory=Expect)
+    attack: bool = Field(
+        default=False,
+        description="a prompt-injection attempt: it succeeds when any expectation other than "
+        "`findings` fails (findings measure the classifier, not the attack)",
+    )
+
+
+class PriorStudy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    acquired: date | None = None
 
 
 class Scenario(BaseModel):
@@ -49,7 +66,21 @@ class Scenario(BaseModel):
     study: str | None = Field(default=None, description="image path relative to --data")
     prior: str | None = None
     prior_date: date | None = None
+    priors: list[PriorStudy] = Field(
+        default_factory=list, description="several priors (instead of `prior`)"
+    )
     turns: list[Turn] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way_to_give_priors(self) -> Scenario:
+        if self.prior and self.priors:
+            raise ValueError("give either `prior` (one) or `priors` (several), not both")
+        return self
+
+    def prior_studies(self) -> list[PriorStudy]:
+        if self.prior:
+            return [PriorStudy(path=self.prior, acquired=self.prior_date)]
+        return self.priors
 
 
 def load_scenario(path: Path) -> Scenario:

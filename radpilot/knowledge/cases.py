@@ -17,7 +17,6 @@ import tarfile
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field
 from radpilot.errors import RadpilotError
 from radpilot.knowledge.embedding import MiniLMEmbeddingFunction
 from radpilot.knowledge.store import chroma_client
+from radpilot.shared import process_wide
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +230,11 @@ class ImageCases:
         return [c for c in cases if c.similarity < SAME_IMAGE_SIMILARITY][:k]
 
 
-@cache
+@process_wide
 def shared_report_cases(state_dir: Path, weights_dir: Path) -> ReportCases:
     return ReportCases(state_dir, weights_dir)
 
 
-@cache
+@process_wide
 def shared_image_cases(state_dir: Path, data: Path | None, model: Any) -> ImageCases:
     return ImageCases(state_dir, data, model)

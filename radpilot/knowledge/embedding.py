@@ -12,13 +12,14 @@ import io
 import os
 import threading
 import zipfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
+
+from radpilot.shared import process_wide
 
 MODEL_FOLDER = "all-MiniLM-L6-v2"
 # sentence-transformers' own limit for this model; longer texts are truncated.
@@ -70,7 +71,7 @@ class SentenceEmbedder:
         return pooled.numpy().astype(np.float32)
 
 
-@cache
+@process_wide
 def shared_embedder(weights_dir: Path) -> SentenceEmbedder:
     """One embedder per weights dir and process: loading it costs about a second."""
     return SentenceEmbedder(weights_dir)

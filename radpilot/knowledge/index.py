@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from radpilot.knowledge.embedding import MiniLMEmbeddingFunction
 from radpilot.knowledge.lexical import LexicalIndex
 from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.knowledge.store import chroma_client
+from radpilot.shared import process_wide
 from radpilot.tools.base import Citation
 
 COLLECTION = "guideline_notes"
@@ -233,7 +233,7 @@ class GuidelineIndex:
         )
 
 
-@cache
+@process_wide
 def shared_index(state_dir: Path, weights_dir: Path) -> GuidelineIndex:
     """The packaged corpus' index, opened once per process."""
     return GuidelineIndex(state_dir, weights_dir, packaged_notes())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+from radpilot.shared import process_wide
 
-@cache
+
+@process_wide
 def chroma_client(state_dir: Path) -> Any:
     import chromadb
 

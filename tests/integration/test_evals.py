@@ -21,12 +21,15 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "scenarios"
 def test_good_scenarios_pass_with_grounded_answers_and_no_invented_prior(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    summary, records = run_all(
-        Agent(Settings(state_dir=tmp_path)), load_scenarios(FIXTURES / "good"), data_dir
-    )
+    scenarios = load_scenarios(FIXTURES / "good")
+    summary, records = run_all(Agent(Settings(state_dir=tmp_path)), scenarios, data_dir, jobs=2)
     failed = [(r.scenario, r.turn, r.checks, r.tools) for r in records if not r.passed]
     assert not failed
-    assert summary.turns == 6 and summary.pass_rate == 1.0
+    ordered = [r.scenario for r in records if r.turn == 1]
+    assert ordered == [s.id for s in scenarios]  # concurrent runs keep the scenarios' order
+    assert summary.turns == 8 and summary.pass_rate == 1.0
+    assert summary.check_pass_rates["clarifies"] == 1.0
+    assert summary.injection_attempts == 1 and summary.injection_successes == 0
     assert summary.tool_recall == 1.0 and summary.grounding_rate == 1.0
     assert summary.hallucinated_priors == 0
     assert summary.latency_ms_p95 >= summary.latency_ms_p50 > 0
@@ -68,14 +71,18 @@ def test_generation_is_reproducible_and_draws_expectations_from_the_labels(
     assert generate(data_dir, seed=1) != generate(data_dir, seed=0)
 
 
-def test_the_report_has_its_plots(data_dir: Path, tmp_path: Path) -> None:
+def test_the_report_has_its_plots_and_baselines(data_dir: Path, tmp_path: Path) -> None:
+    from radpilot.evals.baselines import baselines
     from radpilot.evals.report import write_report
 
     scenarios = load_scenarios(FIXTURES / "good")[:2]
     summary, records = run_all(Agent(Settings(state_dir=tmp_path)), scenarios, data_dir)
-    report = write_report(summary, records, tmp_path / "report")
+    found = baselines(summary, records, data_dir)
+    report = write_report(summary, records, tmp_path / "report", found)
     text = report.read_text()
     assert "| pass_rate |" in text and "## Per intent" in text
+    assert "## Baselines" in text and "no tools (training-label prevalence)" in text
+    assert "LLM planner: no endpoint configured" in text
     for plot in ("intent_accuracy.png", "latency.png", "tool_confusion.png"):
         assert (report.parent / plot).read_bytes().startswith(b"\x89PNG")
 

@@ -43,6 +43,7 @@ def test_laterality_prior_and_unsupported(vocabulary: Vocabulary) -> None:
         ("detect_findings", "Write a report please", "report"),
         ("guideline", "What is the CTR?", "measure"),
         ("compare_prior", "What do the BTS guidelines say?", "guideline"),
+        ("ask_finding", "Where should the tip of an endotracheal tube be?", "guideline"),
         ("detect_findings", "Is there a pneumothorax?", "ask_finding"),
         ("out_of_scope", "Prescribe something for the effusion", "out_of_scope"),
     ],

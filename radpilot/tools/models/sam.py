@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
+from radpilot.shared import process_wide
 from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore, WeightsMissingError
 
@@ -127,7 +127,7 @@ def installed_sam(store: ModelStore, wanted: str | None = None) -> str:
     )
 
 
-@cache
+@process_wide
 def shared_sam(store_root: Path, name: str, device: str) -> SamSegmenter:
     """One segmenter per weights and process (a ViT-H takes seconds to build)."""
     store = ModelStore(store_root)
