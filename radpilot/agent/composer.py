@@ -126,7 +126,10 @@ class Composer:
                        evidence=[classification.id])
             for r in rows
         ]  # fmt: skip
-        if view.understanding.intent in ("ask_finding", "localize") and slots.findings:
+        if (
+            view.understanding.intent in ("ask_finding", "localize", "compare_prior")
+            and slots.findings
+        ):
             chosen = [r for r in rows if r["name"] in slots.findings]
         else:
             chosen = [r for r in rows if r["status"] == "present"]
@@ -253,6 +256,7 @@ class Composer:
     def _compare(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
         if not view.priors():
             answer.claims.append(self._stated("no_prior"))
+            self._findings(answer, view, turn)  # what was asked, on the current study
             return
         comparison = next((e for e in turn if e.tool == "compare_studies"), None)
         if comparison is not None:

@@ -179,6 +179,10 @@ class EmbeddedPlanner:
         current, priors = view.current(), view.priors()
         assert current is not None
         if not priors:
+            if view.understanding.slots.findings:
+                # "Is the effusion worse than last time?" with no prior: answer about the
+                # current study; the composer says that no comparison is possible.
+                return self._findings(view)
             return compose("no prior study: never invent one")
         if len(priors) > 1:
             listing = "; ".join(

@@ -84,6 +84,12 @@ def test_compare_without_a_prior_never_invents_one(agent: Agent, images: dict[st
     answer = agent.ask(session, "How does it compare with last month's film?")
     assert tools_called(agent, session) == []
     assert "No prior study is available" in answer.claims[0].text
+    # A named finding is still answered on the current study; no change is claimed.
+    answer = agent.ask(session, "Is the effusion worse than on the previous film?")
+    assert tools_called(agent, session)[0] == "classify_findings"
+    assert "No prior study is available" in answer.claims[0].text
+    assert any(c.text.startswith("Effusion is") for c in answer.claims[1:])
+    assert not any("Compared with the prior" in c.text for c in answer.claims)
 
 
 def test_compare_with_a_prior_gives_change_verdicts(agent: Agent, data_dir: Path) -> None:
