@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         default=None, description="Weights cache; defaults to <state_dir>/models."
     )
+    knowledge_dir: Path | None = Field(
+        default=None,
+        description="A site's own guideline notes (same format as the packaged corpus), "
+        "indexed with it; a note with instruction-like text is refused.",
+    )
     device: Literal["cpu", "cuda"] = "cpu"
     llm_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (vLLM).")
     llm_model: str | None = Field(default=None, description="The served model's name.")

@@ -37,7 +37,8 @@ _MEASURE = re.compile(
     r"\b(measure|ratio|ctr|how (big|large)|size of|area|diameter|cm|mm)\b", re.IGNORECASE
 )
 _GUIDELINE = re.compile(
-    r"\b(guidelines?|manage(d|ment)?|recommend(ed|ation|ations)?|follow-?up|next steps?|"
+    r"\b(guidelines?|guidance|manag(e|ed|es|ing|ement)|recommend(ed|ation|ations)?|follow-?up|"
+    r"next steps?|"
     r"BTS|Fleischner|NICE|ESC|ATS|IDSA|differential|"
     # general knowledge: tests, criteria and definitions are answered from the notes
     r"CT|HRCT|ultrasound|echocardiograph\w*|bronchoscopy|criteria|indicated|indications?|"
@@ -143,8 +144,10 @@ def refine(intent: Intent, question: str, slots: Slots) -> tuple[Intent, str]:
         return "measure", "asks for a measurement"
     if _GUIDELINE.search(question):
         return "guideline", "asks about guidelines or management"
-    if intent in ("guideline", "image_info"):
+    if intent == "guideline" or (intent == "image_info" and not slots.findings):
         return intent, ""
+    if intent == "image_info":  # a question about the image itself names no finding
+        intent = "ask_finding"
     if _REPORT.search(question):
         return "report", "mentions a report"
     if intent != "compare_prior" and _EXPLICIT_PRIOR.search(question):

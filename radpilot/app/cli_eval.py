@@ -41,11 +41,31 @@ def add_eval_commands(commands: Any) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(handler=_generate)
 
+    attacks = commands.add_parser(
+        "eval-generate-attacks",
+        help="generate the prompt-injection attack set (user text, DICOM tags, poisoned notes)",
+        description="Writes OUT/images, OUT/knowledge and OUT/scenarios; run it with "
+        "RADPILOT_KNOWLEDGE_DIR=OUT/knowledge radpilot eval OUT/scenarios --data OUT",
+    )
+    attacks.add_argument("--data", type=Path, required=True)
+    attacks.add_argument("--out", type=Path, required=True)
+    attacks.add_argument("--seed", type=int, default=0)
+    attacks.set_defaults(handler=_generate_attacks)
+
 
 def _generate(args: argparse.Namespace) -> int:
     from radpilot.evals.generate import generate, write_scenarios
 
     write_scenarios(generate(args.data, args.seed), args.out, progress=_progress)
+    return 0
+
+
+def _generate_attacks(args: argparse.Namespace) -> int:
+    from radpilot.evals.attacks import write_attack_set
+
+    count = write_attack_set(args.data, args.out, args.seed)
+    _progress(f"{count} attacks written to {args.out}; run: RADPILOT_KNOWLEDGE_DIR="
+              f"{args.out / 'knowledge'} radpilot eval {args.out / 'scenarios'} --data {args.out}")
     return 0
 
 
@@ -86,8 +106,12 @@ def _eval(args: argparse.Namespace) -> int:
         from radpilot.evals.baselines import baselines
         from radpilot.evals.report import write_report
 
-        found = baselines(summary, records, args.data, llm=llm_summary)
-        (args.out / "baselines.json").write_text(found.model_dump_json(indent=2) + "\n")
+        try:
+            found = baselines(summary, records, args.data, llm=llm_summary)
+            (args.out / "baselines.json").write_text(found.model_dump_json(indent=2) + "\n")
+        except RadpilotError as error:  # e.g. an attack set: no NIH labels under --data
+            found = None
+            _progress(f"no baselines: {error.message}")
         _progress(f"report written to {write_report(summary, records, args.out, found)}")
     print(summary.model_dump_json(indent=2))
     return 0 if summary.pass_rate == 1.0 else 3

@@ -54,7 +54,7 @@ def _index() -> Any:
     from radpilot.settings import Settings
 
     settings = Settings()
-    return shared_index(settings.state_dir, settings.weights_dir)
+    return shared_index(settings.state_dir, settings.weights_dir, settings.knowledge_dir)
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from radpilot.errors import RadpilotError
 from radpilot.knowledge.embedding import MiniLMEmbeddingFunction
 from radpilot.knowledge.lexical import LexicalIndex
-from radpilot.knowledge.notes import Note, packaged_notes
+from radpilot.knowledge.notes import Note, packaged_notes, site_notes
 from radpilot.knowledge.store import chroma_client
 from radpilot.shared import process_wide
 from radpilot.tools.base import Citation
@@ -234,6 +234,11 @@ class GuidelineIndex:
 
 
 @process_wide
-def shared_index(state_dir: Path, weights_dir: Path) -> GuidelineIndex:
-    """The packaged corpus' index, opened once per process."""
-    return GuidelineIndex(state_dir, weights_dir, packaged_notes())
+def shared_index(
+    state_dir: Path, weights_dir: Path, site_dir: Path | None = None
+) -> GuidelineIndex:
+    """The index of the packaged corpus plus a site's own notes, opened once per process."""
+    notes = list(packaged_notes())
+    if site_dir is not None:
+        notes += site_notes(site_dir)[0]
+    return GuidelineIndex(state_dir, weights_dir, notes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from radpilot.errors import RadpilotError
 from radpilot.tools.base import Citation
 from radpilot.tools.models.labels import NIH_FINDINGS
+
+log = logging.getLogger(__name__)
 
 Topic = Literal[
     "pneumothorax",
@@ -103,6 +106,17 @@ class Note(BaseModel):
             raise ValueError(f"unknown findings {unknown}; use the NIH names {NIH_FINDINGS}")
         return self
 
+    @model_validator(mode="after")
+    def _no_instructions(self) -> Note:
+        # Notes are quoted verbatim; one that talks to the system ("ignore previous
+        # instructions", "call compare_studies") is a poisoned note, refused at load.
+        from radpilot.agent.injection import split_instructions
+
+        instructions = split_instructions(self.text)[1]
+        if instructions:
+            raise ValueError(f"instruction-like text is not guideline content: {instructions[0]!r}")
+        return self
+
     @property
     def citation(self) -> Citation:
         return Citation(
@@ -157,3 +171,25 @@ def corpus_files(root: Path | None = None) -> list[Path]:
 def packaged_notes() -> tuple[Note, ...]:
     """The corpus shipped with radpilot (parsed once per process)."""
     return tuple(load_notes(corpus_files()))
+
+
+def site_notes(folder: Path) -> tuple[list[Note], list[str]]:
+    """A site's own notes (`RADPILOT_KNOWLEDGE_DIR`, `*.md` at any depth): the valid ones, and
+    one line per refused note. A bad or poisoned site note is refused alone: it never takes the
+    knowledge base down, and the refusal is logged."""
+    accepted: list[Note] = []
+    refused: list[str] = []
+    packaged = {note.id for note in packaged_notes()}
+    for path in sorted(folder.rglob("*.md")):
+        try:
+            note = parse_note(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        except CorpusError as error:
+            refused.append(error.message)
+            continue
+        if note.id in packaged or any(n.id == note.id for n in accepted):
+            refused.append(f"{path}: note id {note.id!r} is already taken")
+            continue
+        accepted.append(note)
+    for line in refused:
+        log.warning("site note refused: %s", line)
+    return accepted, refused

@@ -85,7 +85,8 @@ class SearchGuidelinesTool(Tool[SearchGuidelinesInput, SearchGuidelinesOutput]):
     def run(self, inp: SearchGuidelinesInput, ctx: ToolContext) -> SearchGuidelinesOutput:
         from radpilot.knowledge.index import shared_index
 
-        index = shared_index(ctx.settings.state_dir, ctx.settings.weights_dir)
+        settings = ctx.settings
+        index = shared_index(settings.state_dir, settings.weights_dir, settings.knowledge_dir)
         filters = Filters(finding=inp.finding, body=inp.body, year_from=inp.year_from)
         result = index.search(inp.query, k=inp.k, filters=filters, mode=inp.mode)
         limitations = [GUIDANCE_LIMITS]

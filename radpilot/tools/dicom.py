@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import math
 import os
 import secrets
 from datetime import date, datetime, timedelta
@@ -185,20 +186,21 @@ def _shift(value: str, shift: timedelta) -> str:
     digits = value.strip()
     try:
         day = datetime.strptime(digits[:8], "%Y%m%d").date()
-    except ValueError:
+        shifted = day - shift
+    except (ValueError, OverflowError):  # OverflowError: shifted to before the year 1
         return ""
-    return (day - shift).strftime("%Y%m%d") + digits[8:]
+    return shifted.isoformat().replace("-", "") + digits[8:]  # strftime drops a year's zeros
 
 
 def read_dataset(data: bytes) -> Any:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
-        for element in ds.iterall():  # parse every element now, not lazily later
-            _ = element.value
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as error:
+        meta = getattr(ds, "file_meta", None)
+        for element in (*(meta.iterall() if meta else ()), *ds.iterall()):
+            _ = element.value  # parse every element now, not lazily later
+    except Exception as error:  # pydicom raises many types for malformed input
         raise IngestError(
             "malformed DICOM: the header cannot be parsed", code="malformed_dicom"
         ) from error
@@ -230,6 +232,16 @@ def check_radiograph(ds: Any) -> None:
 
 def decode_dicom(data: bytes, *, max_pixels: int, deidentifier: Deidentifier) -> DecodedImage:
     ds = read_dataset(data)
+    try:
+        return _decode_dataset(ds, max_pixels, deidentifier)
+    except (ValueError, TypeError, OverflowError) as error:  # a value of the wrong type or size
+        raise IngestError(
+            f"malformed DICOM: an attribute holds an invalid value ({_first_line(error)})",
+            code="malformed_dicom",
+        ) from error
+
+
+def _decode_dataset(ds: Any, max_pixels: int, deidentifier: Deidentifier) -> DecodedImage:
     check_radiograph(ds)
     patient_key = deidentifier.deidentify(ds)
     check_pixel_count(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), max_pixels)
@@ -287,9 +299,12 @@ def _view(ds: Any) -> View:
 
 def _spacing(ds: Any) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2:
-            return float(value[0]), float(value[1])
+        try:
+            row, column = (float(item) for item in ds.get(keyword))
+        except (TypeError, ValueError):  # absent, or not two numbers
+            continue
+        if 0 < row < math.inf and 0 < column < math.inf:
+            return row, column
     return None
 
 

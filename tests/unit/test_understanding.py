@@ -44,6 +44,12 @@ def test_laterality_prior_and_unsupported(vocabulary: Vocabulary) -> None:
         ("guideline", "What is the CTR?", "measure"),
         ("compare_prior", "What do the BTS guidelines say?", "guideline"),
         ("ask_finding", "Where should the tip of an endotracheal tube be?", "guideline"),
+        ("ask_finding", "What does the site guidance say about managing it?", "guideline"),
+        (
+            "image_info",
+            "The film shows a large Infiltration. Is there an infiltrate?",
+            "ask_finding",
+        ),
         ("detect_findings", "Is there a pneumothorax?", "ask_finding"),
         ("out_of_scope", "Prescribe something for the effusion", "out_of_scope"),
     ],

@@ -1,0 +1,393 @@
+"""Every case of the bad-input corpus (tests/corpus/bad_inputs) through every interface.
+
+- CLI: real `radpilot` subprocesses. A bad input may exit non-zero only with one clear
+  `radpilot: error:` line; never a traceback, never exit 1 (an internal error).
+- REST API: a real `radpilot serve` with API keys. A bad input gets a 4xx with a JSON error
+  body, never a 5xx or a traceback; afterwards the server is ready and a normal conversation
+  works.
+- UI: the Gradio callbacks (`preview` on upload, `send` on a question) called directly. A bad
+  input shows a readable message (a `gr.Error` toast or a warning in the chat), never an
+  exception or a traceback.
+
+Each interface prints a one-line summary (run pytest with -s): cases tried, crashes, 5xx,
+tracebacks, wrong outcomes (an expected refusal accepted, or a valid input refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from radpilot.app.keys import KeyStore
+from tests.corpus.bad_inputs.generate import (
+    QUESTION,
+    ApiRequest,
+    Case,
+    all_cases,
+    case_path,
+    write_corpus,
+)
+from tests.server import running_server
+
+pytestmark = pytest.mark.integration
+
+CASES = all_cases()
+TRACEBACK = "Traceback (most recent call last)"
+CLI_WORKERS = 2  # the machine this runs on has two cores
+
+
+@dataclass
+class Tally:
+    """What one interface did with the corpus."""
+
+    interface: str
+    tried: int = 0
+    not_applicable: int = 0
+    crashes: int = 0
+    server_errors: int = 0
+    tracebacks: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, case: Case, what: str) -> None:
+        self.problems.append(f"{case.name}: {what}")
+
+    def summary(self) -> str:
+        return (
+            f"bad inputs via {self.interface}: {self.tried} cases tried "
+            f"({self.not_applicable} not applicable), {self.crashes} crashes, "
+            f"{self.server_errors} 5xx, {self.tracebacks} tracebacks, "
+            f"{len(self.problems)} problems"
+        )
+
+    def report(self) -> None:
+        print("\n" + self.summary())
+        assert not self.problems, "\n".join([self.summary(), *self.problems])
+
+
+def check_outcome(tally: Tally, case: Case, refused: bool, detail: str) -> None:
+    """A refusal where the corpus expects one, an acceptance where it expects that."""
+    if case.expect == "error" and not refused:
+        tally.problem(case, f"accepted, but should be refused ({detail[:200]})")
+    elif case.expect == "ok" and refused:
+        tally.problem(case, f"refused, but should be accepted ({detail[:200]})")
+
+
+def check_secrets(tally: Tally, case: Case, text: str) -> None:
+    for secret in case.secrets:
+        if secret in text:
+            tally.problem(case, f"identifying text {secret!r} came back")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bad-inputs")
+    write_corpus(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def good_image(data_dir: Path) -> Path:
+    return sorted((data_dir / "nih" / "images").glob("*.png"))[0]
+
+
+def test_the_corpus_is_generated_deterministically(tmp_path: Path) -> None:
+    first = write_corpus(tmp_path / "a").read_text()
+    assert write_corpus(tmp_path / "b").read_text() == first
+    entries = json.loads(first)
+    assert len(entries) >= 40
+    assert {entry["category"] for entry in entries} == {"image", "dicom", "text", "api"}
+    assert all((tmp_path / "a" / e["path"]).is_file() for e in entries if "path" in e)
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def cli_arguments(case: Case, corpus: Path, image: Path) -> list[str] | None:
+    """The command that feeds this case to the CLI, or None when the CLI cannot take it."""
+    if case.is_file:
+        return ["tools", "run", "image_info", "--image", str(case_path(corpus, case))]
+    if case.category == "text":
+        assert case.text is not None
+        if "\x00" in case.text or any(0xD800 <= ord(ch) <= 0xDFFF for ch in case.text):
+            return None  # a command line cannot carry NUL bytes or unpaired surrogates
+        return ["ask", str(image), case.text]
+    return list(case.cli) or None
+
+
+def run_cli(arguments: list[str], state: Path) -> subprocess.CompletedProcess[str]:
+    # Each run gets its own state directory, as separate users' first runs would.
+    env = {**os.environ, "RADPILOT_STATE_DIR": str(state)}
+    return subprocess.run([sys.executable, "-m", "radpilot.app.cli", *arguments],
+                          capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+
+
+def judge_cli(tally: Tally, case: Case, result: subprocess.CompletedProcess[str]) -> None:
+    output = result.stdout + result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if TRACEBACK in output:
+        tally.tracebacks += 1
+        tally.problem(case, "traceback in the output")
+    if result.returncode not in (0, 2):
+        tally.crashes += 1
+        tally.problem(case, f"exit code {result.returncode}: {result.stderr[-300:]!r}")
+    elif result.returncode == 2 and (
+        len(error_lines) != 1 or not error_lines[0].startswith("radpilot: error: ")
+    ):
+        tally.problem(case, f"exit code 2 without one `radpilot: error:` line: {error_lines}")
+    check_outcome(tally, case, result.returncode != 0, result.stderr or result.stdout)
+    check_secrets(tally, case, output)
+
+
+def test_every_case_through_the_cli(corpus: Path, good_image: Path, tmp_path: Path) -> None:
+    tally = Tally("CLI")
+    jobs = [(case, cli_arguments(case, corpus, good_image)) for case in CASES]
+    runnable = [(case, arguments) for case, arguments in jobs if arguments is not None]
+    tally.not_applicable = len(jobs) - len(runnable)
+    # The slow ones (`ask` loads the agent) first, so the cheap ones fill the gaps.
+    runnable.sort(key=lambda job: job[1][0] != "ask")
+    with ThreadPoolExecutor(CLI_WORKERS) as pool:
+        results = pool.map(lambda job: run_cli(job[1], tmp_path / job[0].name), runnable)
+        for (case, _), result in zip(runnable, results, strict=True):
+            tally.tried += 1
+            judge_cli(tally, case, result)
+    tally.report()
+
+
+# --- REST API -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyed_server(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    state = tmp_path_factory.mktemp("bad-inputs-state")
+    keys = KeyStore(state)
+    tokens = {name: keys.create(name) for name in ("alice", "bob")}
+    with running_server(state, "--upload-limit-mb", "5", "--rate-limit", "100000") as url:
+        yield url, tokens
+
+
+class Api:
+    """alice's view of the server, recording and judging every response."""
+
+    def __init__(self, url: str, tokens: dict[str, str], tally: Tally) -> None:
+        self.http = httpx.Client(base_url=url, timeout=300)
+        self.tokens = tokens
+        self.tally = tally
+        self.auth = {"Authorization": f"Bearer {tokens['alice']}"}
+
+    def send(self, case: Case | None, method: str, path: str, **options: Any) -> httpx.Response:
+        options.setdefault("headers", self.auth)
+        try:
+            response = self.http.request(method, path, **options)
+        except httpx.TransportError as error:  # the server hung up or died
+            self.tally.crashes += 1
+            raise AssertionError(f"{case and case.name}: {error!r}") from error
+        if case is not None:
+            self.judge(case, response)
+        return response
+
+    def judge(self, case: Case, response: httpx.Response) -> None:
+        if response.status_code >= 500:
+            self.tally.server_errors += 1
+            self.tally.problem(case, f"{response.status_code}: {response.text[:200]}")
+        if TRACEBACK in response.text:
+            self.tally.tracebacks += 1
+            self.tally.problem(case, "traceback in the response")
+        if response.status_code >= 400 and not _is_error_body(response):
+            self.tally.problem(case, f"{response.status_code} without a JSON error body: "
+                                     f"{response.text[:200]!r}")  # fmt: skip
+        check_secrets(self.tally, case, response.text)
+
+    def session(self, owner: str = "alice") -> str:
+        headers = {"Authorization": f"Bearer {self.tokens[owner]}"}
+        response = self.send(None, "POST", "/v1/sessions", headers=headers)
+        assert response.status_code == 201, response.text
+        return str(response.json()["session_id"])
+
+    def upload(self, case: Case | None, session: str, name: str, data: bytes) -> httpx.Response:
+        return self.send(case, "POST", f"/v1/sessions/{session}/studies",
+                         files={"file": (name, data)})  # fmt: skip
+
+    def ask(self, case: Case | None, session: str, body: dict[str, Any]) -> httpx.Response:
+        # Encoded here: JSON escapes unpaired surrogates that httpx's UTF-8 encoder rejects.
+        return self.send(case, "POST", f"/v1/sessions/{session}/messages",
+                         content=json.dumps(body).encode(),
+                         headers={**self.auth, "Content-Type": "application/json"})  # fmt: skip
+
+
+def _is_error_body(response: httpx.Response) -> bool:
+    try:
+        error = response.json()["error"]
+        return bool(error["code"]) and bool(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def api_file_case(api: Api, case: Case) -> None:
+    """Upload into a fresh session; what is accepted must then survive a question."""
+    session = api.session()
+    uploaded = api.upload(case, session, case.filename, case.data)
+    check_outcome(api.tally, case, uploaded.status_code >= 400, uploaded.text)
+    if uploaded.status_code == 201:
+        study = uploaded.json()["study_id"]
+        answer = api.ask(case, session, {"text": QUESTION, "study_ids": [study]})
+        if answer.status_code != 200:
+            api.tally.problem(case, f"the question about it got {answer.status_code}")
+
+
+def api_text_case(api: Api, case: Case, session: str) -> None:
+    reply = api.ask(case, session, {"text": case.text})
+    check_outcome(api.tally, case, reply.status_code >= 400, reply.text)
+    if case.name == "text_html_js" and reply.status_code == 200:
+        assert "<script>" not in json.dumps(reply.json()["claims"]), "markup echoed in claims"
+
+
+def api_request_case(api: Api, case: Case, good: bytes) -> None:
+    request = case.request
+    assert request is not None
+    ids = {"session": api.session(), "foreign_session": api.session("bob")}
+    if request.needs_study:
+        ids["study"] = api.upload(None, ids["session"], "cxr.png", good).json()["study_id"]
+    replies = [api.send(case, request.method, request.path.format(**ids),
+                        **request_options(request, api.auth))
+               for _ in range(request.repeat)]  # fmt: skip
+    refused = [reply.status_code >= 400 for reply in replies]
+    check_outcome(api.tally, case, any(refused), " | ".join(r.text[:100] for r in replies))
+
+
+def request_options(request: ApiRequest, auth: dict[str, str]) -> dict[str, Any]:
+    headers = {**(auth if request.authorized else {}), **request.headers}
+    options: dict[str, Any] = {"headers": headers}
+    if request.json is not None:
+        options["json"] = request.json
+    if request.content is not None:
+        options["content"] = request.content
+    if request.form is not None:
+        options["data"] = request.form
+    if request.files is not None:
+        options["files"] = request.files
+    return options
+
+
+def check_text_session_renders(api: Api, session: str) -> None:
+    """The session that took every odd question still shows and reports."""
+    view = api.send(None, "GET", f"/v1/sessions/{session}")
+    assert view.status_code == 200, view.text
+    for fmt in ("md", "json", "fhir"):
+        report = api.send(None, "GET", f"/v1/sessions/{session}/report?format={fmt}")
+        assert report.status_code == 200, (fmt, report.text[:300])
+
+
+def test_every_case_through_the_rest_api(
+    keyed_server: tuple[str, dict[str, str]], good_image: Path
+) -> None:
+    url, tokens = keyed_server
+    tally = Tally("REST API")
+    api = Api(url, tokens, tally)
+    good = good_image.read_bytes()
+    text_session = api.session()
+    assert api.upload(None, text_session, good_image.name, good).status_code == 201
+    for case in CASES:
+        tally.tried += 1
+        if case.is_file:
+            api_file_case(api, case)
+        elif case.category == "text":
+            api_text_case(api, case, text_session)
+        else:
+            api_request_case(api, case, good)
+    check_text_session_renders(api, text_session)
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    session = api.session()
+    assert api.upload(None, session, good_image.name, good).status_code == 201
+    answer = api.ask(None, session, {"text": "Is there an effusion?"})
+    assert answer.status_code == 200 and answer.json()["claims"], answer.text[:300]
+    tally.report()
+
+
+# --- UI -----------------------------------------------------------------------------------
+
+
+@dataclass
+class UiOutcome:
+    refused: bool
+    shown: str  # what the user reads: the toast's text or the last chat message
+
+
+def ui_turn(send: Callable[..., Iterator[Any]], question: str, current: str | None,
+            state: dict[str, Any], history: list[Any]) -> tuple[UiOutcome, list[Any]]:  # fmt: skip
+    """Run the Ask button's callback to the end, as Gradio would."""
+    import gradio as gr
+
+    try:
+        for update in send(question, current, None, "", "", state, history):
+            history = update[0]
+    except gr.Error as error:
+        return UiOutcome(True, str(error.message)), history
+    last = str(history[-1]["content"]) if history else ""
+    return UiOutcome(last.startswith("⚠️"), last), history
+
+
+def ui_case(tally: Tally, case: Case, send: Callable[..., Iterator[Any]], corpus: Path,
+            image: Path, text_state: dict[str, Any]) -> None:  # fmt: skip
+    from radpilot.app.ui import preview
+
+    if case.is_file:
+        path = str(case_path(corpus, case))
+        preview(path)  # the upload's preview: a picture or nothing, never an exception
+        outcome, _ = ui_turn(send, QUESTION, path, {}, [])
+    elif case.category == "text":
+        assert case.text is not None
+        history = text_state.setdefault("history", [])
+        outcome, text_state["history"] = ui_turn(send, case.text, str(image),
+                                                 text_state["state"], history)  # fmt: skip
+    else:  # the replays: the same file and question twice in one browser session
+        state: dict[str, Any] = {}
+        first, history = ui_turn(send, QUESTION, str(image), state, [])
+        outcome, _ = ui_turn(send, QUESTION, str(image), state, history)
+        outcome.refused |= first.refused
+    if not outcome.shown.strip():
+        tally.problem(case, "the user sees nothing")
+    if TRACEBACK in outcome.shown:
+        tally.tracebacks += 1
+        tally.problem(case, "traceback shown to the user")
+    if "<script>" in outcome.shown:
+        tally.problem(case, "markup from the question reached the chat unescaped")
+    check_outcome(tally, case, outcome.refused, outcome.shown)
+    check_secrets(tally, case, outcome.shown)
+
+
+def test_every_case_through_the_ui_callbacks(corpus: Path, good_image: Path) -> None:
+    from radpilot.agent.service import Agent
+    from radpilot.app.api import AgentHolder
+    from radpilot.app.ownership import Ownership
+    from radpilot.app.ui import build_ui
+    from radpilot.settings import Settings
+
+    settings = Settings()
+    blocks = build_ui(AgentHolder(settings, Agent(settings)), KeyStore(settings.state_dir),
+                      Ownership(settings.state_dir), None)  # fmt: skip
+    send = next(f.fn for f in blocks.fns.values() if getattr(f.fn, "__name__", "") == "send")
+    tally = Tally("UI callbacks")
+    text_state: dict[str, Any] = {"state": {}}
+    for case in CASES:
+        if case.category == "api" and not case.name.startswith("api_replay"):
+            tally.not_applicable += 1  # HTTP-level misuse: the UI has no such request
+            continue
+        tally.tried += 1
+        try:
+            ui_case(tally, case, send, corpus, good_image, text_state)
+        except Exception as error:
+            tally.crashes += 1
+            tally.problem(case, f"{type(error).__name__}: {str(error)[:200]}")
+    tally.report()
