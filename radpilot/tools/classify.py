@@ -114,7 +114,7 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
 
     def run(self, inp: ClassifyInput, ctx: ToolContext) -> ClassifyOutput:
         study, model, pixels = self.analysable(ctx, inp.study_id)
-        probabilities = model.predict([pixels])[0]
+        probabilities = model.predict_one(pixels)
         wanted = inp.findings or list(NIH_FINDINGS)
         not_covered = [f for f in wanted if f not in model.covered]
         results = []

@@ -151,7 +151,7 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
         study, model, pixels = self.analysable(ctx, inp.study_id)
         if inp.finding not in model.covered:
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
-        probability = float(model.predict([pixels])[0][NIH_FINDINGS.index(inp.finding)])
+        probability = float(model.predict_one(pixels)[NIH_FINDINGS.index(inp.finding)])
         heatmap = model.attribution(pixels, inp.finding)
         top, left, side = square_crop_box(*pixels.shape)
         scale = side / heatmap.shape[0]

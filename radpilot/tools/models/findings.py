@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ import numpy as np
 
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import to_model_input
+from radpilot.tools.models.batching import MicroBatcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
+BATCH_WAIT_S = 0.005  # how long a request waits for others to share its forward pass
 CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
 
 
@@ -34,17 +37,24 @@ class FindingsModel(ABC):
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
+        # Concurrent sessions' single-image requests share one forward pass.
+        self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            self._predict_prepared, max_batch=16, max_wait_s=BATCH_WAIT_S
+        )
 
     @property
     def covered(self) -> list[str]:
         return [f for f in NIH_FINDINGS if f in self.weights.labels]
 
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """One image as the model's input array (resized and scaled, no batch axis)."""
+        convention = self.weights.input
+        return to_model_input(pixels, size=convention.size, scale=convention.scale)
+
     def inputs(self, pixels: list[np.ndarray]) -> Any:
         import torch
 
-        convention = self.weights.input
-        batch = [to_model_input(p, size=convention.size, scale=convention.scale) for p in pixels]
-        return torch.from_numpy(np.stack(batch)).to(self.device)
+        return torch.from_numpy(np.stack([self.prepare(p) for p in pixels])).to(self.device)
 
     def predict(self, pixels: list[np.ndarray]) -> np.ndarray:
         import torch
@@ -52,6 +62,18 @@ class FindingsModel(ABC):
         batch = self.inputs(pixels)
         with self._lock, torch.no_grad():
             return self._probabilities(self._forward(batch))
+
+    def predict_one(self, pixels: np.ndarray) -> np.ndarray:
+        """One image's probabilities, micro-batched with other sessions' concurrent requests
+        (the input is prepared in the caller's thread; only the forward pass is shared)."""
+        return self.batcher.submit(self.prepare(pixels))
+
+    def _predict_prepared(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        batch = torch.from_numpy(np.stack(prepared)).to(self.device)
+        with self._lock, torch.no_grad():
+            return list(self._probabilities(self._forward(batch)))
 
     def embed(self, pixels: list[np.ndarray]) -> np.ndarray:
         """Penultimate features (global average pooled, unit length): one row per image, for

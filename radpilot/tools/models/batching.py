@@ -1,0 +1,89 @@
+"""Cross-session micro-batching: concurrent requests for one model run as one batch.
+
+A caller's item waits at most `max_wait_s` (a few milliseconds) for items from other threads
+(other sessions' turns), up to `max_batch`; one of the waiting callers (the leader) runs the
+whole batch and hands every caller its own row. Order is preserved, and if the batch fails,
+each item is retried alone so that a failing item fails only its own request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class MicroBatcher(Generic[Item, Result]):
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[Item]], Sequence[Result]],
+        *,
+        max_batch: int = 16,
+        max_wait_s: float = 0.008,
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._pending: list[tuple[Item, Future[Result]]] = []
+        self._condition = threading.Condition()
+        self._leader_active = False
+        self.batches: list[int] = []  # sizes of the batches run (for benchmarks and tests)
+
+    def submit(self, item: Item) -> Result:
+        """The result for one item; blocks the calling thread until its batch has run."""
+        future: Future[Result] = Future()
+        with self._condition:
+            self._pending.append((item, future))
+            lead = not self._leader_active
+            if lead:
+                self._leader_active = True
+            elif len(self._pending) >= self.max_batch:
+                self._condition.notify_all()  # a full batch need not wait any longer
+        if lead:
+            self._lead()
+        return future.result()
+
+    def _lead(self) -> None:
+        deadline = time.monotonic() + self.max_wait_s
+        with self._condition:
+            while len(self._pending) < self.max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._condition.wait(left)
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            # Whoever is still waiting leads the next batch once this one is taken.
+            self._leader_active = False
+            successor = self._pending[0][1] if self._pending else None
+        self.batches.append(len(batch))
+        self._run(batch)
+        if successor is not None:
+            threading.Thread(target=self._lead_next, daemon=True).start()
+
+    def _lead_next(self) -> None:
+        with self._condition:
+            if self._leader_active or not self._pending:
+                return
+            self._leader_active = True
+        self._lead()
+
+    def _run(self, batch: list[tuple[Item, Future[Result]]]) -> None:
+        try:
+            results = self._run_batch([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} returned {len(results)} results")
+        except Exception:
+            # Retry alone so that one bad item cannot fail the other sessions' requests.
+            for item, future in batch:
+                try:
+                    future.set_result(self._run_batch([item])[0])
+                except Exception as error:  # the item's own failure, raised in its caller
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)

@@ -1,0 +1,70 @@
+"""Cross-session micro-batching: same results as unbatched, order kept, failures isolated."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from radpilot.tools.models.batching import MicroBatcher
+
+
+def square_all(items: Sequence[int]) -> list[int]:
+    if any(i < 0 for i in items):
+        raise ValueError(f"negative item in {list(items)}")
+    return [i * i for i in items]
+
+
+def run_concurrently(batcher: MicroBatcher[int, int], items: list[int]) -> list[object]:
+    start = threading.Barrier(len(items))
+
+    def one(item: int) -> object:
+        start.wait()  # all callers arrive together, as concurrent sessions would
+        try:
+            return batcher.submit(item)
+        except ValueError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(one, items))
+
+
+def test_concurrent_requests_share_batches_and_keep_their_own_results() -> None:
+    batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=0.05)
+    items = list(range(20))
+    assert run_concurrently(batcher, items) == [i * i for i in items]
+    assert sum(batcher.batches) == 20 and max(batcher.batches) > 1
+    assert max(batcher.batches) <= 8
+
+
+def test_a_failing_item_fails_only_its_own_request() -> None:
+    batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=0.05)
+    results = run_concurrently(batcher, [1, 2, -3, 4])
+    assert results[:2] == [1, 4] and results[3] == 16
+    assert isinstance(results[2], ValueError) and "-3" in str(results[2])
+
+
+def test_a_lone_request_waits_at_most_the_bound() -> None:
+    batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=0.01)
+    assert batcher.submit(7) == 49 and batcher.batches == [1]
+
+
+def test_a_wrong_batch_size_is_a_failure_not_a_mix_up() -> None:
+    batcher = MicroBatcher(lambda items: [0], max_batch=4, max_wait_s=0.05)
+    assert run_concurrently(batcher, [1, 2]) == [0, 0]  # retried one by one
+
+
+@pytest.mark.parametrize("concurrent", [1, 6])
+def test_the_classifier_gives_the_same_probabilities_batched_or_not(concurrent: int) -> None:
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from tests.factories import chest_like
+
+    model = StarterFindingsModel()
+    images = [chest_like(seed=s) for s in range(concurrent)]
+    alone = model.predict(images)
+    with ThreadPoolExecutor(max_workers=concurrent) as pool:
+        batched = list(pool.map(model.predict_one, images))
+    assert np.allclose(np.stack(batched), alone, atol=1e-5)
