@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=default_state_dir,
-        description="Where sessions (SQLite), the vector store, uploads and keys are kept.",
+        description="Where sessions (SQLite, unless checkpoint_url), the vector store (unless "
+        "chroma_url), uploads and keys are kept.",
     )
     model_dir: Path | None = Field(
         default=None, description="Weights cache; defaults to <state_dir>/models."
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
         "indexed with it; a note with instruction-like text is refused.",
     )
     device: Literal["cpu", "cuda"] = "cpu"
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0, le=100,
+        description="How long a classifier request waits for other sessions' requests to share "
+        "its forward pass (cross-session micro-batching); 0 turns batching off.",
+    )
     llm_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (vLLM).")
     llm_model: str | None = Field(default=None, description="The served model's name.")
     llm_api_key: SecretStr | None = Field(default=None, description="Bearer token, if any.")
@@ -75,8 +81,26 @@ class Settings(BaseSettings):
     max_image_megapixels: float = Field(
         default=50.0, gt=0, description="Images above this size are refused before decoding."
     )
+    checkpoint_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL for conversation state (postgresql://USER@HOST:PORT/DB), "
+        "shared by API replicas; unset keeps sessions in SQLite under the state dir.",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="Chroma server for the vector store (http://HOST:PORT); unset uses the "
+        "embedded store under the state dir.",
+    )
 
-    @field_validator("llm_url", "llm_model", "vlm_url", "vlm_model", mode="before")
+    @field_validator(
+        "llm_url",
+        "llm_model",
+        "vlm_url",
+        "vlm_model",
+        "checkpoint_url",
+        "chroma_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -141,7 +141,8 @@ class ToolContext:
                 max_megapixels=settings.max_image_megapixels,
             ),
             artefacts=ArtefactStore(base / "artefacts"),
-            models=ModelHub(ModelStore(settings.weights_dir), device=settings.device),
+            models=ModelHub(ModelStore(settings.weights_dir), device=settings.device,
+                            batch_wait_s=settings.batch_wait_ms / 1000),  # fmt: skip
         )
 
 

@@ -1,9 +1,10 @@
 """Cross-session micro-batching: concurrent requests for one model run as one batch.
 
 A caller's item waits at most `max_wait_s` (a few milliseconds) for items from other threads
-(other sessions' turns), up to `max_batch`; one of the waiting callers (the leader) runs the
-whole batch and hands every caller its own row. Order is preserved, and if the batch fails,
-each item is retried alone so that a failing item fails only its own request.
+(other sessions' turns), up to `max_batch`, but only under load (another request arrived
+within `busy_window_s`): a lone user never pays the wait. One of the waiting callers (the
+leader) runs the whole batch and hands every caller its own row. Order is preserved, and if
+the batch fails, each item is retried alone so that a failing item fails only its own request.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ class MicroBatcher(Generic[Item, Result]):
         *,
         max_batch: int = 16,
         max_wait_s: float = 0.008,
+        busy_window_s: float = 0.25,
     ) -> None:
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.busy_window_s = busy_window_s
+        self._last_arrival = float("-inf")
         self._pending: list[tuple[Item, Future[Result]]] = []
         self._condition = threading.Condition()
         self._leader_active = False
@@ -38,6 +42,9 @@ class MicroBatcher(Generic[Item, Result]):
         """The result for one item; blocks the calling thread until its batch has run."""
         future: Future[Result] = Future()
         with self._condition:
+            now = time.monotonic()
+            busy = now - self._last_arrival < self.busy_window_s
+            self._last_arrival = now
             self._pending.append((item, future))
             lead = not self._leader_active
             if lead:
@@ -45,11 +52,11 @@ class MicroBatcher(Generic[Item, Result]):
             elif len(self._pending) >= self.max_batch:
                 self._condition.notify_all()  # a full batch need not wait any longer
         if lead:
-            self._lead()
+            self._lead(wait=busy)
         return future.result()
 
-    def _lead(self) -> None:
-        deadline = time.monotonic() + self.max_wait_s
+    def _lead(self, wait: bool = True) -> None:
+        deadline = time.monotonic() + (self.max_wait_s if wait else 0.0)
         with self._condition:
             while len(self._pending) < self.max_batch:
                 left = deadline - time.monotonic()

@@ -225,16 +225,23 @@ class XrvFindingsModel(FindingsModel):
 class ModelHub:
     """Loads each model once per process, on first use."""
 
-    def __init__(self, store: ModelStore, device: str = "cpu") -> None:
+    def __init__(
+        self, store: ModelStore, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
+    ) -> None:
         self.store = store
         self.device = device
+        self.batch_wait_s = batch_wait_s
         self._findings: FindingsModel | None = None
         self._lock = threading.Lock()
 
     def findings_model(self) -> FindingsModel:
         with self._lock:
             if self._findings is None:
-                self._findings = self._best_installed_findings_model()
+                model = self._best_installed_findings_model()
+                model.batcher.max_wait_s = self.batch_wait_s
+                if self.batch_wait_s <= 0:  # batching off: every request runs alone
+                    model.batcher.max_batch = 1
+                self._findings = model
             return self._findings
 
     def _best_installed_findings_model(self) -> FindingsModel:
