@@ -18,6 +18,7 @@ import numpy as np
 
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import to_model_input
+from radpilot.tools.models import precision
 from radpilot.tools.models.batching import MicroBatcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
 from radpilot.tools.models.labels import NIH_FINDINGS
@@ -60,7 +61,7 @@ class FindingsModel(ABC):
         import torch
 
         batch = self.inputs(pixels)
-        with self._lock, torch.no_grad():
+        with self._lock, torch.no_grad(), precision.inference(self.device):
             return self._probabilities(self._forward(batch))
 
     def predict_one(self, pixels: np.ndarray) -> np.ndarray:
@@ -72,7 +73,7 @@ class FindingsModel(ABC):
         import torch
 
         batch = torch.from_numpy(np.stack(prepared)).to(self.device)
-        with self._lock, torch.no_grad():
+        with self._lock, torch.no_grad(), precision.inference(self.device):
             return list(self._probabilities(self._forward(batch)))
 
     def embed(self, pixels: list[np.ndarray]) -> np.ndarray:
@@ -156,7 +157,7 @@ class StarterFindingsModel(FindingsModel):
         return self.model(batch)
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
-        logits = outputs.cpu().numpy().astype(np.float64)
+        logits = outputs.float().cpu().numpy().astype(np.float64)
         return (1 / (1 + np.exp(-logits / self.temperature))).astype(np.float32)
 
     def _features(self, batch: Any) -> Any:
@@ -203,7 +204,7 @@ class XrvFindingsModel(FindingsModel):
         return self.model(batch)
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
-        values = outputs.cpu().numpy()
+        values = outputs.float().cpu().numpy()
         result = np.full((values.shape[0], len(NIH_FINDINGS)), np.nan, dtype=np.float32)
         for column, finding in enumerate(NIH_FINDINGS):
             if finding in self._xrv_index:

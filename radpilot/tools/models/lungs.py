@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.base import ModelCard, ModelIdentity
+from radpilot.tools.models import precision
 from radpilot.tools.models.store import WeightsMissingError, bundled_dir
 
 NAME = "starter-lungs"
@@ -209,7 +210,7 @@ class LungSegmenter:
         check_pixels(pixels)
         inputs, placement = model_input(np.asarray(pixels, dtype=np.float32), self.size)
         batch = torch.from_numpy(inputs[None]).to(self.device)
-        with self._lock, torch.no_grad():
+        with self._lock, torch.no_grad(), precision.inference(self.device):
             logits = self.model(batch)[0, 0].float().cpu().numpy()
         square = 1.0 / (1.0 + np.exp(-logits))
         return unletterbox(square, placement, pixels.shape)

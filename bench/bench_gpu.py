@@ -1,0 +1,107 @@
+"""Classifier and lung-segmentation throughput on a GPU: fp32 against fp16 autocast, and the
+CPU, side by side in one run (`bench/gpu.sh` runs it under a time limit).
+
+    RADPILOT_DEVICE=cuda python bench/bench_gpu.py [--images 64] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from common import write_results
+
+
+def images(count: int) -> list[np.ndarray]:
+    from common import dev_images
+    from PIL import Image
+
+    paths = dev_images(count) or []
+    if paths:
+        return [np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 255 for p in paths]
+    rng = np.random.default_rng(0)  # no data here: synthetic frames time the same kernels
+    return [rng.random((512, 512), dtype=np.float32) for _ in range(count)]
+
+
+def per_second(run: Callable[[], Any], count: int, repeats: int = 3) -> float:
+    import torch
+
+    run()  # warm-up (cuDNN autotuning, allocations)
+    best = float("inf")
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return round(count / best, 1)
+
+
+def classifier(device: str, half: bool, frames: list[np.ndarray], batch: int) -> float:
+    import torch
+
+    from radpilot.tools.models.findings import StarterFindingsModel
+
+    model = StarterFindingsModel(device=device)
+    tensors = model.inputs(frames)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+
+    def run() -> None:
+        with torch.no_grad(), autocast:
+            for start in range(0, len(frames), batch):
+                model.model(tensors[start : start + batch])
+
+    return per_second(run, len(frames))
+
+
+def lungs(device: str, half: bool, frames: list[np.ndarray]) -> float:
+    import torch
+
+    from radpilot.tools.models.lungs import LungSegmenter
+
+    segmenter = LungSegmenter(device=device)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+
+    def run() -> None:
+        with autocast:
+            for frame in frames:
+                segmenter.probabilities(frame)
+
+    return per_second(run, len(frames))
+
+
+def main() -> int:
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    frames = images(args.images)
+    results: dict[str, Any] = {"cpu": {"classifier": classifier("cpu", False, frames, args.batch),
+                                       "lungs": lungs("cpu", False, frames[:8])}}  # fmt: skip
+    if torch.cuda.is_available():
+        results["gpu"] = torch.cuda.get_device_name(0)
+        for label, half in (("cuda_fp32", False), ("cuda_fp16", True)):
+            results[label] = {"classifier": classifier("cuda", half, frames, args.batch),
+                              "lungs": lungs("cuda", half, frames)}  # fmt: skip
+        base = results["cuda_fp32"]
+        results["fp16_speed_up"] = {k: round(results["cuda_fp16"][k] / base[k], 2) for k in base}
+        results["gpu_vs_cpu"] = {k: round(results["cuda_fp16"][k] / results["cpu"][k], 1)
+                                 for k in base}  # fmt: skip
+    else:
+        print("no CUDA device: only the CPU figures are measured")
+    for key, value in results.items():
+        print(f"{key}: {value}")
+    write_results("gpu", results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
