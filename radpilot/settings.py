@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         default=None, description="OpenAI-compatible endpoint of a vision-language model."
     )
     vlm_model: str | None = None
+    tools_url: str | None = Field(
+        default=None,
+        description="A tool service (e.g. Ray Serve) that runs the imaging tools; it mounts "
+        "the same state dir. Unset: every tool runs in this process.",
+    )
     max_image_megapixels: float = Field(
         default=50.0, gt=0, description="Images above this size are refused before decoding."
     )
@@ -99,6 +104,7 @@ class Settings(BaseSettings):
         "vlm_model",
         "checkpoint_url",
         "chroma_url",
+        "tools_url",
         mode="before",
     )
     @classmethod

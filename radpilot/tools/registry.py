@@ -143,20 +143,24 @@ def default_registry(settings: Settings | None = None) -> ToolRegistry:
     from radpilot.tools.measure import MeasureTool
     from radpilot.tools.segment import SegmentAnatomyTool, SegmentRegionTool
 
-    registry = ToolRegistry(
-        [
-            ImageInfoTool(),
-            ClassifyFindingsTool(),
-            LocalizeFindingTool(),
-            SegmentAnatomyTool(),
-            SegmentRegionTool(),
-            MeasureTool(),
-            CompareStudiesTool(),
-            SearchGuidelinesTool(),
-            KnowledgeGraphTool(),
-            SimilarCasesTool(),
-        ]
-    )
+    tools: list[Tool[Any, Any]] = [
+        ImageInfoTool(),
+        ClassifyFindingsTool(),
+        LocalizeFindingTool(),
+        SegmentAnatomyTool(),
+        SegmentRegionTool(),
+        MeasureTool(),
+        CompareStudiesTool(),
+        SearchGuidelinesTool(),
+        KnowledgeGraphTool(),
+        SimilarCasesTool(),
+    ]
+    if settings is not None and settings.tools_url is not None:
+        from radpilot.tools.remote import RemoteToolRegistry
+
+        registry: ToolRegistry = RemoteToolRegistry(tools, settings.tools_url)
+    else:
+        registry = ToolRegistry(tools)
     if settings is not None and settings.vlm_url is not None:
         from radpilot.agent.llm.planner import chat_client
         from radpilot.tools.describe import DescribeImageTool

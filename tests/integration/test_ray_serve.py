@@ -1,0 +1,83 @@
+"""One code path, local or remote: the agent's imaging tools served by Ray Serve replicas on a
+local Ray instance, called through the registry when RADPILOT_TOOLS_URL is set."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from radpilot.agent.service import Agent
+from radpilot.settings import Settings
+from tests.factories import chest_like, png_bytes
+from tests.server import free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SERVE = """
+import time, ray
+from ray import serve
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+serve.start(http_options={{"host": "127.0.0.1", "port": {port}}})
+from deploy.ray.tools_app import tools
+serve.run(tools, route_prefix="/tools")
+print("READY", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def tool_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install ray[serve])")
+    state = tmp_path_factory.mktemp("shared-state")
+    port = free_port()
+    env = {**os.environ, "RADPILOT_STATE_DIR": str(state), "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE.format(port=port)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/tools"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"Ray Serve exited: {process.stdout.read()[-3000:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/tools", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        else:
+            pytest.fail("Ray Serve did not come up in 240 s")
+        yield url, state
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_turn_runs_its_imaging_tools_on_ray_serve(tool_service: tuple[str, Path]) -> None:
+    url, state = tool_service
+    served = httpx.get(f"{url}/tools").json()
+    assert "classify_findings" in served and "search_guidelines" not in served
+    agent = Agent(Settings(state_dir=state, tools_url=url))
+    session = agent.new_session()
+    agent.add_study(session, png_bytes(chest_like(seed=5)), "chest.png")
+    events = list(agent.stream(session, "Is there a pleural effusion?"))
+    ran = [e.data for e in events if e.kind == "tool_end"]
+    assert ran and all(e["ok"] for e in ran), ran
+    assert ran[0]["tool"] == "classify_findings"
+    answer = agent.state(session).answer
+    assert answer is not None and answer.findings and all(c.evidence for c in answer.claims)
