@@ -1,8 +1,9 @@
 """The agent as interfaces use it: sessions, studies, turns (blocking or streamed).
 
 One `Agent` per process: it loads the models and compiles the graph once. Sessions are LangGraph
-threads (thread id = session id) in the SQLite checkpointer, so a conversation survives a
-restart; a session's studies and evidence are reachable only through its own id.
+threads (thread id = session id) in the checkpointer (SQLite, or PostgreSQL shared by replicas),
+so a conversation survives a restart; a session's studies and evidence are reachable only through
+its own id.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Agent:
     ) -> None:
         from radpilot.knowledge.embedding import SentenceEmbedder
 
+        # First: an unreachable checkpoint database fails in seconds, before the models load.
+        checkpointer = open_checkpointer(settings)
         self.settings = settings
         self.tools = ToolContext.create(settings)
         recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
@@ -75,7 +78,7 @@ class Agent:
             drafter=drafter_for(settings, verifier),
             max_steps=max_steps,
         )
-        self.graph = build_graph(self.runtime, open_checkpointer(settings.state_dir))
+        self.graph = build_graph(self.runtime, checkpointer)
 
     @staticmethod
     def _config(session_id: str) -> dict[str, Any]:
@@ -127,11 +130,22 @@ class Agent:
         return answer
 
     def stream(self, session_id: str, question: str) -> Iterator[TraceEvent]:
-        """The turn's events as they happen; the last is `final` (the Answer)."""
+        """The turn's events as they happen; the last is `final` (the Answer).
+
+        `final` is held back until the graph has finished: LangGraph emits it from inside the
+        `respond` node, before that node's checkpoint is written, so a crash right after a
+        client saw the answer would lose it. Once the stream is exhausted it is committed."""
         self.state(session_id)
         update = turn_reset(clean_question(question), "tr_" + secrets.token_urlsafe(12))
+        final: TraceEvent | None = None
         for chunk in self.graph.stream(update, self._config(session_id), stream_mode="custom"):
-            yield TraceEvent.model_validate(chunk)
+            event = TraceEvent.model_validate(chunk)
+            if event.kind == "final":
+                final = event
+            else:
+                yield event
+        if final is not None:
+            yield final
 
 
 def link_by_patient(studies: list[StudyRef]) -> list[StudyRef]:

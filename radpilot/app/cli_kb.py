@@ -54,7 +54,12 @@ def _index() -> Any:
     from radpilot.settings import Settings
 
     settings = Settings()
-    return shared_index(settings.state_dir, settings.weights_dir, settings.knowledge_dir)
+    return shared_index(
+        settings.state_dir,
+        settings.weights_dir,
+        settings.knowledge_dir,
+        chroma_url=settings.chroma_url,
+    )
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -68,11 +73,16 @@ def _build(args: argparse.Namespace) -> int:
         from radpilot.tools.models.store import ModelStore
 
         settings = Settings()
-        added = shared_report_cases(settings.state_dir, settings.weights_dir).build(_progress)
+        reports = shared_report_cases(
+            settings.state_dir, settings.weights_dir, chroma_url=settings.chroma_url
+        )
+        added = reports.build(_progress)
         _progress(f"reports: {added} added")
         if settings.data is not None and settings.data.is_dir():
             model = ModelHub(ModelStore(settings.weights_dir), settings.device).findings_model()
-            images = shared_image_cases(settings.state_dir, settings.data, model)
+            images = shared_image_cases(
+                settings.state_dir, settings.data, model, chroma_url=settings.chroma_url
+            )
             _progress(f"images: {images.build(_progress)} added")
         else:
             _progress("images: skipped (RADPILOT_DATA is not set)")

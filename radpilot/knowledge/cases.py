@@ -109,9 +109,16 @@ def read_reports(archive: Path) -> Iterator[ReportCase]:
 class ReportCases:
     """Text similarity over the OpenI reports; the collection is built on first use."""
 
-    def __init__(self, state_dir: Path, weights_dir: Path, archive: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        weights_dir: Path,
+        archive: Path | None = None,
+        *,
+        chroma_url: str | None = None,
+    ) -> None:
         self.archive = archive or reports_archive()
-        self._collection = chroma_client(state_dir).get_or_create_collection(
+        self._collection = chroma_client(state_dir, chroma_url).get_or_create_collection(
             REPORTS_COLLECTION,
             embedding_function=MiniLMEmbeddingFunction(str(weights_dir)),
             configuration={"hnsw": {"space": "cosine"}},
@@ -170,11 +177,13 @@ class ImageCases:
     a fresh index instead of comparing features from two different networks.
     """
 
-    def __init__(self, state_dir: Path, data: Path | None, model: Any) -> None:
+    def __init__(
+        self, state_dir: Path, data: Path | None, model: Any, *, chroma_url: str | None = None
+    ) -> None:
         self.data = data
         self.model = model
         digest = model.identity.sha256[:12] if model.identity.sha256 else "unversioned"
-        self._collection = chroma_client(state_dir).get_or_create_collection(
+        self._collection = chroma_client(state_dir, chroma_url).get_or_create_collection(
             f"nih_images_{digest}", embedding_function=None,
             configuration={"hnsw": {"space": "cosine"}},
         )  # fmt: skip
@@ -231,10 +240,14 @@ class ImageCases:
 
 
 @process_wide
-def shared_report_cases(state_dir: Path, weights_dir: Path) -> ReportCases:
-    return ReportCases(state_dir, weights_dir)
+def shared_report_cases(
+    state_dir: Path, weights_dir: Path, *, chroma_url: str | None = None
+) -> ReportCases:
+    return ReportCases(state_dir, weights_dir, chroma_url=chroma_url)
 
 
 @process_wide
-def shared_image_cases(state_dir: Path, data: Path | None, model: Any) -> ImageCases:
-    return ImageCases(state_dir, data, model)
+def shared_image_cases(
+    state_dir: Path, data: Path | None, model: Any, *, chroma_url: str | None = None
+) -> ImageCases:
+    return ImageCases(state_dir, data, model, chroma_url=chroma_url)

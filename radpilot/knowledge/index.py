@@ -4,7 +4,8 @@ Dense retrieval finds paraphrases ("collapsed lung" → pneumothorax); BM25 find
 (drug names, "Light's criteria", "T4"). Reciprocal rank fusion combines the two rankings
 without calibrating their scores against each other.
 
-The Chroma collection lives under `<state_dir>/knowledge/chroma` and is built on first use.
+The Chroma collection lives under `<state_dir>/knowledge/chroma` (or on the Chroma server of
+`RADPILOT_CHROMA_URL`) and is built on first use.
 Each note is stored with a fingerprint of its content, so a rebuild re-embeds only the notes
 that changed (and drops the ones that were deleted).
 """
@@ -123,12 +124,19 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K) ->
 class GuidelineIndex:
     """Build and query the guideline index (thread-safe; one per state dir and process)."""
 
-    def __init__(self, state_dir: Path, weights_dir: Path, notes: Sequence[Note]) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        weights_dir: Path,
+        notes: Sequence[Note],
+        *,
+        chroma_url: str | None = None,
+    ) -> None:
         self.notes = {note.id: note for note in notes}
         self._order = list(self.notes)
         self._position = {note_id: n for n, note_id in enumerate(self._order)}
         self._embed = MiniLMEmbeddingFunction(str(weights_dir))
-        self._collection = chroma_client(state_dir).get_or_create_collection(
+        self._collection = chroma_client(state_dir, chroma_url).get_or_create_collection(
             COLLECTION,
             embedding_function=self._embed,
             configuration={"hnsw": {"space": "cosine"}},
@@ -235,10 +243,14 @@ class GuidelineIndex:
 
 @process_wide
 def shared_index(
-    state_dir: Path, weights_dir: Path, site_dir: Path | None = None
+    state_dir: Path,
+    weights_dir: Path,
+    site_dir: Path | None = None,
+    *,
+    chroma_url: str | None = None,
 ) -> GuidelineIndex:
     """The index of the packaged corpus plus a site's own notes, opened once per process."""
     notes = list(packaged_notes())
     if site_dir is not None:
         notes += site_notes(site_dir)[0]
-    return GuidelineIndex(state_dir, weights_dir, notes)
+    return GuidelineIndex(state_dir, weights_dir, notes, chroma_url=chroma_url)

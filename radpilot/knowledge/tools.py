@@ -86,7 +86,12 @@ class SearchGuidelinesTool(Tool[SearchGuidelinesInput, SearchGuidelinesOutput]):
         from radpilot.knowledge.index import shared_index
 
         settings = ctx.settings
-        index = shared_index(settings.state_dir, settings.weights_dir, settings.knowledge_dir)
+        index = shared_index(
+            settings.state_dir,
+            settings.weights_dir,
+            settings.knowledge_dir,
+            chroma_url=settings.chroma_url,
+        )
         filters = Filters(finding=inp.finding, body=inp.body, year_from=inp.year_from)
         result = index.search(inp.query, k=inp.k, filters=filters, mode=inp.mode)
         limitations = [GUIDANCE_LIMITS]
@@ -183,13 +188,17 @@ class SimilarCasesTool(Tool[SimilarCasesInput, SimilarCasesOutput]):
         cases: list[ReferenceCase] = []
         models = []
         if inp.text and inp.text.strip():
-            reports = shared_report_cases(settings.state_dir, settings.weights_dir)
+            reports = shared_report_cases(
+                settings.state_dir, settings.weights_dir, chroma_url=settings.chroma_url
+            )
             cases += reports.search(inp.text, inp.k)
         if inp.study_id:
             study = ctx.studies.get(inp.study_id)
             require_analysable(study)
             model = ctx.models.findings_model()
-            images = shared_image_cases(settings.state_dir, _data(settings.data), model)
+            images = shared_image_cases(
+                settings.state_dir, _data(settings.data), model, chroma_url=settings.chroma_url
+            )
             cases += images.search(ctx.studies.pixels(study.id), inp.k)
             models.append(model.identity)
         return SimilarCasesOutput(
