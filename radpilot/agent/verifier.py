@@ -1,12 +1,13 @@
 """The grounding verifier: every claim is checked against the evidence it cites.
 
 Checks: cited evidence exists in this session's ledger; every number in the text equals a
-value of the cited evidence at the precision written; every finding named is in the cited
-evidence, with the same direction (likely / possible / unlikely); left or right only when a
-cited localization says so; a prior study only when a cited result comes from a prior of this
-session; guideline language only with cited guideline evidence, and a claim resting on guideline
-evidence alone must quote a cited passage verbatim, naming its source. Fixed statements (`stated`)
-pass only verbatim. Unsupported claims are removed and counted; the answer says so.
+value of the cited evidence at the precision and with the sign written; every finding named is
+in the cited evidence, with the same direction (likely / possible / unlikely); left or right
+only when a cited localization (or a measurement of that side) says so; a prior study only
+when a cited result comes from a prior of this session; guideline language only with cited
+guideline evidence, and a claim resting on guideline evidence alone must quote a cited passage
+verbatim, naming its source. Fixed statements (`stated`) pass only verbatim. Unsupported claims
+are removed and counted; the answer says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from radpilot.agent.types import Answer, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.tools.base import Evidence
 
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.]|\.\d)")
+# A leading minus is the number's sign unless it joins two words or numbers (2024-01-15, T4-5);
+# a full stop after a number ends the sentence, a dot and a digit make it a version or UID.
+_NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)(?!\w|\.\d)")
 _ABSENT = re.compile(r"\b(unlikely|absent|no evidence|not present|ruled out)\b", re.I)
 _UNCERTAIN = re.compile(r"\b(possible|uncertain|equivocal)\b", re.I)
 _PRESENT = re.compile(r"\b(likely|present|definite|confirmed|there is)\b", re.I)
@@ -186,6 +189,8 @@ class Verifier:
         sides = {m.lower() for m in _SIDE.findall(text)}
         if sides:
             found = {r.get("side") for e in cited for r in e.values.get("regions", [])}
+            found |= {side for e in cited if e.kind == "measurement" for side in ("left", "right")
+                      if any(key.startswith(f"{side}_") for key in e.values)}  # fmt: skip
             if not sides <= found:
                 return f"laterality ({', '.join(sorted(sides))}) not supported by a localization"
         if _PRIOR.search(text):

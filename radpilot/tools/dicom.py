@@ -35,11 +35,12 @@ RADIOGRAPH_MODALITIES = {"CR", "DX"}
 _LATERAL_VIEWS = {"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"}
 
 # PS3.15 Table E.1-1, Basic Profile actions for the attributes a chest radiograph carries.
-# X = remove, Z = replace with an empty value. PatientName/PatientID (D), dates (shifted),
-# UIDs (U), every person name, private tags, overlays and curves are handled by rule below.
+# X = remove, Z = replace with an empty value. PatientName/PatientID (D: the pseudonym at the
+# top level, emptied in sequence items), dates (shifted), UIDs (U), every person name, private
+# tags, overlays and curves are handled by rule below.
 _REMOVE = (
-    "AccessionNumber:Z StudyID:Z ReferringPhysicianName:Z PatientBirthDate:Z PatientSex:Z "
-    "ContentCreatorName:Z "
+    "PatientID:Z AccessionNumber:Z StudyID:Z ReferringPhysicianName:Z PatientBirthDate:Z "
+    "PatientSex:Z ContentCreatorName:Z "
     "InstitutionName:X InstitutionAddress:X InstitutionalDepartmentName:X "
     "InstitutionCodeSequence:X ReferringPhysicianAddress:X "
     "ReferringPhysicianTelephoneNumbers:X ReferringPhysicianIdentificationSequence:X "
@@ -234,9 +235,11 @@ def decode_dicom(data: bytes, *, max_pixels: int, deidentifier: Deidentifier) ->
     ds = read_dataset(data)
     try:
         return _decode_dataset(ds, max_pixels, deidentifier)
-    except (ValueError, TypeError, OverflowError) as error:  # a value of the wrong type or size
+    except (ValueError, TypeError, AttributeError, OverflowError) as error:
+        # Text where a number belongs, two values where one does, an empty value pydicom
+        # needs: the error's text may quote header values, so it is not repeated.
         raise IngestError(
-            f"malformed DICOM: an attribute holds an invalid value ({_first_line(error)})",
+            "malformed DICOM: an attribute holds a value of the wrong type or size",
             code="malformed_dicom",
         ) from error
 

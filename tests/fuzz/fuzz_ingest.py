@@ -6,10 +6,11 @@ sniffing, Pillow or pydicom decoding, de-identification) and `check_quality`. A
 any other exception, or pixels outside radpilot's convention (2-D float32, finite, in [0, 1]),
 is a crash. The corpus is seeded from files built in code (tests/factories.py).
 
-    python tests/fuzz/fuzz_ingest.py -max_total_time=60          # seeds in a temporary folder
-    python tests/fuzz/fuzz_ingest.py CORPUS_DIR -runs=100000      # grows CORPUS_DIR
+    python tests/fuzz/fuzz_ingest.py -max_total_time=60        # corpus in a temporary folder
+    python tests/fuzz/fuzz_ingest.py CORPUS_DIR -runs=100000    # seeds and grows CORPUS_DIR
 
-Any libFuzzer flag works; a crashing input is written to ./crash-<sha1> (`-artifact_prefix=`).
+Any libFuzzer flag works; a crashing input is written to ./crash-<sha1> (`-artifact_prefix=`)
+and `python tests/fuzz/fuzz_ingest.py crash-<sha1>` runs it again.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def ingest_one(data: bytes, filename: str = "") -> np.ndarray | None:
     pixels = image.pixels
     if pixels.ndim != 2 or pixels.dtype != np.float32:
         raise AssertionError(f"pixels are {pixels.dtype} of shape {pixels.shape}, not 2-D float32")
-    if pixels.size and not (np.isfinite(pixels).all() and 0.0 <= pixels.min() <= pixels.max() <= 1.0):
+    if pixels.size and not (
+        np.isfinite(pixels).all() and 0.0 <= pixels.min() <= pixels.max() <= 1.0
+    ):
         raise AssertionError("pixels are not finite values in [0, 1]")
     check_quality(image)
     return pixels
@@ -71,7 +74,7 @@ def seeds() -> dict[str, bytes]:
 
     from tests.factories import chest_like, make_dicom, png_bytes
 
-    small = chest_like(48, 40)
+    small = chest_like(64, 72)
     jpeg = io.BytesIO()
     Image.fromarray((small * 255).astype(np.uint8)).save(jpeg, format="JPEG", quality=80)
     return {
@@ -102,11 +105,13 @@ def main(argv: list[str]) -> None:
         import radpilot.tools.imaging  # noqa: F401
         import radpilot.tools.qc  # noqa: F401
     args = list(argv)
-    if not any(Path(arg).is_dir() for arg in args[1:] if not arg.startswith("-")):
-        corpus = Path(tempfile.mkdtemp(prefix="radpilot-fuzz-"))
+    inputs = [Path(arg) for arg in args[1:] if not arg.startswith("-")]
+    if not inputs:
+        inputs = [Path(tempfile.mkdtemp(prefix="radpilot-fuzz-"))]
+        args.append(str(inputs[0]))
+    if inputs[0].is_dir():  # fuzzing (not re-running crash files): libFuzzer grows the corpus
         for name, data in seeds().items():
-            (corpus / name).write_bytes(b"\x00" + data)  # first byte: no file name
-        args.append(str(corpus))
+            (inputs[0] / name).write_bytes(b"\x00" + data)  # first byte 0: no file name
     atheris.Setup(args, test_one_input)
     atheris.Fuzz()
 
