@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # pydicom warns about every odd header value, in lines that look like a traceback;
+        # radpilot reports what matters as its own error or QC note, so they are only noise.
+        warnings.filterwarnings("ignore", module="pydicom")
     from radpilot.errors import RadpilotError
 
     try:
@@ -146,9 +151,14 @@ def _tools_run(args: argparse.Namespace) -> int:
                 artefact = Artefact.model_validate(item)
                 shutil.copyfile(ctx.artefacts.path(artefact), args.save_artefacts / artefact.path)
     print(result.model_dump_json(indent=2))
-    if not result.ok:
-        return EXIT_USER_ERROR if result.error and result.error.code != "internal_error" else 1
-    return 0
+    if result.ok:
+        return 0
+    # The JSON above is for scripts; a person needs the one-line reason that every other
+    # refused input gets (e.g. an unknown study id in --args).
+    message = result.error.message if result.error else f"{args.name} failed"
+    print(f"radpilot: error: {message}", file=sys.stderr)
+    internal = result.error is None or result.error.code == "internal_error"
+    return EXIT_INTERNAL_ERROR if internal else EXIT_USER_ERROR
 
 
 def _deid(args: argparse.Namespace) -> int:

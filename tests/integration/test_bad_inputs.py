@@ -1,7 +1,8 @@
 """Every case of the bad-input corpus (tests/corpus/bad_inputs) through every interface.
 
-- CLI: real `radpilot` subprocesses. A bad input may exit non-zero only with one clear
-  `radpilot: error:` line; never a traceback, never exit 1 (an internal error).
+- CLI: the real entry point, `radpilot.app.cli.main`, in one child process per case. A bad
+  input may exit non-zero only with one clear `radpilot: error:` line; never a traceback,
+  never exit 1 (an internal error).
 - REST API: a real `radpilot serve` with API keys. A bad input gets a 4xx with a JSON error
   body, never a 5xx or a traceback; afterwards the server is ready and a normal conversation
   works.
@@ -10,17 +11,17 @@
   exception or a traceback.
 
 Each interface prints a one-line summary (run pytest with -s): cases tried, crashes, 5xx,
-tracebacks, wrong outcomes (an expected refusal accepted, or a valid input refused).
+tracebacks and problems (any of those, a refusal without a clear message, identifying text in
+a reply, or a wrong outcome: an expected refusal accepted, or a valid input refused).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,11 @@ class Tally:
         self.problems.append(f"{case.name}: {what}")
 
     def summary(self) -> str:
+        server_errors = self.server_errors if self.interface == "REST API" else "n/a"
         return (
             f"bad inputs via {self.interface}: {self.tried} cases tried "
             f"({self.not_applicable} not applicable), {self.crashes} crashes, "
-            f"{self.server_errors} 5xx, {self.tracebacks} tracebacks, "
-            f"{len(self.problems)} problems"
+            f"{server_errors} 5xx, {self.tracebacks} tracebacks, {len(self.problems)} problems"
         )
 
     def report(self) -> None:
@@ -124,14 +125,79 @@ def cli_arguments(case: Case, corpus: Path, image: Path) -> list[str] | None:
     return list(case.cli) or None
 
 
-def run_cli(arguments: list[str], state: Path) -> subprocess.CompletedProcess[str]:
-    # Each run gets its own state directory, as separate users' first runs would.
-    env = {**os.environ, "RADPILOT_STATE_DIR": str(state)}
-    return subprocess.run([sys.executable, "-m", "radpilot.app.cli", *arguments],
-                          capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def judge_cli(tally: Tally, case: Case, result: subprocess.CompletedProcess[str]) -> None:
+# Runs `radpilot.app.cli.main` once per job, each in a forked child with its own stdout,
+# stderr, exit code and state directory: the real entry point as `python -m radpilot.app.cli`
+# runs it, without paying torch's and transformers' imports (~13 s of CPU) ~70 times over.
+FORK_DRIVER = r"""
+import importlib, json, os, pkgutil, sys, traceback
+import radpilot.agent, radpilot.knowledge, radpilot.tools
+# Only a head start (imports, no computation, so forking stays safe): children import the rest.
+for package in (radpilot.agent, radpilot.knowledge, radpilot.tools):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        try:
+            importlib.import_module(module.name)
+        except ImportError:
+            pass
+importlib.import_module("transformers.models.bert.modeling_bert")
+from radpilot.app.cli import main
+
+def child(job):
+    os.environ["RADPILOT_STATE_DIR"] = job["state"]
+    for fd, path in ((1, job["stdout"]), (2, job["stderr"])):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    try:
+        code = main(job["argv"])
+    except SystemExit as stop:  # argparse's usage errors
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:  # what the interpreter would print for an uncaught exception
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+for job in json.load(open(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        child(job)
+    job["returncode"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    print(json.dumps(job), flush=True)
+"""
+
+
+def run_cli(jobs: list[tuple[Case, list[str]]], folder: Path) -> list[CliResult]:
+    """Every job through the fork driver, in `CLI_WORKERS` driver processes at once."""
+    specs = []
+    for case, arguments in jobs:
+        (folder / case.name).mkdir(parents=True)
+        files = {key: str(folder / case.name / key) for key in ("stdout", "stderr")}
+        specs.append({"name": case.name, "argv": arguments,
+                      "state": str(folder / case.name / "state"), **files})  # fmt: skip
+    shares = [specs[worker::CLI_WORKERS] for worker in range(CLI_WORKERS)]
+    drivers = []
+    for worker, share in enumerate(shares):
+        (folder / f"jobs-{worker}.json").write_text(json.dumps(share))
+        drivers.append(subprocess.Popen(
+            [sys.executable, "-c", FORK_DRIVER, str(folder / f"jobs-{worker}.json")],
+            stdout=subprocess.PIPE, text=True))  # fmt: skip
+    done = {}
+    for driver in drivers:
+        output, _ = driver.communicate(timeout=900)
+        for line in output.splitlines():
+            job = json.loads(line)
+            done[job["name"]] = CliResult(job["returncode"], Path(job["stdout"]).read_text(),
+                                          Path(job["stderr"]).read_text())  # fmt: skip
+    return [done[case.name] for case, _ in jobs]
+
+
+def judge_cli(tally: Tally, case: Case, result: CliResult) -> None:
     output = result.stdout + result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     if TRACEBACK in output:
@@ -153,13 +219,11 @@ def test_every_case_through_the_cli(corpus: Path, good_image: Path, tmp_path: Pa
     jobs = [(case, cli_arguments(case, corpus, good_image)) for case in CASES]
     runnable = [(case, arguments) for case, arguments in jobs if arguments is not None]
     tally.not_applicable = len(jobs) - len(runnable)
-    # The slow ones (`ask` loads the agent) first, so the cheap ones fill the gaps.
-    runnable.sort(key=lambda job: job[1][0] != "ask")
-    with ThreadPoolExecutor(CLI_WORKERS) as pool:
-        results = pool.map(lambda job: run_cli(job[1], tmp_path / job[0].name), runnable)
-        for (case, _), result in zip(runnable, results, strict=True):
-            tally.tried += 1
-            judge_cli(tally, case, result)
+    results = run_cli(runnable, tmp_path)
+    assert len(results) == len(runnable), "a driver stopped early"
+    for (case, _), result in zip(runnable, results, strict=True):
+        tally.tried += 1
+        judge_cli(tally, case, result)
     tally.report()
 
 
@@ -169,12 +233,12 @@ def test_every_case_through_the_cli(corpus: Path, good_image: Path, tmp_path: Pa
 @pytest.fixture(scope="module")
 def keyed_server(
     tmp_path_factory: pytest.TempPathFactory, data_dir: Path
-) -> Iterator[tuple[str, dict[str, str]]]:
+) -> Iterator[tuple[str, dict[str, str], Path]]:
     state = tmp_path_factory.mktemp("bad-inputs-state")
     keys = KeyStore(state)
     tokens = {name: keys.create(name) for name in ("alice", "bob")}
     with running_server(state, "--upload-limit-mb", "5", "--rate-limit", "100000") as url:
-        yield url, tokens
+        yield url, tokens, state
 
 
 class Api:
@@ -189,13 +253,30 @@ class Api:
     def send(self, case: Case | None, method: str, path: str, **options: Any) -> httpx.Response:
         options.setdefault("headers", self.auth)
         try:
-            response = self.http.request(method, path, **options)
-        except httpx.TransportError as error:  # the server hung up or died
+            if "/../" in path:
+                response = self.send_unnormalised(method, path, options["headers"])
+            else:
+                response = self.http.request(method, path, **options)
+        except (httpx.TransportError, OSError) as error:  # the server hung up or died
             self.tally.crashes += 1
             raise AssertionError(f"{case and case.name}: {error!r}") from error
         if case is not None:
             self.judge(case, response)
         return response
+
+    def send_unnormalised(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        """httpx resolves `..` segments before sending; http.client sends the path as written,
+        as an attacker's client would."""
+        url = self.http.base_url
+        connection = http.client.HTTPConnection(url.host, url.port, timeout=300)
+        try:
+            connection.request(method, path, headers=headers)
+            reply = connection.getresponse()
+            content_type = reply.getheader("content-type", "")
+            return httpx.Response(reply.status, content=reply.read(),
+                                  headers={"content-type": content_type})  # fmt: skip
+        finally:
+            connection.close()
 
     def judge(self, case: Case, response: httpx.Response) -> None:
         if response.status_code >= 500:
@@ -289,10 +370,20 @@ def check_text_session_renders(api: Api, session: str) -> None:
         assert report.status_code == 200, (fmt, report.text[:300])
 
 
+def check_nothing_identifying_stored(tally: Tally, state: Path) -> None:
+    """De-identification happens before anything is stored: no DICOM's identity on disk."""
+    secrets = {secret for case in CASES for secret in case.secrets}
+    for path in (p for p in state.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for secret in secrets:
+            if secret.encode() in data:
+                tally.problems.append(f"{path.relative_to(state)} holds {secret!r}")
+
+
 def test_every_case_through_the_rest_api(
-    keyed_server: tuple[str, dict[str, str]], good_image: Path
+    keyed_server: tuple[str, dict[str, str], Path], good_image: Path
 ) -> None:
-    url, tokens = keyed_server
+    url, tokens, state = keyed_server
     tally = Tally("REST API")
     api = Api(url, tokens, tally)
     good = good_image.read_bytes()
@@ -312,6 +403,7 @@ def test_every_case_through_the_rest_api(
     assert api.upload(None, session, good_image.name, good).status_code == 201
     answer = api.ask(None, session, {"text": "Is there an effusion?"})
     assert answer.status_code == 200 and answer.json()["claims"], answer.text[:300]
+    check_nothing_identifying_stored(tally, state)
     tally.report()
 
 

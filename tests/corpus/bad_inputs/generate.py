@@ -29,6 +29,7 @@ import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 
 if __package__ in (None, ""):  # run as a script: `tests` is importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -214,8 +215,8 @@ def image_cases() -> list[Case]:
 # --- DICOM --------------------------------------------------------------------------------
 
 
-def _uid(name: str) -> str:
-    return "2.25." + str(int.from_bytes(hashlib.sha256(name.encode()).digest()[:16]))
+def _uid(name: str) -> UID:
+    return UID("2.25." + str(int.from_bytes(hashlib.sha256(name.encode()).digest()[:16])))
 
 
 def _dataset(name: str, **options: Any) -> Dataset:
@@ -300,7 +301,7 @@ def _no_meta(name: str) -> bytes:
 
 def dicom_cases() -> list[Case]:
     good = _dicom("good")
-    cases = [
+    cases: list[tuple[str, str, Expect, bytes]] = [
         ("no_pixel_data", "DICOM without pixel data", "error", _dicom("np", with_pixels=False)),
         ("ct_modality", "CT DICOM", "error", _dicom("ct", modality="CT")),
         ("mr_modality", "MR DICOM", "error", _dicom("mr", modality="MR")),
@@ -352,7 +353,7 @@ def dicom_cases() -> list[Case]:
 
 
 def text_cases() -> list[Case]:
-    questions = [
+    questions: list[tuple[str, str, Expect, str]] = [
         ("text_100kb", "a 100,000-character message", "error",
          (QUESTION + " ") * (100_000 // (len(QUESTION) + 1)) + "x" * 22),
         ("text_over_limit", "4,001 characters, one over the limit", "error", "y" * 4001),
@@ -374,7 +375,8 @@ def text_cases() -> list[Case]:
         ("text_only_nulls", "NUL bytes only", "error", "\x00\x00\x00"),
         ("text_bidi_zero_width", "right-to-left override and zero-width characters", "ok",
          "Is there a \u202epleural\u202c effu\u200bsion?\ufeff"),
-        ("text_lone_surrogate", "an unpaired UTF-16 surrogate", "ok",
+        # Not valid Unicode: the API may refuse it (422), the UI may clean it away.
+        ("text_lone_surrogate", "an unpaired UTF-16 surrogate", "either",
          "Is there an effusion? \ud800"),
         ("text_format_string", "format-string and template syntax", "ok",
          "{0} %s %n {{7*7}} ${jndi:ldap://x} {__class__} Is there an effusion?"),
