@@ -84,7 +84,7 @@ def require_analysable(study: Study) -> None:
     """Interpreting tools refuse what QC refused, with QC's reasons."""
     if not study.qc.ok:
         reasons = "; ".join(i.message for i in study.qc.issues if i.severity == "refuse")
-        raise RadpilotError(f"this image cannot be analysed: {reasons}", code="qc_refused")
+        raise RadpilotError(f"The quality checks refused the image: {reasons}", code="qc_refused")
 
 
 class FindingsModelTool(Tool[InputT, OutputT]):
