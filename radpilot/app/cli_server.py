@@ -66,6 +66,27 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for a long-running server.
+
+    glibc gives threads that allocate at the same time their own arenas (up to 8 per core),
+    and memory freed in one stays fragmented there: under concurrent requests `radpilot serve`
+    grew by 300-500 MB of RSS per 100 sessions after warm-up (bench/soak.py, 4 clients, 2
+    cores) with no leak in Python objects (one thread: flat), and stayed flat with two arenas
+    at the same latency. A MALLOC_ARENA_MAX set by the operator wins."""
+    import ctypes
+    import os
+    import sys
+
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # -8 is M_ARENA_MAX in glibc's malloc.h
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to limit
+        return
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -79,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without API keys: anyone on the network could "
             "read sessions. Create one with `radpilot keys create NAME`, or serve on 127.0.0.1"
         )
+    limit_malloc_arenas()  # before create_app starts the model-loading thread
     app = create_app(settings, upload_limit_mb=args.upload_limit_mb,
                      requests_per_minute=args.rate_limit)  # fmt: skip
     print(f"radpilot serving on http://{args.host}:{args.port} (API docs at /docs); "

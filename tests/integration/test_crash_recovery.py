@@ -3,8 +3,8 @@ check that nothing a client was told is lost and nothing half-written is left be
 
 Two crash cycles on one state dir:
 1. killed while a tool runs inside a turn (a streamed `tool_start` was just seen);
-2. killed the instant a streamed turn delivers its `final` event, the narrowest window
-   between an answer reaching a client and the answer being checkpointed.
+2. killed the instant a streamed turn delivers its `final` event: a client holding an answer
+   must find it again (radpilot sends `final` only once the turn is checkpointed).
 Meanwhile another client keeps creating sessions and uploading images, so the kill also lands
 near study writes. After each kill (server down) the study store and the SQLite files are
 inspected; after each restart every session is read back and asked a new question.
@@ -12,16 +12,18 @@ inspected; after each restart every session is read back and asked a new questio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import cycle
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -31,8 +33,8 @@ from tests.server import ServerProcess, server_process
 
 pytestmark = pytest.mark.integration
 
-SESSIONS = 4
-SETUP_QUESTIONS = ["Is there a pleural effusion?", "Where is it?"]
+SESSIONS = 3
+SETUP_QUESTIONS = ["Is there a pleural effusion?", "Why did you say that?"]
 # Questions that run a new tool the first time a session asks them (then reuse its evidence),
 # so the kill finds real work in flight, not only cached turns.
 LOAD_QUESTIONS = [
@@ -44,6 +46,7 @@ LOAD_QUESTIONS = [
     "Where is the atelectasis?",
     "What do you see?",
 ]
+UPLOAD_PAUSE_S = 0.3
 # What a client sees when the server dies under it.
 CONNECTION_LOST = (httpx.TransportError,)
 History = list[dict[str, Any]]  # a session's messages as JSON
@@ -86,9 +89,9 @@ class Tally:
     interrupted_absent: int = 0
     interrupted_unanswered: int = 0  # the question kept, no answer: the turn was cut off
     uploads_checked: int = 0
-    study_records_checked: int = 0
-    orphan_pixel_files: int = 0
-    temp_files_left: int = 0
+    study_records: set[str] = field(default_factory=set)  # checked: complete pixels
+    orphan_pixel_files: set[str] = field(default_factory=set)
+    temp_files_left: set[str] = field(default_factory=set)
     kills: int = 0
 
     @property
@@ -132,7 +135,8 @@ def upload_until_killed(url: str, images: list[Path], load: Load, stop: threadin
     """Create sessions and upload studies until the server dies, keeping study writes busy."""
     with Client(url, timeout=120) as rp:
         for image in cycle(images):
-            if stop.is_set():
+            # Paced: enough writes to land near the kill, not so many that they starve turns.
+            if stop.wait(UPLOAD_PAUSE_S):
                 return
             try:
                 session_id = rp.create_session()
@@ -148,8 +152,8 @@ def upload_until_killed(url: str, images: list[Path], load: Load, stop: threadin
 def run_load_and_kill(
     server: ServerProcess, sessions: list[str], images: list[Path], kill_on: str, load: Load
 ) -> None:
-    """Four askers (half streaming) and one uploader; SIGKILL on the first `kill_on` event
-    seen after a few turns of load have completed."""
+    """One asker per session (half of them streaming) and one uploader; SIGKILL on the first
+    `kill_on` event seen after a few turns of load have completed."""
     trigger, stop = threading.Event(), threading.Event()
     warmed = len(load.completed) + 3
 
@@ -168,7 +172,7 @@ def run_load_and_kill(
                 load,
                 on_event,
                 stop,
-            ),  # fmt: skip
+            ),
         )
         for index, session_id in enumerate(sessions)
     ]
@@ -198,18 +202,19 @@ def check_study_store(state: Path, tally: Tally) -> None:
         names = {path.name for path in folder.iterdir()}
         temporary = {name for name in names if name.startswith(".tmp-")}
         assert names - temporary <= {"study.json", "pixels.npy"}, names
-        tally.temp_files_left += len(temporary)
+        tally.temp_files_left.update(f"{folder.name}/{name}" for name in temporary)
         if "study.json" not in names:
-            tally.orphan_pixel_files += "pixels.npy" in names  # killed between the two writes
+            if "pixels.npy" in names:  # killed between the two writes: never a study
+                tally.orphan_pixel_files.add(folder.name)
             continue
         study = store.get(folder.name)
         assert store.pixels(folder.name).shape == (study.height, study.width)
-        tally.study_records_checked += 1
+        tally.study_records.add(folder.name)
 
 
 def check_sqlite(state: Path) -> None:
     for name in ("sessions.sqlite", "app.sqlite"):
-        with sqlite3.connect(state / name) as db:
+        with contextlib.closing(sqlite3.connect(state / name)) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",), name
 
 
@@ -283,11 +288,20 @@ def verify_after_restart(
     return after
 
 
-def test_sigkill_mid_turn_loses_no_completed_turn(data_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def server_log(tmp_path: Path) -> Iterator[IO[str]]:
+    """All three servers' output, in one file: read it when a check fails."""
+    with (tmp_path / "server.log").open("w") as log:
+        yield log
+
+
+def test_sigkill_mid_turn_loses_no_completed_turn(
+    data_dir: Path, tmp_path: Path, server_log: IO[str]
+) -> None:
     images = sorted((data_dir / "nih" / "images").glob("*.png"))[:8]
-    state, tally = tmp_path / "state", Tally()
-    log = (tmp_path / "server.log").open("w")
+    state, tally, log = tmp_path / "state", Tally(), server_log
     before: dict[str, History] = {}
+    started = time.monotonic()
     with server_process(state, output=log) as server, Client(server.url, timeout=120) as rp:
         sessions = [rp.create_session() for _ in range(SESSIONS)]
         for session_id, image in zip(sessions, images, strict=False):
@@ -312,17 +326,40 @@ def test_sigkill_mid_turn_loses_no_completed_turn(data_dir: Path, tmp_path: Path
 
     with server_process(state, output=log) as server:
         verify_after_restart(server, state, sessions, before, second, tally)
-    log.close()
 
     interrupted = len(first.interrupted) + len(second.interrupted)
+    delivered_at_kill = len(first.final_seen) + len(second.final_seen)
     print(
         f"\ncrash recovery: {tally.kills} kills, {len(tally.sessions)} sessions, "
-        f"{tally.turns_checked} completed turns checked ({len(second.final_seen)} delivered "
+        f"{tally.turns_checked} completed turns checked ({delivered_at_kill} delivered "
         f"as `final` right before the kill), {tally.turns_lost} lost; {interrupted} cut-off "
         f"turns: {tally.interrupted_complete} complete, {tally.interrupted_absent} absent, "
         f"{tally.interrupted_unanswered} a lone question; {tally.uploads_checked} acknowledged "
-        f"uploads checked, {tally.study_records_checked} study records with complete pixels, "
-        f"{tally.orphan_pixel_files} orphan pixel files, {tally.temp_files_left} temp files"
+        f"uploads checked, {len(tally.study_records)} study records with complete pixels, "
+        f"{len(tally.orphan_pixel_files)} orphan pixel files, "
+        f"{len(tally.temp_files_left)} temp files; {time.monotonic() - started:.0f} s"
     )
     assert tally.turns_lost == 0
     assert tally.turns_checked >= SESSIONS * (len(SETUP_QUESTIONS) + 1) + 3
+
+
+def test_final_is_streamed_only_once_the_turn_is_checkpointed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The deterministic form of the second kill above: when a client holds `final`, the
+    answer is already committed, so no crash from then on can take it back."""
+    from radpilot.agent.service import Agent
+    from radpilot.settings import Settings
+
+    agent = Agent(Settings(state_dir=tmp_path / "state"))
+    session_id = agent.new_session()
+    image = data_dir / "nih" / "images" / "00000211_010.png"
+    agent.add_study(session_id, image.read_bytes(), image.name)
+    finals = 0
+    for event in agent.stream(session_id, "Is there a pleural effusion?"):
+        if event.kind == "final":
+            finals += 1
+            stored = agent.state(session_id).messages[-1]
+            assert stored.answer is not None, "final streamed before its answer was stored"
+            assert stored.answer.trace_id == event.data["trace_id"]
+    assert finals == 1
