@@ -7,11 +7,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -76,6 +76,33 @@ def _wait_ready(url: str, process: subprocess.Popen[str], timeout: float) -> Non
                 pass
             time.sleep(0.5)
     raise TimeoutError(f"server not ready within {timeout:.0f} s ({detail})")
+
+
+def wait_until_answers(
+    url: str,
+    process: subprocess.Popen[Any],
+    *,
+    timeout: float,
+    what: str,
+    output: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll a helper server started as `process` (vLLM, Ray Serve, Chroma) until `url` answers
+    200; fail at once, with the end of its output, if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ProcessExitedError(f"{what} exited ({process.returncode}): {output()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not answer {url} within {timeout:.0f} s: {output()}")
+
+
+class ProcessExitedError(RuntimeError):
+    pass
 
 
 @contextmanager

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import BaseModel
 
@@ -37,7 +36,7 @@ from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
 from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, png_bytes
-from tests.server import free_port
+from tests.server import ProcessExitedError, free_port, wait_until_answers
 
 pytestmark = pytest.mark.integration
 
@@ -279,17 +278,11 @@ def tail(log: Path, chars: int) -> str:
 
 
 def wait_for_heartbeat(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.skip(f"`chroma run` exited ({process.returncode}): {tail(log, 500)}")
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"no Chroma heartbeat in 60 s: {tail(log, 2000)}")
+    try:
+        wait_until_answers(f"{url}/api/v2/heartbeat", process, timeout=60, what="`chroma run`",
+                           output=lambda: tail(log, 2000))  # fmt: skip
+    except ProcessExitedError as error:  # a Chroma that cannot start here is a skip, not a bug
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from radpilot.agent.service import Agent
 from radpilot.settings import Settings
 from tests.factories import chest_like, png_bytes
-from tests.server import free_port
+from tests.server import free_port, wait_until_answers
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,24 +40,16 @@ def tool_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     port = free_port()
     env = {**os.environ, "RADPILOT_STATE_DIR": str(state), "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": str(ROOT)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE.format(port=port)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+    log = state.parent / "ray-serve.log"
+    with log.open("w") as out:  # a file, not a pipe: nobody reads it while the server runs
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE.format(port=port)], cwd=ROOT, env=env,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}/tools"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"Ray Serve exited: {process.stdout.read()[-3000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/tools", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(2)
-        else:
-            pytest.fail("Ray Serve did not come up in 240 s")
+        wait_until_answers(f"{url}/tools", process, timeout=240, what="Ray Serve",
+                           output=lambda: log.read_text()[-3000:])  # fmt: skip
         yield url, state
     finally:
         os.killpg(process.pid, signal.SIGTERM)

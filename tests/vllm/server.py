@@ -9,14 +9,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.server import free_port
+from tests.server import free_port, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 300
@@ -61,7 +58,8 @@ def vllm_server(python: Path, model: Path, scratch: Path) -> Iterator[str]:
                                    start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait_ready(url, process, log)
+        wait_until_answers(f"{url}/models", process, timeout=STARTUP_TIMEOUT_S, what="vLLM",
+                           output=lambda: log.read_text()[-3000:])  # fmt: skip
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -70,17 +68,3 @@ def vllm_server(python: Path, model: Path, scratch: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    raise RuntimeError(f"vLLM not ready in {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
