@@ -63,11 +63,7 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
     def understand(state: AgentState) -> dict[str, Any]:
         understanding = runtime.recognizer.understand(state.question)
         event = _emit(TraceEvent(kind="understand", data=understanding.model_dump(mode="json")))
-        return {
-            "understanding": understanding,
-            "trace": [*state.trace, event],
-            "messages": [*state.messages, Message(role="user", text=state.question)],
-        }
+        return {"understanding": understanding, "trace": [*state.trace, event]}
 
     def plan(state: AgentState) -> dict[str, Any]:
         decision = runtime.planner.plan(_view(state, runtime))
@@ -132,7 +128,10 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
         return {
             "answer": answer,
             "trace": trace,
-            "messages": [*state.messages, Message(role="assistant", text=text, answer=answer)],
+            # The question and its answer are written in one checkpoint: a turn cut off by a
+            # crash leaves no half-written exchange in the conversation.
+            "messages": [*state.messages, Message(role="user", text=state.question),
+                         Message(role="assistant", text=text, answer=answer)],  # fmt: skip
         }
 
     def after_plan(state: AgentState) -> str:
