@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,14 @@ SECONDS = 20
 def test_the_ingest_fuzzer_finds_no_crash(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
+    # libFuzzer's RSS limit reads the process's peak RSS, which Linux carries over from the
+    # parent through fork and exec: a pytest process that has loaded models would trip it
+    # before the first input. So the limit is 2 GB above this process's own peak.
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     result = subprocess.run(
         [sys.executable, str(TARGET), str(corpus), f"-max_total_time={SECONDS}", "-seed=1",
-         "-timeout=10", "-print_final_stats=1", f"-artifact_prefix={tmp_path}/"],
+         "-timeout=10", "-print_final_stats=1", f"-artifact_prefix={tmp_path}/",
+         f"-rss_limit_mb={inherited_mb + 2048}"],
         capture_output=True, text=True, timeout=SECONDS + 120,
     )  # fmt: skip
     log = result.stdout + result.stderr
