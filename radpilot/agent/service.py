@@ -164,8 +164,9 @@ def link_by_patient(studies: list[StudyRef]) -> list[StudyRef]:
         if (
             study.role == "current"
             and newest is not None
-            and study is not newest
-            and study.acquired
+            and newest.acquired is not None
+            and study.acquired is not None
+            and study.acquired < newest.acquired  # same day (or the same file twice): no prior
         ):
             study = study.model_copy(
                 update={"role": "prior", "label": f"prior study ({study.acquired})"}

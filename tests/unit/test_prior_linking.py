@@ -19,6 +19,12 @@ def test_the_earlier_study_of_the_same_patient_becomes_the_prior() -> None:
     assert roles(studies) == {"new": "current", "old": "prior"}
 
 
+def test_a_study_of_the_same_day_is_never_made_a_prior() -> None:
+    # The same DICOM uploaded twice (or two views of one day) must not be compared with itself.
+    same_day = [ref("a", "pk_a", date(2024, 3, 1)), ref("b", "pk_a", date(2024, 3, 1))]
+    assert roles(same_day) == {"a": "current", "b": "current"}
+
+
 def test_different_patients_unknown_keys_or_dates_are_never_linked() -> None:
     assert roles([ref("a", "pk_a", date(2024, 3, 1)), ref("b", "pk_b", date(2024, 1, 1))]) == {
         "a": "current", "b": "current"
