@@ -272,10 +272,13 @@ def _decode_pixels(ds: Any) -> tuple[np.ndarray, float]:
         raw = ds.pixel_array
     except Exception as error:  # the pixel backends raise many types
         name = getattr(syntax, "name", str(syntax or "unknown"))
+        # The decoder hint helps only where a decoder is what is missing.
+        hint = (". Compressed syntaxes need a decoder such as pylibjpeg (pip install pylibjpeg "
+                "pylibjpeg-libjpeg pylibjpeg-openjpeg) or GDCM"
+                if getattr(syntax, "is_compressed", False) else "")  # fmt: skip
         raise IngestError(
             f"cannot decode the pixel data (transfer syntax {name} {syntax or ''}): "
-            f"{_first_line(error)}. Compressed syntaxes need a decoder such as pylibjpeg "
-            "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) or GDCM",
+            f"{_first_line(error)}{hint}",
             code="undecodable_pixels",
         ) from error
     if raw.ndim == 3:  # colour (RGB after pydicom's YBR conversion)
