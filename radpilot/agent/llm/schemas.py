@@ -128,11 +128,14 @@ def strict_tools(registry: ToolRegistry, study_ids: list[str]) -> list[dict[str,
     """Every registered tool that can be called now, plus the control tools."""
     guidance: dict[str, str] = prompts.load("planner")["tools"]
     offered = []
-    for spec in registry.specs():
-        parameters = strict_parameters(spec.input_schema, study_ids)
+    for name in registry.names():
+        # Input schemas only: registry.specs() would also build output schemas and model cards
+        # on every planning step.
+        tool = registry.get(name)
+        parameters = strict_parameters(tool.Input.model_json_schema(), study_ids)
         if parameters is not None:
-            description = f"{spec.description} {guidance.get(spec.name, '')}".strip()
-            offered.append(_function(spec.name, description, parameters))
+            description = f"{tool.description} {guidance.get(name, '')}".strip()
+            offered.append(_function(name, description, parameters))
     return [*offered, *control_tools()]
 
 
