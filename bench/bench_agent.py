@@ -16,13 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import dev_images, percentile, write_results
+from common import Target, dev_images, percentile, write_results
 
 QUESTIONS = {
     "ask_finding": "Is there an effusion?",
     "detect_findings": "What do you see?",
     "compare_prior (no prior)": "Any change since the prior film?",
 }
+# The latency bound is for single-finding questions; the overhead bound for turns whose tools
+# run (with no prior, the comparison runs none, so it has no overhead to bound).
+TOOL_INTENTS = ("ask_finding", "detect_findings")
+TARGETS = [
+    Target("ask_finding.p50_ms", "<=", 1500, "ms"),
+    *(Target(f"{intent}.overhead_ratio", "<=", 1.10) for intent in TOOL_INTENTS),
+]
 
 
 def main() -> int:
@@ -61,7 +68,7 @@ def main() -> int:
                 "tools_p50_ms": round(statistics.median(tool_times), 1),
                 "overhead_ratio": round(sum(walls) / tools_total, 3) if tools_total else None,
             }
-    write_results("agent", results)
+    write_results("agent", results, TARGETS)
     print("| intent | p50 ms | p95 ms | tools p50 ms | wall / tools |\n|---|---|---|---|---|")
     for intent, r in results.items():
         print(f"| {intent} | {r['p50_ms']} | {r['p95_ms']} | {r['tools_p50_ms']} | "

@@ -16,7 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import dev_images, percentile, write_results
+from common import Target, dev_images, percentile, write_results
+
+TARGETS = [
+    Target("tool_p50_ms", "<", 150, "ms"),
+    Target("throughput_ratio_tool_vs_bare", ">=", 0.9),
+]
 
 
 def main() -> int:
@@ -61,7 +66,7 @@ def main() -> int:
         "bare_p95_ms": round(percentile(bare_ms, 0.95), 1),
         "throughput_ratio_tool_vs_bare": round(sum(bare_ms) / sum(tool_ms), 3),
     }
-    write_results("classifier", result)
+    write_results("classifier", result, TARGETS)
     print("| metric | value |\n|---|---|")
     for key, value in result.items():
         print(f"| {key} | {value} |")

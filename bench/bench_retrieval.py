@@ -14,7 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import write_results
+from common import Target, write_results
+
+TARGETS = [
+    Target("modes.hybrid.latency_ms_p50", "<=", 20, "ms"),
+    Target("modes.hybrid.recall_at_5", ">=", 0.95),
+]
 
 
 def main() -> int:
@@ -36,7 +41,8 @@ def main() -> int:
               f"{m.latency_ms_p50:8.2f} {m.latency_ms_p95:8.2f}")  # fmt: skip
     ratio = modes["hybrid"].latency_ms_p50 / modes["dense"].latency_ms_p50
     print(f"hybrid / dense p50 latency: {ratio:.3f}")
-    write_results("retrieval", {**result.model_dump(), "hybrid_over_dense_p50": round(ratio, 3)})
+    figures = {**result.model_dump(), "hybrid_over_dense_p50": round(ratio, 3)}
+    write_results("retrieval", figures, TARGETS)
     return 0
 
 

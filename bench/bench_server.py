@@ -23,9 +23,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import dev_images, percentile, write_results
+from common import Target, dev_images, percentile, write_results
 
 QUESTIONS = ["Is there a pleural effusion?", "Is there cardiomegaly?", "What do you see?"]
+MODES = ("unbatched", "batched")
+LOADS = ("sequential", "concurrent")
+TARGETS = [
+    *(Target(f"{mode}.{load}.errors", "==", 0) for mode in MODES for load in LOADS),
+    *(Target(f"{mode}.cold_start_s", "<", 20, "s") for mode in MODES),  # ready < 20 s
+    *(Target(f"{mode}.rss_mb_after_load", "<=", 2500, "MB") for mode in MODES),  # ≤ 2.5 GB
+    Target("batch_gain", ">", 1.0),
+]
 
 
 def resident_mb(pid: int) -> float:
@@ -133,7 +141,9 @@ def main() -> int:
     gain = round(batched["concurrent"]["questions_per_s"]
                  / unbatched["concurrent"]["questions_per_s"], 3)  # fmt: skip
     print(f"batch gain (concurrent throughput, on ÷ off, same run): {gain}")
-    write_results("server", {"unbatched": unbatched, "batched": batched, "batch_gain": gain})
+    write_results(
+        "server", {"unbatched": unbatched, "batched": batched, "batch_gain": gain}, TARGETS
+    )
     failed = unbatched["concurrent"]["errors"] + batched["concurrent"]["errors"]
     return 1 if failed else 0
 

@@ -3,10 +3,11 @@ memory growth.
 
 Each of N client threads loops until the time is up: create a session, upload a development
 image, ask 2-3 questions, delete the session. The server's resident memory (RSS, with its
-child processes) is sampled every few seconds. Prints and writes (bench/results/soak.json)
-request and error counts, latency percentiles, RSS at start, after warm-up and at the end,
-and the growth per 100 sessions after warm-up. Exits 1 when any request failed or RSS grew
-by more than --max-growth-mb after warm-up (warm-up: lazy model loads, caches filling).
+child processes) is sampled every few seconds. Prints and writes (bench/results/soak.json,
+and a Markdown table in soak.md beside it) request and error counts, latency percentiles, RSS
+at start, after warm-up and at the end, and the growth per 100 sessions after warm-up. Exits 1
+when any request failed or RSS grew by more than --max-growth-mb after warm-up (warm-up: lazy
+model loads, caches filling).
 
     python bench/soak.py [--minutes 10] [--clients 4] [--max-growth-mb 150]
     python bench/soak.py --url http://127.0.0.1:8000 --pid 1234   # a server already running
@@ -34,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, dev_images, percentile
+from common import RESULTS, Target, dev_images, percentile, write_report
 
 QUESTIONS = [
     "Is there a pleural effusion?",
@@ -380,9 +381,14 @@ def main() -> int:
             disk_mb = sum(p.stat().st_size for p in stored if models not in p.parents) / 2**20
             shutil.copyfile(scratch / "server.log", args.out.with_suffix(".server.log"))
     result = summarise(args, record, samples, began, primed, ended)
-    # Deleting a session drops its conversation; its studies and overlays stay on disk.
+    # Deleting a session removes its conversation, studies and overlays: what stays is the
+    # databases, the index and the logs, so this should not grow with the sessions run.
     result["state_dir_mb_without_models"] = None if disk_mb is None else round(disk_mb, 1)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    targets = [
+        Target("errors", "==", 0),
+        Target("growth_after_warmup_mb", "<=", args.max_growth_mb, "MB"),
+    ]
+    write_report(args.out, result, targets)  # the JSON, and a Markdown table beside it
     shown = {key: value for key, value in result.items() if key != "samples"}
     print(json.dumps(shown, indent=2))
     verdict = "OK" if result["ok"] else "FAILED"

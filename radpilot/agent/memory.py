@@ -78,36 +78,15 @@ def open_postgres(url: str) -> Any:
         import psycopg
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg.rows import dict_row
-        from psycopg_pool import ConnectionPool, PoolTimeout
     except ImportError:
-        raise CheckpointStoreError(
-            "RADPILOT_CHECKPOINT_URL is set but the PostgreSQL checkpointer is not installed: "
-            "pip install 'radpilot[postgres]', or unset RADPILOT_CHECKPOINT_URL to keep "
-            "sessions in SQLite under the state dir"
-        ) from None
-    _check_reachable(url)
-    pool: Any = ConnectionPool(
+        raise _not_installed("the PostgreSQL checkpointer") from None
+    pool = open_pool(
         url,
-        min_size=1,
+        name="radpilot-checkpoints",
         max_size=POOL_MAX_SIZE,
         # What PostgresSaver expects of its connections (as its own from_conn_string sets).
-        kwargs={
-            "autocommit": True,
-            "prepare_threshold": 0,
-            "row_factory": dict_row,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-        },
-        # A connection broken by a database restart or failover is replaced on checkout,
-        # instead of failing the next turn (one round trip per checkout).
-        check=ConnectionPool.check_connection,
-        name="radpilot-checkpoints",
-        open=False,
+        connection={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )
-    try:
-        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
-    except PoolTimeout:
-        pool.close()
-        raise _unreachable(url, "no connection within the timeout") from None
     saver = PostgresSaver(pool, serde=_serializer())
     try:
         _setup_once(pool, saver)
@@ -118,6 +97,41 @@ def open_postgres(url: str) -> Any:
             f"{_one_line(error, url)}; the user needs CREATE rights on that database"
         ) from None
     return saver
+
+
+def open_pool(url: str, *, name: str, max_size: int, connection: dict[str, Any]) -> Any:
+    """An open psycopg pool on `url` whose connections get the `connection` options; a clear
+    `CheckpointStoreError` when the database cannot be reached or the driver is missing."""
+    try:
+        from psycopg_pool import ConnectionPool, PoolTimeout
+    except ImportError:
+        raise _not_installed("the PostgreSQL driver") from None
+    _check_reachable(url)
+    pool: Any = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={**connection, "connect_timeout": CONNECT_TIMEOUT_S},
+        # A connection broken by a database restart or failover is replaced on checkout,
+        # instead of failing the next request (one round trip per checkout).
+        check=ConnectionPool.check_connection,
+        name=name,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
+    except PoolTimeout:
+        pool.close()
+        raise _unreachable(url, "no connection within the timeout") from None
+    return pool
+
+
+def _not_installed(what: str) -> CheckpointStoreError:
+    return CheckpointStoreError(
+        f"RADPILOT_CHECKPOINT_URL is set but {what} is not installed: "
+        "pip install 'radpilot[postgres]', or unset RADPILOT_CHECKPOINT_URL to keep "
+        "sessions in SQLite under the state dir"
+    )
 
 
 def _check_reachable(url: str) -> None:

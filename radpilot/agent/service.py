@@ -96,7 +96,16 @@ class Agent:
         return AgentState.model_validate(snapshot.values)
 
     def delete_session(self, session_id: str) -> None:
-        self.state(session_id)
+        """Delete the session and the data it put on disk: its studies and its artefacts.
+
+        The files go first: should deleting the thread then fail, the session still exists and
+        a retry finishes the job (files already gone are fine), whereas the other order would
+        leave files that no session id reaches any more."""
+        state = self.state(session_id)
+        for artefact_id in state.artefact_ids():
+            self.tools.artefacts.delete(artefact_id)
+        for study in state.studies:
+            self.tools.studies.delete(study.study_id)
         self.graph.checkpointer.delete_thread(session_id)
 
     def add_study(

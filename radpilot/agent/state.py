@@ -25,6 +25,15 @@ class AgentState(BaseModel):
     answer: Answer | None = None
     trace_id: str = ""
 
+    def artefact_ids(self) -> list[str]:
+        """Every artefact the session's turns produced. The ledger holds them all; the answers'
+        copies of evidence are read too, so that nothing a client was shown is left behind."""
+        answers = [m.answer for m in self.messages if m.answer is not None]
+        if self.answer is not None:
+            answers.append(self.answer)
+        evidence = [*self.evidence, *(e for answer in answers for e in answer.evidence)]
+        return list(dict.fromkeys(a.id for e in evidence for a in e.artefacts))
+
 
 def turn_reset(question: str, trace_id: str) -> dict[str, object]:
     """The update that starts a new turn (session fields untouched)."""

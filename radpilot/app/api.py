@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from radpilot import __version__
 from radpilot.agent.types import Answer
 from radpilot.app.keys import KeyStore
-from radpilot.app.ownership import Ownership
+from radpilot.app.ownership import open_ownership
 from radpilot.app.schemas import (
     ErrorBody,
     Health,
@@ -138,9 +138,10 @@ def create_app(
         description="Evidence-grounded assistant for chest radiographs. Decision support, "
         "not a diagnosis: a clinician must confirm every finding.",
     )
+    # Before the agent starts loading: an unreachable owner database fails start-up at once.
+    owners = open_ownership(settings)  # in PostgreSQL with the sessions, when they are there
     holder = AgentHolder(settings, agent)
     keys = KeyStore(settings.state_dir)
-    owners = Ownership(settings.state_dir)
     metrics = Metrics()
     limiter = RateLimiter(requests_per_minute)
     upload_limit = int(upload_limit_mb * 1024 * 1024)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.base import Artefact
-from radpilot.tools.studies import write_atomically
+from radpilot.tools.studies import is_store_id, write_atomically
 
 
 class ArtefactStore:
@@ -26,3 +26,10 @@ class ArtefactStore:
         if not path.is_relative_to(self.root.resolve()) or not path.exists():
             raise RadpilotError(f"unknown artefact {artefact.id!r}", code="unknown_artefact")
         return path
+
+    def delete(self, artefact_id: str) -> None:
+        """Remove an artefact's file. One already gone is fine (a retried deletion finishes);
+        a malformed id is refused, so no id can name a file outside the store."""
+        if not is_store_id(artefact_id):
+            raise RadpilotError(f"unknown artefact {artefact_id!r}", code="unknown_artefact")
+        (self.root / f"{artefact_id}.png").unlink(missing_ok=True)  # as `save_png` names it

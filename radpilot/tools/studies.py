@@ -6,10 +6,12 @@ Study ids are random and unguessable.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,6 +23,12 @@ from radpilot.tools.imaging import Study, decode_image
 from radpilot.tools.qc import check_quality
 
 _ID_PATTERN_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def is_store_id(text: str) -> bool:
+    """Whether `text` can be a store id (a study's or an artefact's): ids become file names,
+    so only these characters can never climb out of the store (no `/`, no `..`)."""
+    return bool(text) and set(text) <= _ID_PATTERN_CHARS
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -92,7 +100,7 @@ class StudyStore:
         return self.ingest(data, filename=path.name)
 
     def _folder(self, study_id: str) -> Path:
-        if not study_id or not set(study_id) <= _ID_PATTERN_CHARS:
+        if not is_store_id(study_id):
             raise StudyNotFoundError(f"unknown study {study_id!r}")
         return self.root / study_id
 
@@ -105,6 +113,13 @@ class StudyStore:
     def pixels(self, study_id: str) -> np.ndarray:
         study = self.get(study_id)
         return np.load(self.root / study.pixel_ref, allow_pickle=False)
+
+    def delete(self, study_id: str) -> None:
+        """Remove a study's folder (pixels and record). A study already gone is fine, so that
+        a retried deletion finishes; a malformed id is refused like any other lookup."""
+        folder = self._folder(study_id)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

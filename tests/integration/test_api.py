@@ -17,8 +17,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):  # type: ignore[no-untyped-def]
-    with running_server(tmp_path_factory.mktemp("api-state")) as url:
+def server_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api-state")
+
+
+@pytest.fixture(scope="module")
+def server(server_state: Path, data_dir: Path):  # type: ignore[no-untyped-def]
+    with running_server(server_state) as url:
         yield url
 
 
@@ -63,6 +68,30 @@ def test_a_conversation_over_every_route(server: str, image: Path) -> None:
         with pytest.raises(ApiClientError) as error:
             rp.session(session)
         assert error.value.status == 404
+
+
+def test_deleting_a_session_removes_its_studies_and_artefacts_from_disk(
+    server: str, server_state: Path, image: Path
+) -> None:
+    with Client(server) as rp:
+        kept_session = rp.create_session()
+        kept = rp.upload_study(kept_session, image).study_id
+        session = rp.create_session()
+        study = rp.upload_study(session, image).study_id
+        located = rp.ask(session, "Where is the cardiomegaly?")
+        artefacts = [a.id for e in located.evidence for a in e.artefacts]
+        assert artefacts, "localization always draws an overlay"
+        files = [server_state / "artefacts" / f"{a}.png" for a in artefacts]
+        assert all(f.is_file() for f in files) and (server_state / "studies" / study).is_dir()
+
+        rp.delete_session(session)
+        assert not (server_state / "studies" / study).exists()
+        assert not any(f.exists() for f in files)
+        with pytest.raises(ApiClientError) as error:  # its ownership row went with it
+            rp.artefact(artefacts[0])
+        assert error.value.status == 404
+        assert (server_state / "studies" / kept / "study.json").is_file()
+        assert rp.session(kept_session).studies[0].study_id == kept
 
 
 def test_sse_streams_plan_before_tools_before_final(server: str, image: Path) -> None:

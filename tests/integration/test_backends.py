@@ -262,6 +262,76 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
 
 
+# Session ownership in PostgreSQL: API replicas on several hosts agree on who owns what.
+
+
+def test_ownership_is_shared_through_postgres(postgres: Cluster, tmp_path: Path) -> None:
+    from radpilot.app.ownership import PostgresOwnership, SqliteOwnership, open_ownership
+
+    assert isinstance(open_ownership(Settings(state_dir=tmp_path)), SqliteOwnership)
+    settings = Settings(state_dir=tmp_path / "state", checkpoint_url=postgres.url())
+    one, other = open_ownership(settings), open_ownership(settings)  # two API processes
+    assert isinstance(one, PostgresOwnership) and isinstance(other, PostgresOwnership)
+    one.add_session("se_shared", "alice")
+    assert other.owns_session("alice", "se_shared")
+    assert not other.owns_session("bob", "se_shared")  # a foreign key is refused
+    assert not other.owns_session("alice", "se_unknown")
+    one.add_artefacts("se_shared", ["ar_1", "ar_2"])
+    other.add_artefacts("se_shared", ["ar_2"])  # recorded twice: kept once
+    assert [other.session_of_artefact(a) for a in ("ar_1", "ar_2", "ar_x")] == [
+        "se_shared", "se_shared", None,
+    ]  # fmt: skip
+    other.remove_session("se_shared")
+    assert not one.owns_session("alice", "se_shared")
+    assert one.session_of_artefact("ar_1") is None
+    assert not (settings.state_dir / "app.sqlite").exists()
+    one.close()
+    other.close()
+
+
+def test_two_api_replicas_on_one_database_share_sessions_and_artefacts(
+    postgres: Cluster, tmp_path: Path
+) -> None:
+    """Two API apps with their own state dirs (as on two hosts) and their owner tables in
+    PostgreSQL: a session created through one is its owner's through the other, and only
+    its owner's. Both apps share one agent, as replicas share the sessions and the volume."""
+    from fastapi.testclient import TestClient
+
+    from radpilot.app.api import create_app
+    from radpilot.app.keys import KeyStore
+
+    url = postgres.url()
+    agent = Agent(Settings(state_dir=tmp_path / "volume", checkpoint_url=url))
+    hosts = [tmp_path / "host-a", tmp_path / "host-b"]
+    keys = KeyStore(hosts[0])
+    tokens = {name: {"Authorization": f"Bearer {keys.create(name)}"} for name in ("alice", "bob")}
+    (hosts[1] / "keys").mkdir(parents=True)
+    shutil.copy(keys.path, hosts[1] / "keys")  # API keys: the same on every replica
+    api_a, api_b = (
+        TestClient(create_app(Settings(state_dir=host, checkpoint_url=url), agent=agent, ui=False))
+        for host in hosts
+    )
+    alice, bob = tokens["alice"], tokens["bob"]
+
+    session = api_a.post("/v1/sessions", headers=alice).json()["session_id"]
+    upload = {"file": ("cxr.png", png_bytes(chest_like(seed=2)), "image/png")}
+    assert api_a.post(f"/v1/sessions/{session}/studies", headers=alice, files=upload).is_success
+    question = {"text": "Where is the cardiomegaly?"}  # localization draws an overlay
+    answer = api_a.post(f"/v1/sessions/{session}/messages", headers=alice, json=question).json()
+    artefact = next(x["id"] for e in answer["evidence"] for x in e["artefacts"])
+
+    assert api_b.get(f"/v1/sessions/{session}", headers=alice).json()["session_id"] == session
+    assert api_b.get(f"/v1/artefacts/{artefact}", headers=alice).content[:4] == b"\x89PNG"
+    for foreign in (f"/v1/sessions/{session}", f"/v1/artefacts/{artefact}"):
+        assert api_b.get(foreign, headers=bob).status_code == 404  # not bob's: as if unknown
+    assert api_b.delete(f"/v1/sessions/{session}", headers=bob).status_code == 404
+    assert api_b.delete(f"/v1/sessions/{session}", headers=alice).status_code == 204
+    assert api_a.get(f"/v1/sessions/{session}", headers=alice).status_code == 404
+    assert api_a.get(f"/v1/artefacts/{artefact}", headers=alice).status_code == 404
+    assert not any((host / "app.sqlite").exists() for host in hosts)
+    close(agent)
+
+
 # Chroma: a `chroma run` server.
 
 

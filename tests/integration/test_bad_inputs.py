@@ -470,13 +470,13 @@ def ui_case(tally: Tally, case: Case, send: Callable[..., Iterator[Any]], corpus
 def test_every_case_through_the_ui_callbacks(corpus: Path, good_image: Path) -> None:
     from radpilot.agent.service import Agent
     from radpilot.app.api import AgentHolder
-    from radpilot.app.ownership import Ownership
+    from radpilot.app.ownership import open_ownership
     from radpilot.app.ui import build_ui
     from radpilot.settings import Settings
 
     settings = Settings()
     blocks = build_ui(AgentHolder(settings, Agent(settings)), KeyStore(settings.state_dir),
-                      Ownership(settings.state_dir), None)  # fmt: skip
+                      open_ownership(settings), None)  # fmt: skip
     send = next(f.fn for f in blocks.fns.values() if getattr(f.fn, "__name__", "") == "send")
     tally = Tally("UI callbacks")
     text_state: dict[str, Any] = {"state": {}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +69,20 @@ def test_the_classifier_gives_the_same_probabilities_batched_or_not(concurrent: 
     with ThreadPoolExecutor(max_workers=concurrent) as pool:
         batched = list(pool.map(model.predict_one, images))
     assert np.allclose(np.stack(batched), alone, atol=1e-5)
+
+
+@pytest.mark.parametrize(("wait_s", "max_batch"), [(0.02, 16), (0.0, 1), (-1.0, 1)])
+def test_the_batch_wait_is_built_into_the_classifier(wait_s: float, max_batch: int) -> None:
+    from radpilot.tools.models.findings import StarterFindingsModel
+
+    model = StarterFindingsModel(batch_wait_s=wait_s)
+    assert model.batcher.max_batch == max_batch  # a wait of zero or less: every image alone
+    assert model.batcher.max_wait_s == max(wait_s, 0.0)
+
+
+def test_the_hub_hands_its_batch_wait_to_the_model_it_builds(tmp_path: Path) -> None:
+    from radpilot.tools.models.findings import ModelHub
+    from radpilot.tools.models.store import ModelStore
+
+    model = ModelHub(ModelStore(tmp_path), batch_wait_s=0.0).findings_model()
+    assert model.batcher.max_batch == 1 and model.batcher.max_wait_s == 0.0

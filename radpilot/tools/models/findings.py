@@ -24,8 +24,9 @@ from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
-# Preference when several classifiers are installed: canonical multi-dataset weights first.
 BATCH_WAIT_S = 0.005  # how long a request waits for others to share its forward pass
+MAX_BATCH = 16  # images per shared forward pass
+# Preference when several classifiers are installed: canonical multi-dataset weights first.
 CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
 
 
@@ -35,12 +36,15 @@ class FindingsModel(ABC):
     card: ModelCard
     thresholds: dict[str, float]
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S) -> None:
         self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
-        # Concurrent sessions' single-image requests share one forward pass.
+        # Concurrent sessions' single-image requests share one forward pass; a wait of zero
+        # or less turns batching off, so every request runs alone and never waits.
         self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            self._predict_prepared, max_batch=16, max_wait_s=BATCH_WAIT_S
+            self._predict_prepared,
+            max_batch=MAX_BATCH if batch_wait_s > 0 else 1,
+            max_wait_s=max(batch_wait_s, 0.0),
         )
 
     @property
@@ -127,8 +131,10 @@ class FindingsModel(ABC):
 class StarterFindingsModel(FindingsModel):
     """The EfficientNet-Lite0 starter shipped inside the package."""
 
-    def __init__(self, folder: Path | None = None, device: str = "cpu") -> None:
-        super().__init__(device)
+    def __init__(
+        self, folder: Path | None = None, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
+    ) -> None:
+        super().__init__(device, batch_wait_s)
         from safetensors.torch import load_file
 
         from radpilot.tools.models.efficientnet import build_lite0
@@ -178,8 +184,14 @@ class XrvFindingsModel(FindingsModel):
     published operating threshold.
     """
 
-    def __init__(self, name: str, store: ModelStore, device: str = "cpu") -> None:
-        super().__init__(device)
+    def __init__(
+        self,
+        name: str,
+        store: ModelStore,
+        device: str = "cpu",
+        batch_wait_s: float = BATCH_WAIT_S,
+    ) -> None:
+        super().__init__(device, batch_wait_s)
         import torchxrayvision as xrv
 
         self.weights = CATALOG[name]
@@ -238,17 +250,13 @@ class ModelHub:
     def findings_model(self) -> FindingsModel:
         with self._lock:
             if self._findings is None:
-                model = self._best_installed_findings_model()
-                model.batcher.max_wait_s = self.batch_wait_s
-                if self.batch_wait_s <= 0:  # batching off: every request runs alone
-                    model.batcher.max_batch = 1
-                self._findings = model
+                self._findings = self._best_installed_findings_model()
             return self._findings
 
     def _best_installed_findings_model(self) -> FindingsModel:
         for name in CLASSIFIER_PREFERENCE:
             if CATALOG[name].bundled:
-                return StarterFindingsModel(device=self.device)
+                return StarterFindingsModel(device=self.device, batch_wait_s=self.batch_wait_s)
             if self.store.status(name).state != "missing":
-                return XrvFindingsModel(name, self.store, self.device)
+                return XrvFindingsModel(name, self.store, self.device, self.batch_wait_s)
         raise AssertionError("the starter classifier is always available")
