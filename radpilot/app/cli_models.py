@@ -34,7 +34,7 @@ def add_models_commands(commands: Any) -> None:
     pull.set_defaults(handler=_pull)
 
     train = actions.add_parser("train", help="train a starter model on the development data")
-    train.add_argument("which", choices=["classifier", "lungs"])
+    train.add_argument("which", choices=["classifier", "lungs", "detector"])
     train.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
     train.add_argument("--out", type=Path, help="bundle folder (default: the packaged starter)")
     train.add_argument("--epochs", type=int, default=None)
@@ -51,7 +51,8 @@ def add_models_commands(commands: Any) -> None:
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
         "name",
-        help="a findings classifier, `lungs` for the starter lung segmenter, `ctr` for the "
+        help="a findings classifier, `starter-detector` for the box detector (next to "
+        "Grad-CAM), `lungs` for the starter lung segmenter, `ctr` for the "
         "cardiothoracic ratio against NIH Cardiomegaly labels, or `temporal` for change "
         "verdicts on the same-patient pairs (test-split patients)",
     )
@@ -123,6 +124,8 @@ def _progress(message: str) -> None:
 def _train(args: argparse.Namespace) -> int:
     if args.which == "lungs":
         return _train_lungs(args)
+    if args.which == "detector":
+        return _train_detector(args)
     from radpilot.tools.models.starter_bundle import write_bundle
     from radpilot.tools.models.store import bundled_dir
     from radpilot.tools.models.train_classifier import ClassifierRecipe, train_classifier
@@ -175,6 +178,54 @@ def _train_lungs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    from radpilot.errors import RadpilotError
+    from radpilot.tools.models.detector_bundle import write_detector_bundle
+    from radpilot.tools.models.store import bundled_dir
+    from radpilot.tools.models.train_detector import DetectorRecipe, train_detector
+
+    if args.distill is not None:
+        raise RadpilotError("--distill applies to the classifier only")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_lungs
+    overrides = {
+        key: value
+        for key, value in {
+            "epochs": args.epochs,
+            "input_size": args.size,
+            "seed": args.seed,
+        }.items()
+        if value is not None
+    }
+    data = _data_dir(args.data)
+    model, trained = train_detector(data, DetectorRecipe(**overrides), progress=_progress)
+    _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
+    folder = args.out or bundled_dir("starter-detector")
+    evaluation = write_detector_bundle(model, trained, data, folder, progress=_progress)
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    _progress(f"bundle written to {folder}")
+    return 0
+
+
+def _evaluate_detector(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.detector import StarterDetector
+    from radpilot.tools.models.detector_bundle import evaluate_detector, localization_table
+    from radpilot.tools.models.devdata import read_nih, records_in
+    from radpilot.tools.models.findings import StarterFindingsModel
+
+    records = read_nih(args.data)
+    if args.split != "all":
+        records = records_in(records, args.split)
+    records = records[: args.limit] if args.limit else records
+    evaluation = evaluate_detector(
+        StarterDetector(), StarterFindingsModel(), records, args.data, progress=_progress
+    )
+    if args.json:
+        print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    else:
+        print("\n".join(localization_table(evaluation)))
+    return 0
+
+
 def _evaluate_lungs(args: argparse.Namespace) -> int:
     from radpilot.tools.models.devdata import read_lung_masks
     from radpilot.tools.models.lungs import starter_lung_segmenter
@@ -223,6 +274,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_ctr(args)
     if args.name == "temporal":
         return _evaluate_temporal(args)
+    if args.name == "starter-detector":
+        return _evaluate_detector(args)
     from radpilot.errors import RadpilotError
     from radpilot.tools.models.devdata import read_nih, records_in
     from radpilot.tools.models.evaluate import evaluate_findings_model

@@ -1,8 +1,10 @@
-"""`localize_finding`: where in the image the classifier's evidence for a finding lies.
+"""`localize_finding`: where in the image the evidence for a finding lies.
 
-Grad-CAM heatmap of the findings model, thresholded at half its peak; each connected region
-becomes a box (x, y, w, h in original image pixels), strongest first. An overlay PNG (heatmap
-and boxes on the image) is stored as an artefact.
+For the findings where the shipped box detector beat Grad-CAM on the validation patients (its
+`localizes` list), its boxes; otherwise the Grad-CAM heatmap of the findings model, thresholded
+at half its peak, each connected region a box. Boxes are x, y, w, h in original image pixels,
+strongest first. An overlay PNG (boxes, and the heatmap where there is one) is stored as an
+artefact.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from radpilot.errors import RadpilotError
-from radpilot.tools.base import ModelIdentity, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import ModelCard, ModelIdentity, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import (
     DECISION_SUPPORT,
     FindingsModelTool,
@@ -21,7 +23,10 @@ from radpilot.tools.classify import (
     status_of,
 )
 from radpilot.tools.imaging import square_crop_box
+from radpilot.tools.models.detector import detector_is_shipped, shipped_detector
+from radpilot.tools.models.findings import FindingsModel
 from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.models.store import bundled_card
 
 HEAT_FRACTION = 0.5  # region = heat above this fraction of the peak
 MIN_REGION_FRACTION = 0.005  # regions smaller than this share of the image are noise
@@ -31,7 +36,10 @@ MAX_BOXES = 3
 class Region(BaseModel):
     box: tuple[float, float, float, float] = Field(description="x, y, w, h in original pixels")
     peak: tuple[float, float] = Field(description="x, y of the hottest point, original pixels")
-    heat: float = Field(description="Peak heat of this region relative to the image's peak")
+    heat: float = Field(
+        description="Strength in [0, 1]: the detector's score for a detected box, or a Grad-CAM "
+        "region's peak heat relative to the image's peak"
+    )
     side: str = Field(description="Patient's side: the image's left is the patient's right")
 
 
@@ -147,29 +155,41 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
     Input = LocalizeInput
     Output = LocalizeOutput
 
+    def cards(self) -> list[ModelCard]:
+        detector = [bundled_card("starter-detector")] if detector_is_shipped() else []
+        return [*super().cards(), *detector]
+
     def run(self, inp: LocalizeInput, ctx: ToolContext) -> LocalizeOutput:
         study, model, pixels = self.analysable(ctx, inp.study_id)
         if inp.finding not in model.covered:
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
         probability = float(model.predict_one(pixels)[NIH_FINDINGS.index(inp.finding)])
-        heatmap = model.attribution(pixels, inp.finding)
-        top, left, side = square_crop_box(*pixels.shape)
-        scale = side / heatmap.shape[0]
-        regions = []
-        for box, peak, heat in heatmap_regions(heatmap):
-            original = to_original(box, scale=scale, left=left, top=top)
-            x, _, w, _ = original
-            regions.append(
+        detector = shipped_detector(ctx.settings.device)
+        if detector is not None and inp.finding in detector.localizes:
+            regions = [
                 Region(
-                    box=original,  # type: ignore[arg-type]
-                    peak=to_original(peak, scale=scale, left=left, top=top),  # type: ignore[arg-type]
-                    heat=round(heat, 3),
-                    side=patient_side(x + w / 2, pixels.shape[1]),
+                    box=found.box,
+                    peak=(round(found.box[0] + found.box[2] / 2, 1),
+                          round(found.box[1] + found.box[3] / 2, 1)),
+                    heat=found.score,
+                    side=patient_side(found.box[0] + found.box[2] / 2, pixels.shape[1]),
                 )
+                for found in detector.detect(pixels, inp.finding)
+            ]  # fmt: skip
+            heat_on_image = np.zeros(pixels.shape, dtype=np.float32)
+            method = "FCOS box detector (starter-detector); peak = the box's centre"
+            models, caveat = (
+                [model.identity, detector.identity],
+                ("Boxes are approximate; a finding the detector did not box may still be present."),
             )
-        overlay = render_overlay(
-            pixels, heatmap_on_original(heatmap, pixels.shape), [r.box for r in regions]
-        )
+        else:
+            regions, heat_on_image = grad_cam_regions(model, pixels, inp.finding)
+            method = "Grad-CAM on the classifier's last convolutional layer"
+            models, caveat = (
+                [model.identity],
+                ("Heatmaps show what drives the model's score, not the finding's exact extent."),
+            )
+        overlay = render_overlay(pixels, heat_on_image, [r.box for r in regions])
         artefact = ctx.artefacts.save_png(overlay, "overlay")
         return LocalizeOutput(
             study_id=study.id,
@@ -177,14 +197,32 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
             model=model.identity,
             probability=round(probability, 4),
             status=status_of(probability, model.thresholds[inp.finding]),
-            method="Grad-CAM on the classifier's last convolutional layer",
+            method=method,
             image_size=(pixels.shape[1], pixels.shape[0]),
             regions=regions,
             artefacts=[artefact],
-            models=[model.identity],
-            limitations=[
-                *study.qc.limitations,
-                "Heatmaps show what drives the model's score, not the finding's exact extent.",
-                DECISION_SUPPORT,
-            ],
+            models=models,
+            limitations=[*study.qc.limitations, caveat, DECISION_SUPPORT],
         )
+
+
+def grad_cam_regions(
+    model: FindingsModel, pixels: np.ndarray, finding: str
+) -> tuple[list[Region], np.ndarray]:
+    """Grad-CAM's regions in original pixels, and its heatmap placed on the whole image."""
+    heatmap = model.attribution(pixels, finding)
+    top, left, side = square_crop_box(*pixels.shape)
+    scale = side / heatmap.shape[0]
+    regions = []
+    for box, peak, heat in heatmap_regions(heatmap):
+        original = to_original(box, scale=scale, left=left, top=top)
+        x, _, w, _ = original
+        regions.append(
+            Region(
+                box=original,  # type: ignore[arg-type]
+                peak=to_original(peak, scale=scale, left=left, top=top),  # type: ignore[arg-type]
+                heat=round(heat, 3),
+                side=patient_side(x + w / 2, pixels.shape[1]),
+            )
+        )
+    return regions, heatmap_on_original(heatmap, pixels.shape)

@@ -12,10 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.models.labels import BOX_FINDINGS, NIH_FINDINGS
 
 Family = Literal[
-    "xrv-densenet", "xrv-pspnet", "sam", "medsam", "starter-classifier", "starter-lungs"
+    "xrv-densenet",
+    "xrv-pspnet",
+    "sam",
+    "medsam",
+    "starter-classifier",
+    "starter-lungs",
+    "starter-detector",
 ]
 
 _XRV_RELEASE = "https://github.com/mlmed/torchxrayvision/releases/download/v1/"
@@ -166,6 +172,21 @@ CATALOG: dict[str, KnownWeights] = {
             labels=["lung"],
             intended_use="Offline default lung-field segmentation (both lungs) on adult frontal "
             "chest radiographs; not for diagnosis.",
+            bundled=True,
+        ),
+        KnownWeights(
+            name="starter-detector",
+            family="starter-detector",
+            architecture="FCOS (torchvision) on the starter classifier's EfficientNet-Lite0, "
+            "feature pyramid P3-P7, trained here on the NIH radiologist boxes",
+            filename="model.safetensors",
+            folder="bundled",
+            url="bundled with the radpilot package",
+            licence="see the model card: trained on NIH ChestX-ray14 (unrestricted use)",
+            input=InputConvention(size=384, scale=1),
+            labels=list(BOX_FINDINGS),
+            intended_use="Boxes around 8 findings on frontal chest radiographs, for the "
+            "findings where it localizes better than Grad-CAM; not for diagnosis.",
             bundled=True,
         ),
     ]

@@ -148,7 +148,9 @@ def evaluate_findings_model(
     )
     if localization:
         progress("localizing the annotated boxes")
-        evaluation.localization = evaluate_localization(model, records, pixels)
+        evaluation.localization = evaluate_localization(
+            grad_cam_localizer(model), model.covered, records, pixels
+        )
     return evaluation
 
 
@@ -157,27 +159,46 @@ def _mean(values: list[float | None]) -> float | None:
     return round(float(np.mean(present)), 4) if present else None
 
 
+# A localizer maps (image, finding) to its candidate boxes (x, y, w, h in original pixels,
+# strongest first) and the single point it would point at.
+Localization = tuple[list[tuple[float, float, float, float]], tuple[float, float]]
+Localizer = Callable[[np.ndarray, str], Localization]
+
+
+def grad_cam_localizer(model: FindingsModel) -> Localizer:
+    """The `localize_finding` path without a detector: Grad-CAM regions, and its hottest pixel."""
+
+    def localize(image: np.ndarray, finding: str) -> Localization:
+        heatmap = model.attribution(image, finding)
+        full = heatmap_on_original(heatmap, image.shape)
+        row, col = np.unravel_index(int(full.argmax()), full.shape)
+        top, left, side = square_crop_box(*image.shape)
+        scale = side / heatmap.shape[0]
+        boxes = [
+            to_original(box, scale=scale, left=left, top=top)
+            for box, _, _ in heatmap_regions(heatmap)
+        ]
+        return boxes, (float(col), float(row))  # type: ignore[return-value]
+
+    return localize
+
+
 def evaluate_localization(
-    model: FindingsModel, records: list[NihRecord], pixels: list[np.ndarray]
+    localizer: Localizer, covered: list[str], records: list[NihRecord], pixels: list[np.ndarray]
 ) -> list[LocalizationMetrics]:
+    """Wang et al. 2017's protocol on every radiologist box of a covered finding: pointing game
+    (the point lies in the box) and T(IoBB>0.1) (some candidate box overlaps it by more than
+    10% of the candidate's area)."""
     hits: dict[str, list[tuple[bool, bool]]] = {}
     for record, image in zip(records, pixels, strict=True):
         for truth in record.boxes:
             finding = finding_from_box_label(truth.label)
-            if finding not in model.covered:
+            if finding not in covered:
                 continue
-            heatmap = model.attribution(image, finding)
-            full = heatmap_on_original(heatmap, image.shape)
-            row, col = np.unravel_index(int(full.argmax()), full.shape)
+            boxes, (col, row) = localizer(image, finding)
             tx, ty, tw, th = truth.xywh
             pointed = bool(tx <= col <= tx + tw and ty <= row <= ty + th)
-            top, left, side = square_crop_box(*image.shape)
-            scale = side / heatmap.shape[0]
-            boxes = [
-                to_original(box, scale=scale, left=left, top=top)
-                for box, _, _ in heatmap_regions(heatmap)
-            ]
-            overlap = any(intersection_over_box(b, truth.xywh) > IOBB_THRESHOLD for b in boxes)  # type: ignore[arg-type]
+            overlap = any(intersection_over_box(b, truth.xywh) > IOBB_THRESHOLD for b in boxes)
             hits.setdefault(finding, []).append((pointed, overlap))
     return [
         LocalizationMetrics(

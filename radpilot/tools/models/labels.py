@@ -20,6 +20,9 @@ NIH_FINDINGS: tuple[str, ...] = (
     "Hernia",
 )
 
+# The 8 findings that NIH radiologists drew boxes for: the detector's classes, in its order.
+BOX_FINDINGS: tuple[str, ...] = NIH_FINDINGS[:8]
+
 # The NIH box annotations spell one class differently from the image labels.
 BOX_LABEL_TO_FINDING = {"Infiltrate": "Infiltration"}
 
