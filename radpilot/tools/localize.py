@@ -1,10 +1,10 @@
 """`localize_finding`: where in the image the evidence for a finding lies.
 
 For the findings where the shipped box detector beat Grad-CAM on the validation patients (its
-`localizes` list), its boxes; otherwise the Grad-CAM heatmap of the findings model, thresholded
-at half its peak, each connected region a box. Boxes are x, y, w, h in original image pixels,
-strongest first. An overlay PNG (boxes, and the heatmap where there is one) is stored as an
-artefact.
+`localizes` list), the detector's boxes; otherwise, or when it boxes nothing, the Grad-CAM
+heatmap of the findings model, thresholded at half its peak, each connected region a box.
+Boxes are x, y, w, h in original image pixels, strongest first. An overlay PNG (boxes, and the
+heatmap where there is one) is stored as an artefact.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from radpilot.tools.classify import (
     status_of,
 )
 from radpilot.tools.imaging import square_crop_box
-from radpilot.tools.models.detector import detector_is_shipped, shipped_detector
+from radpilot.tools.models.detector import Detector, detector_is_shipped, shipped_detector
 from radpilot.tools.models.findings import FindingsModel
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import bundled_card
@@ -165,30 +165,21 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
         probability = float(model.predict_one(pixels)[NIH_FINDINGS.index(inp.finding)])
         detector = shipped_detector(ctx.settings.device)
-        if detector is not None and inp.finding in detector.localizes:
-            regions = [
-                Region(
-                    box=found.box,
-                    peak=(round(found.box[0] + found.box[2] / 2, 1),
-                          round(found.box[1] + found.box[3] / 2, 1)),
-                    heat=found.score,
-                    side=patient_side(found.box[0] + found.box[2] / 2, pixels.shape[1]),
-                )
-                for found in detector.detect(pixels, inp.finding)
-            ]  # fmt: skip
-            heat_on_image = np.zeros(pixels.shape, dtype=np.float32)
+        regions = (
+            detector_regions(detector, pixels, inp.finding)
+            if detector is not None and inp.finding in detector.localizes
+            else []
+        )
+        if detector is not None and regions:
+            heat_on_image = np.zeros(pixels.shape, dtype=np.float32)  # boxes only
             method = "FCOS box detector (starter-detector); peak = the box's centre"
-            models, caveat = (
-                [model.identity, detector.identity],
-                ("Boxes are approximate; a finding the detector did not box may still be present."),
-            )
-        else:
+            models = [model.identity, detector.identity]
+            caveat = "Boxes are approximate; a finding the detector did not box may be present."
+        else:  # Grad-CAM always has a hottest region, so "where?" always gets an answer
             regions, heat_on_image = grad_cam_regions(model, pixels, inp.finding)
             method = "Grad-CAM on the classifier's last convolutional layer"
-            models, caveat = (
-                [model.identity],
-                ("Heatmaps show what drives the model's score, not the finding's exact extent."),
-            )
+            models = [model.identity]
+            caveat = "Heatmaps show what drives the model's score, not the finding's exact extent."
         overlay = render_overlay(pixels, heat_on_image, [r.box for r in regions])
         artefact = ctx.artefacts.save_png(overlay, "overlay")
         return LocalizeOutput(
@@ -204,6 +195,23 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
             models=models,
             limitations=[*study.qc.limitations, caveat, DECISION_SUPPORT],
         )
+
+
+def detector_regions(detector: Detector, pixels: np.ndarray, finding: str) -> list[Region]:
+    """The detector's boxes for the finding; strength is its score, the peak the box centre."""
+    regions = []
+    for found in detector.detect(pixels, finding):
+        x, y, w, h = found.box
+        centre = (round(x + w / 2, 1), round(y + h / 2, 1))
+        regions.append(
+            Region(
+                box=found.box,
+                peak=centre,
+                heat=found.score,
+                side=patient_side(centre[0], pixels.shape[1]),
+            )
+        )
+    return regions
 
 
 def grad_cam_regions(

@@ -119,3 +119,53 @@ def test_cli_saves_the_overlay(data_dir: Path, tmp_path: Path, boxed_record) -> 
     assert result.returncode == 0, result.stderr
     [saved] = list((tmp_path / "out").glob("*.png"))
     assert Image.open(saved).format == "PNG"
+
+
+@pytest.fixture
+def detector():  # type: ignore[no-untyped-def]
+    from radpilot.tools.models.detector import shipped_detector
+
+    found = shipped_detector()
+    if found is None:
+        pytest.skip("this build ships no starter-detector bundle (radpilot models train detector)")
+    return found
+
+
+def test_localize_uses_the_detector_where_it_was_chosen_and_grad_cam_elsewhere(
+    data_dir: Path, context: ToolContext, boxed_record, detector
+) -> None:  # type: ignore[no-untyped-def]
+    study = context.studies.ingest_file(data_dir / boxed_record.image)
+    registry = default_registry()
+    for finding in detector.localizes:
+        result = registry.run(
+            "localize_finding", {"study_id": study.id, "finding": finding}, context
+        )
+        assert result.ok and result.output is not None
+        output = result.output
+        if not detector.detect(context.studies.pixels(study.id), finding):
+            continue  # nothing boxed: Grad-CAM answers instead (checked below)
+        assert output["method"].startswith("FCOS box detector")
+        assert "starter-detector" in [m["name"] for m in output["models"]]
+        for region in output["regions"]:
+            x, y, w, h = region["box"]
+            assert -1 <= x < x + w <= study.width + 1 and -1 <= y < y + h <= study.height + 1
+            assert 0 <= region["heat"] <= 1
+    elsewhere = next(f for f in NIH_FINDINGS if f not in detector.localizes)
+    result = registry.run("localize_finding", {"study_id": study.id, "finding": elsewhere}, context)
+    assert result.output is not None and result.output["method"].startswith("Grad-CAM")
+    assert result.output["regions"]
+
+
+def test_evaluate_detector_puts_both_localizers_side_by_side(data_dir: Path, detector) -> None:  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        [sys.executable, "-m", "radpilot.app.cli", "models", "evaluate", "starter-detector",
+         "--data", str(data_dir), "--limit", "20", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads(result.stdout)
+    assert 0 < evaluation["images"] <= 20
+    detected = {m["finding"]: m for m in evaluation["detector"]}
+    assert detected.keys() == {m["finding"] for m in evaluation["grad_cam"]}
+    for m in [*evaluation["detector"], *evaluation["grad_cam"]]:
+        assert m["boxes"] > 0 and 0 <= m["t_iobb_0_1"] <= 1 and 0 <= m["pointing_game"] <= 1
