@@ -44,7 +44,7 @@ def evidence_values_html(evidence: Any) -> str:
     if isinstance(values.get("regions"), list):
         items = "".join(
             f"<li>box {', '.join(f'{v:.0f}' for v in r['box'])} px · patient's "
-            f"{html.escape(str(r['side']))} · heat {r['heat']:.2f}</li>"
+            f"{html.escape(str(r['side']))} · strength {r['heat']:.2f}</li>"
             for r in values["regions"]
         )
         return (f"<p>{html.escape(str(values.get('finding')))}: probability "
