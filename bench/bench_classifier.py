@@ -1,10 +1,13 @@
-"""Classifier latency and tool-layer overhead, measured side by side in one run.
+"""Classifier latency, tool-layer overhead and cross-request batching, side by side in one run.
 
 Prints warm single-image latency (p50/p95) of the starter classifier through the
 `classify_findings` tool and as a bare `model(batch)` call on the same images, and the ratio of
-their throughputs (target >= 0.9; warm tool latency target < 150 ms on 2 CPU cores).
+their throughputs (target >= 0.9; warm tool latency target < 150 ms on 2 CPU cores). Then the
+micro-batcher on its own: `--clients` threads each sending single-image requests
+(`predict_one`, as concurrent sessions do) to a model with batching off and to one with the
+default wait, alternating rounds, and the ratio of their throughputs (the batch gain).
 
-    python bench/bench_classifier.py [--images 30]
+    python bench/bench_classifier.py [--images 30] [--clients 16] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -15,18 +18,59 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import Target, dev_images, percentile, write_results
 
 TARGETS = [
     Target("tool_p50_ms", "<", 150, "ms"),
     Target("throughput_ratio_tool_vs_bare", ">=", 0.9),
+    Target("concurrent.batch_gain", ">", 1.0),
 ]
+
+
+def concurrent_throughput(model: Any, prepared: list[Any], clients: int) -> float:
+    """Images per second when `clients` threads each classify every image one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def client(_: int) -> None:
+        for pixels in prepared:
+            model.predict_one(pixels)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(client, range(clients)))
+    return clients * len(prepared) / (time.perf_counter() - started)
+
+
+def batching_gain(pixels: list[Any], clients: int, rounds: int) -> dict[str, Any]:
+    """Batching off and on, alternating rounds so that machine noise hits both alike."""
+    from radpilot.tools.models.findings import BATCH_WAIT_S, StarterFindingsModel
+
+    models = {"off": StarterFindingsModel(batch_wait_s=0), "on": StarterFindingsModel()}
+    for model in models.values():
+        model.predict_one(pixels[0])  # warm-up
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for mode, model in models.items():
+            rates[mode].append(concurrent_throughput(model, pixels, clients))
+    sizes = models["on"].batcher.batches
+    return {
+        "clients": clients,
+        "requests_per_mode": clients * len(pixels) * rounds,
+        "batch_wait_ms": BATCH_WAIT_S * 1000,
+        "off_images_per_s": round(statistics.median(rates["off"]), 2),
+        "on_images_per_s": round(statistics.median(rates["on"]), 2),
+        "mean_batch_size_on": round(sum(sizes) / len(sizes), 2) if sizes else None,
+        "batch_gain": round(statistics.median(rates["on"]) / statistics.median(rates["off"]), 3),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     import torch
@@ -56,6 +100,10 @@ def main() -> int:
             with torch.no_grad():
                 model.model(batch)
             bare_ms.append((time.perf_counter() - started) * 1000)
+        print(f"batching: {args.clients} concurrent clients, off and on, {args.rounds} rounds")
+        concurrent = batching_gain(
+            [ctx.studies.pixels(s) for s in studies[:8]], args.clients, args.rounds
+        )
     result = {
         "model": model.identity.name,
         "images": len(studies),
@@ -65,6 +113,7 @@ def main() -> int:
         "bare_p50_ms": round(statistics.median(bare_ms), 1),
         "bare_p95_ms": round(percentile(bare_ms, 0.95), 1),
         "throughput_ratio_tool_vs_bare": round(sum(bare_ms) / sum(tool_ms), 3),
+        "concurrent": concurrent,
     }
     write_results("classifier", result, TARGETS)
     print("| metric | value |\n|---|---|")

@@ -50,7 +50,7 @@ def test_a_failing_item_fails_only_its_own_request() -> None:
 
 def test_a_lone_request_waits_at_most_the_bound() -> None:
     batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=0.01)
-    assert batcher.submit(7) == 49 and batcher.batches == [1]
+    assert batcher.submit(7) == 49 and list(batcher.batches) == [1]
 
 
 def test_a_wrong_batch_size_is_a_failure_not_a_mix_up() -> None:

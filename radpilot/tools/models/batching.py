@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+RECENT_BATCHES = 1000
 
 
 class MicroBatcher(Generic[Item, Result]):
@@ -36,7 +38,9 @@ class MicroBatcher(Generic[Item, Result]):
         self._pending: list[tuple[Item, Future[Result]]] = []
         self._condition = threading.Condition()
         self._leader_active = False
-        self.batches: list[int] = []  # sizes of the batches run (for benchmarks and tests)
+        # Sizes of the latest batches run (for benchmarks and tests); bounded, as a server
+        # runs batches for as long as it lives.
+        self.batches: deque[int] = deque(maxlen=RECENT_BATCHES)
 
     def submit(self, item: Item) -> Result:
         """The result for one item; blocks the calling thread until its batch has run."""
