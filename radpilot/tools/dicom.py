@@ -69,8 +69,17 @@ _REMOVE = (
     "ServiceEpisodeID:X ServiceEpisodeDescription:X AdmissionID:X "
     "IssuerOfAdmissionIDSequence:X PatientInsurancePlanCodeSequence:X "
     "ModifiedAttributesSequence:X OriginalAttributesSequence:X "
-    "DigitalSignaturesSequence:X"
+    "DigitalSignaturesSequence:X RequestedProcedureID:X StudyComments:X "
+    "PlacerOrderNumberImagingServiceRequest:X FillerOrderNumberImagingServiceRequest:X "
+    "ScheduledProcedureStepID:X ScheduledStationName:X ScheduledStationAETitle:X "
+    "PerformedStationAETitle:X OrderEnteredBy:X OrderEntererLocation:X "
+    "OrderCallbackPhoneNumber:X ReasonForTheRequestedProcedure:X"
 )
+# Beyond the table: free-text and identifier elements (text VRs whose keyword ends in ID or
+# Comments, e.g. a site's own order or episode numbers) are removed, as the profile's "other
+# identifying attributes" rule asks; a radiograph needs none of them to be read.
+_FREE_TEXT_VRS = {"LO", "SH", "LT", "ST", "UT"}
+_FREE_TEXT_SUFFIXES = ("ID", "Comments")
 PROFILE_ACTIONS: dict[str, str] = dict(item.split(":") for item in _REMOVE.split())
 
 # UIDs that name a standard (SOP class, transfer syntax), not an instance: never remapped.
@@ -160,6 +169,12 @@ class Deidentifier:
             del dataset[element.tag]  # curves and overlays may carry burned-in text
             return
         action = PROFILE_ACTIONS.get(keyword)
+        if (
+            action is None
+            and element.VR in _FREE_TEXT_VRS
+            and keyword.endswith(_FREE_TEXT_SUFFIXES)
+        ):
+            action = "X"
         if action == "X":
             del dataset[element.tag]
         elif action == "Z" or element.VR == "PN":

@@ -131,3 +131,19 @@ def test_a_folder_is_mirrored_and_bad_files_are_reported(
 def test_output_may_not_overwrite_the_input(tmp_path: Path) -> None:
     source = write(tmp_path / "in.dcm", make_dicom())
     assert main(["deid", str(source), str(source)]) == 2
+
+
+def test_order_numbers_and_comments_outside_the_profile_table_are_removed(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(io.BytesIO(make_dicom()))
+    ds.RequestedProcedureID = "RP-55501"
+    ds.FillerOrderNumberImagingServiceRequest = "FO-55502"
+    ds.StudyComments = "Call Dr Jensen on 555-0199"
+    ds.add_new((0x0040, 0x0009), "SH", "SPS-55503")  # ScheduledProcedureStepID
+    ds.add_new((0x0038, 0x0010), "LO", "AD-55504")  # AdmissionID
+    ds.Manufacturer = "Acme Radiography"  # not identifying: kept
+    ds.save_as(tmp_path / "in.dcm")
+    cleaned_ds = run_deid(tmp_path / "in.dcm", tmp_path / "out.dcm")
+    cleaned = (tmp_path / "out.dcm").read_bytes()
+    for text in ("RP-55501", "FO-55502", "Jensen", "SPS-55503", "AD-55504"):
+        assert text.encode() not in cleaned, f"{text!r} survived de-identification"
+    assert cleaned_ds.Manufacturer == "Acme Radiography"
