@@ -86,3 +86,19 @@ def test_an_untrained_detector_returns_bounded_boxes_in_original_pixels() -> Non
             x, y, w, h = d.box
             assert 19 <= x < x + w <= 181 and -1 <= y < y + h <= 161  # within the centre square
             assert 0 <= d.score <= 1
+
+
+def test_the_shipped_detector_is_verified_and_compared_with_grad_cam() -> None:
+    from pathlib import Path
+
+    from radpilot.tools.models.store import ModelStore, bundled_card, sha256_of
+
+    store = ModelStore(Path("unused"))
+    path = store.path_of("starter-detector")
+    assert path.stat().st_size < 10_000_000
+    assert store.status("starter-detector", verify=True).state == "verified"
+    card = bundled_card("starter-detector")
+    assert card.sha256 == sha256_of(path) and "NIH" in card.licence and card.limitations
+    assert {f"test_t_iobb_{finding}" for finding in BOX_FINDINGS} == set(card.metrics)
+    readme = (path.parent / "README.md").read_text()
+    assert "Grad-CAM T(IoBB>0.1)" in readme and "Wang et al. 2017" in readme
