@@ -3,8 +3,11 @@
 A caller's item waits at most `max_wait_s` (a few milliseconds) for items from other threads
 (other sessions' turns), up to `max_batch`, but only under load (another request arrived
 within `busy_window_s`): a lone user never pays the wait. One of the waiting callers (the
-leader) runs the whole batch and hands every caller its own row. Order is preserved, and if
-the batch fails, each item is retried alone so that a failing item fails only its own request.
+leader) runs the whole batch and hands every caller its own row. One batch runs at a time, and
+the next leader takes its batch only when the model is free, so the requests that arrive while
+a batch runs join the next one (batches grow with the load instead of queueing one by one).
+Order is preserved, and if the batch fails, each item is retried alone so that a failing item
+fails only its own request.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._pending: list[tuple[Item, Future[Result]]] = []
         self._condition = threading.Condition()
         self._leader_active = False
+        self._running = threading.Lock()  # held while a batch runs
         # Sizes of the latest batches run (for benchmarks and tests); bounded, as a server
         # runs batches for as long as it lives.
         self.batches: deque[int] = deque(maxlen=RECENT_BATCHES)
@@ -61,18 +65,20 @@ class MicroBatcher(Generic[Item, Result]):
 
     def _lead(self, wait: bool = True) -> None:
         deadline = time.monotonic() + (self.max_wait_s if wait else 0.0)
-        with self._condition:
-            while len(self._pending) < self.max_batch:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._condition.wait(left)
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            # Whoever is still waiting leads the next batch once this one is taken.
-            self._leader_active = False
-            successor = self._pending[0][1] if self._pending else None
-        self.batches.append(len(batch))
-        self._run(batch)
+        with self._running:  # while the previous batch runs, this one fills up
+            with self._condition:
+                while len(self._pending) < self.max_batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._condition.wait(left)
+                batch = self._pending[: self.max_batch]
+                self._pending = self._pending[self.max_batch :]
+                # Whoever is still waiting leads the next batch once this one is taken.
+                self._leader_active = False
+                successor = self._pending[0][1] if self._pending else None
+            self.batches.append(len(batch))
+            self._run(batch)
         if successor is not None:
             threading.Thread(target=self._lead_next, daemon=True).start()
 
