@@ -121,6 +121,21 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _recipe_overrides(args: argparse.Namespace, *, distill: bool = False) -> dict[str, Any]:
+    """The recipe fields given on the command line (the others keep the recipe's defaults)."""
+    from radpilot.errors import RadpilotError
+
+    if args.distill is not None and not distill:
+        raise RadpilotError("--distill applies to the classifier only")
+    # Before torch loads OpenMP: idle threads sleep instead of spinning, so training on a
+    # machine shared with other jobs slows down in proportion instead of several-fold.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    given = {"epochs": args.epochs, "input_size": args.size, "seed": args.seed}
+    if distill:
+        given["distill_weight"] = args.distill
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.which == "lungs":
         return _train_lungs(args)
@@ -130,16 +145,9 @@ def _train(args: argparse.Namespace) -> int:
     from radpilot.tools.models.store import bundled_dir
     from radpilot.tools.models.train_classifier import ClassifierRecipe, train_classifier
 
-    overrides = {
-        key: value
-        for key, value in {
-            "epochs": args.epochs, "input_size": args.size,
-            "distill_weight": args.distill, "seed": args.seed,
-        }.items()
-        if value is not None
-    }  # fmt: skip
     data = _data_dir(args.data)
-    model, trained = train_classifier(data, ClassifierRecipe(**overrides), progress=_progress)
+    recipe = ClassifierRecipe(**_recipe_overrides(args, distill=True))
+    model, trained = train_classifier(data, recipe, progress=_progress)
     folder = args.out or bundled_dir("starter-classifier")
     evaluation = write_bundle(model, trained, data, folder, progress=_progress)
     print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
@@ -148,28 +156,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_lungs(args: argparse.Namespace) -> int:
-    from radpilot.errors import RadpilotError
     from radpilot.tools.models.lungs import NAME
     from radpilot.tools.models.starter_bundle import write_lung_bundle
     from radpilot.tools.models.store import bundled_dir
     from radpilot.tools.models.train_lungs import LungRecipe, train_lungs
 
-    if args.distill is not None:
-        raise RadpilotError("--distill applies to the classifier only")
-    # Before torch loads OpenMP: idle threads sleep instead of spinning, so training on a
-    # machine shared with other jobs slows down in proportion instead of several-fold.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    overrides = {
-        key: value
-        for key, value in {
-            "epochs": args.epochs,
-            "input_size": args.size,
-            "seed": args.seed,
-        }.items()
-        if value is not None
-    }
+    recipe = LungRecipe(**_recipe_overrides(args))
     data = _data_dir(args.data)
-    model, trained = train_lungs(data, LungRecipe(**overrides), progress=_progress)
+    model, trained = train_lungs(data, recipe, progress=_progress)
     _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
     folder = args.out or bundled_dir(NAME)
     evaluation = write_lung_bundle(model, trained, data, folder, progress=_progress)
@@ -179,25 +173,13 @@ def _train_lungs(args: argparse.Namespace) -> int:
 
 
 def _train_detector(args: argparse.Namespace) -> int:
-    from radpilot.errors import RadpilotError
     from radpilot.tools.models.detector_bundle import write_detector_bundle
     from radpilot.tools.models.store import bundled_dir
     from radpilot.tools.models.train_detector import DetectorRecipe, train_detector
 
-    if args.distill is not None:
-        raise RadpilotError("--distill applies to the classifier only")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_lungs
-    overrides = {
-        key: value
-        for key, value in {
-            "epochs": args.epochs,
-            "input_size": args.size,
-            "seed": args.seed,
-        }.items()
-        if value is not None
-    }
+    recipe = DetectorRecipe(**_recipe_overrides(args))
     data = _data_dir(args.data)
-    model, trained = train_detector(data, DetectorRecipe(**overrides), progress=_progress)
+    model, trained = train_detector(data, recipe, progress=_progress)
     _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
     folder = args.out or bundled_dir("starter-detector")
     evaluation = write_detector_bundle(model, trained, data, folder, progress=_progress)

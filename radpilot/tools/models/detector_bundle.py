@@ -24,7 +24,7 @@ from radpilot.tools.models.evaluate import (
 )
 from radpilot.tools.models.findings import FindingsModel, StarterFindingsModel
 from radpilot.tools.models.labels import BOX_FINDINGS
-from radpilot.tools.models.starter_bundle import DATA_LICENCE, SPLIT_RULE
+from radpilot.tools.models.starter_bundle import DATA_LICENCE, SPLIT_RULE, bundle_header
 from radpilot.tools.models.train_classifier import save_state
 from radpilot.tools.models.train_detector import TrainedDetector, detector_localizer
 
@@ -100,11 +100,7 @@ def write_detector_bundle(
         f"(training patients); {trained.val_images} images for epoch and localizer selection",
     )
     metadata: dict[str, Any] = {
-        "name": weights.name,
-        "version": __version__,
-        "sha256": sha256,
-        "labels": weights.labels,
-        "input": {**weights.input.model_dump(), "size": trained.recipe.input_size},
+        **bundle_header(weights, sha256, trained.recipe.input_size),
         "head_convs": trained.recipe.head_convs,
         "localizes": trained.localizes,
         "training": trained.model_dump(mode="json"),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from radpilot import __version__
 from radpilot.tools.base import ModelCard
-from radpilot.tools.models.catalog import CATALOG
+from radpilot.tools.models.catalog import CATALOG, KnownWeights
 from radpilot.tools.models.devdata import TRAIN_PERCENT, VAL_PERCENT, read_nih, records_in
 from radpilot.tools.models.evaluate import Evaluation, evaluate_findings_model
 from radpilot.tools.models.train_classifier import TrainedClassifier, save_state
@@ -41,6 +41,17 @@ DATA_LICENCE = (
 )
 
 
+def bundle_header(weights: KnownWeights, sha256: str, input_size: int) -> dict[str, Any]:
+    """The `metadata.json` fields every starter bundle starts with (the loaders read them)."""
+    return {
+        "name": weights.name,
+        "version": __version__,
+        "sha256": sha256,
+        "labels": weights.labels,
+        "input": {**weights.input.model_dump(), "size": input_size},
+    }
+
+
 def write_bundle(
     model: Any,
     trained: TrainedClassifier,
@@ -67,11 +78,7 @@ def write_bundle(
         f"{trained.val_images} for epoch, threshold and temperature selection",
     )
     metadata: dict[str, Any] = {
-        "name": weights.name,
-        "version": __version__,
-        "sha256": sha256,
-        "labels": weights.labels,
-        "input": {**weights.input.model_dump(), "size": trained.recipe.input_size},
+        **bundle_header(weights, sha256, trained.recipe.input_size),
         "temperature": trained.temperature,
         "thresholds": trained.thresholds,
         "training": trained.model_dump(mode="json"),
@@ -224,11 +231,7 @@ def save_lung_model(
         "for epoch selection (COVID-19 image data collection, V7 Labs lung masks)",
     )
     metadata: dict[str, Any] = {
-        "name": weights.name,
-        "version": __version__,
-        "sha256": sha256,
-        "labels": weights.labels,
-        "input": {**weights.input.model_dump(), "size": trained.recipe.input_size},
+        **bundle_header(weights, sha256, trained.recipe.input_size),
         "network": trained.recipe.network.model_dump(mode="json"),
         "threshold": 0.5,
         "postprocessing": "letterbox to the input size and back; keep the two largest "
