@@ -24,7 +24,12 @@ from radpilot.tools.models.evaluate import (
 )
 from radpilot.tools.models.findings import FindingsModel, StarterFindingsModel
 from radpilot.tools.models.labels import BOX_FINDINGS
-from radpilot.tools.models.starter_bundle import DATA_LICENCE, SPLIT_RULE, bundle_header
+from radpilot.tools.models.starter_bundle import (
+    DATA_LICENCE,
+    SPLIT_RULE,
+    bundle_header,
+    card_opening,
+)
 from radpilot.tools.models.train_classifier import save_state
 from radpilot.tools.models.train_detector import TrainedDetector, detector_localizer
 
@@ -149,21 +154,11 @@ def render_detector_card(metadata: dict[str, Any]) -> str:
     evaluation = DetectorEvaluation.model_validate(metadata["evaluation"])
     history = ", ".join(f"{e['val_mean_t_iobb']:.3f}" for e in training["history"])
     lines = [
-        f"# Model card: {card['name']} {card['version']}",
-        "",
-        "> **Not for diagnosis.** Decision support: boxes show where to look.",
-        "",
-        f"**Architecture**: {card['architecture']}. **Source**: {card['source']}.",
-        f"**sha256** of `model.safetensors` (fp16, run in fp32): `{card['sha256']}`.",
-        "",
-        f"**Intended use**: {card['intended_use']}",
-        "",
-        "## Limitations",
-        *[f"- {item}" for item in card["limitations"]],
-        "",
-        "## Data and licences",
-        card["licence"],
-        "",
+        *card_opening(
+            card,
+            "fp16, run in fp32",
+            "> **Not for diagnosis.** Decision support: boxes show where to look.",
+        ),
         f"Split {metadata['split']}. Training: {card['training_data']}. Test: "
         f"{evaluation.images} images of {evaluation.patients} patients never used in training "
         "or selection (neither by this detector nor by the classifier it starts from).",

@@ -115,13 +115,15 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def render_card(metadata: dict[str, Any]) -> str:
-    card, evaluation, training = metadata["card"], metadata["evaluation"], metadata["training"]
-    lines = [
+def card_opening(card: dict[str, Any], precision: str, notice: str = "") -> list[str]:
+    """A model card's first sections, the same for every starter: title, an optional notice,
+    identity, intended use, limitations, data and licences."""
+    return [
         f"# Model card: {card['name']} {card['version']}",
         "",
+        *([notice, ""] if notice else []),
         f"**Architecture**: {card['architecture']}. **Source**: {card['source']}.",
-        f"**sha256** of `model.safetensors` (fp16): `{card['sha256']}`.",
+        f"**sha256** of `model.safetensors` ({precision}): `{card['sha256']}`.",
         "",
         f"**Intended use**: {card['intended_use']}",
         "",
@@ -131,6 +133,13 @@ def render_card(metadata: dict[str, Any]) -> str:
         "## Data and licences",
         card["licence"],
         "",
+    ]
+
+
+def render_card(metadata: dict[str, Any]) -> str:
+    card, evaluation, training = metadata["card"], metadata["evaluation"], metadata["training"]
+    lines = [
+        *card_opening(card, "fp16"),
         f"Split {metadata['split']}. Training: {card['training_data']}. Test: "
         f"{evaluation['images']} images of {evaluation['patients']} patients never used in "
         "training or selection.",
