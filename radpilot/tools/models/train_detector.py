@@ -10,6 +10,7 @@ T(IoBB>0.1). The test patients are used once, for the model card.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +134,14 @@ def detector_localizer(detector: Detector) -> Localizer:
     return localize
 
 
+def detector_wins(
+    detector: list[LocalizationMetrics], grad_cam: list[LocalizationMetrics]
+) -> list[str]:
+    """The findings where the detector's T(IoBB>0.1) beats Grad-CAM's (ties go to Grad-CAM)."""
+    cam = {m.finding: m.t_iobb_0_1 for m in grad_cam}
+    return [m.finding for m in detector if m.t_iobb_0_1 > cam.get(m.finding, 0.0)]
+
+
 def mean_t_iobb(metrics: list[LocalizationMetrics]) -> float:
     return float(np.mean([m.t_iobb_0_1 for m in metrics])) if metrics else 0.0
 
@@ -158,10 +167,15 @@ def train_detector(
     val_pixels = load_pixels(val, data_dir)
 
     classifier = StarterFindingsModel()
-    model = build_fcos(recipe.input_size, classifier.model, head_convs=recipe.head_convs)
-    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.stem")
-                or n.startswith("backbone.blocks")]  # fmt: skip
-    others = [p for n, p in model.named_parameters() if not any(p is b for b in backbone)]
+    # A copy: training changes the backbone in place, and Grad-CAM below must see the
+    # classifier as shipped.
+    backbone_start = copy.deepcopy(classifier.model)
+    model = build_fcos(recipe.input_size, backbone_start, head_convs=recipe.head_convs)
+    backbone: list[Any] = []
+    others: list[Any] = []
+    for name, parameter in model.named_parameters():
+        in_backbone = name.startswith(("backbone.stem", "backbone.blocks"))
+        (backbone if in_backbone else others).append(parameter)
     optimiser = torch.optim.AdamW(
         [{"params": backbone, "lr": recipe.backbone_learning_rate},
          {"params": others, "lr": recipe.learning_rate}],
@@ -221,8 +235,7 @@ def train_detector(
     grad_cam = evaluate_localization(
         grad_cam_localizer(classifier), list(BOX_FINDINGS), val, val_pixels
     )
-    cam_by_finding = {m.finding: m.t_iobb_0_1 for m in grad_cam}
-    localizes = [m.finding for m in best_metrics if m.t_iobb_0_1 > cam_by_finding.get(m.finding, 0)]
+    localizes = detector_wins(best_metrics, grad_cam)
     return model, TrainedDetector(
         recipe=recipe,
         best_epoch=best_epoch,
