@@ -136,6 +136,27 @@ def _recipe_overrides(args: argparse.Namespace, *, distill: bool = False) -> dic
     return {key: value for key, value in given.items() if value is not None}
 
 
+def _write_bundle(
+    write: Any, model: Any, trained: Any, data: Path, folder: Path, exclude: set[str] | None = None
+) -> int:
+    """Package a trained starter (weights, metadata, model card with held-out figures) and
+    print its evaluation."""
+    evaluation = write(model, trained, data, folder, progress=_progress)
+    print(json.dumps(evaluation.model_dump(mode="json", exclude=exclude), indent=2))
+    _progress(f"bundle written to {folder}")
+    return 0
+
+
+def _nih_records(args: argparse.Namespace) -> list[Any]:
+    """The NIH records of `--data` in `--split`, the first `--limit` of them."""
+    from radpilot.tools.models.devdata import read_nih, records_in
+
+    records = read_nih(args.data)
+    if args.split != "all":
+        records = records_in(records, args.split)
+    return records[: args.limit] if args.limit else records
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.which == "lungs":
         return _train_lungs(args)
@@ -149,10 +170,7 @@ def _train(args: argparse.Namespace) -> int:
     recipe = ClassifierRecipe(**_recipe_overrides(args, distill=True))
     model, trained = train_classifier(data, recipe, progress=_progress)
     folder = args.out or bundled_dir("starter-classifier")
-    evaluation = write_bundle(model, trained, data, folder, progress=_progress)
-    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
-    _progress(f"bundle written to {folder}")
-    return 0
+    return _write_bundle(write_bundle, model, trained, data, folder)
 
 
 def _train_lungs(args: argparse.Namespace) -> int:
@@ -166,10 +184,7 @@ def _train_lungs(args: argparse.Namespace) -> int:
     model, trained = train_lungs(data, recipe, progress=_progress)
     _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
     folder = args.out or bundled_dir(NAME)
-    evaluation = write_lung_bundle(model, trained, data, folder, progress=_progress)
-    print(json.dumps(evaluation.model_dump(mode="json", exclude={"per_image"}), indent=2))
-    _progress(f"bundle written to {folder}")
-    return 0
+    return _write_bundle(write_lung_bundle, model, trained, data, folder, exclude={"per_image"})
 
 
 def _train_detector(args: argparse.Namespace) -> int:
@@ -182,22 +197,15 @@ def _train_detector(args: argparse.Namespace) -> int:
     model, trained = train_detector(data, recipe, progress=_progress)
     _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
     folder = args.out or bundled_dir("starter-detector")
-    evaluation = write_detector_bundle(model, trained, data, folder, progress=_progress)
-    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
-    _progress(f"bundle written to {folder}")
-    return 0
+    return _write_bundle(write_detector_bundle, model, trained, data, folder)
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
     from radpilot.tools.models.detector import StarterDetector
     from radpilot.tools.models.detector_bundle import evaluate_detector, localization_table
-    from radpilot.tools.models.devdata import read_nih, records_in
     from radpilot.tools.models.findings import StarterFindingsModel
 
-    records = read_nih(args.data)
-    if args.split != "all":
-        records = records_in(records, args.split)
-    records = records[: args.limit] if args.limit else records
+    records = _nih_records(args)
     evaluation = evaluate_detector(
         StarterDetector(), StarterFindingsModel(), records, args.data, progress=_progress
     )
@@ -259,7 +267,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.name == "starter-detector":
         return _evaluate_detector(args)
     from radpilot.errors import RadpilotError
-    from radpilot.tools.models.devdata import read_nih, records_in
     from radpilot.tools.models.evaluate import evaluate_findings_model
     from radpilot.tools.models.findings import StarterFindingsModel, XrvFindingsModel
     from radpilot.tools.models.store import known
@@ -271,10 +278,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         model = XrvFindingsModel(args.name, _store())
     else:
         raise RadpilotError(f"{args.name} is not a findings classifier")
-    records = read_nih(args.data)
-    if args.split != "all":
-        records = records_in(records, args.split)
-    records = records[: args.limit] if args.limit else records
+    records = _nih_records(args)
     evaluation = evaluate_findings_model(
         model, records, args.data, localization=not args.no_localization, progress=_progress
     )

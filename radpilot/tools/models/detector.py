@@ -96,7 +96,7 @@ class Detector:
     image pixels."""
 
     def __init__(self, model: Any, input_size: int, device: str = "cpu") -> None:
-        self.model = model
+        self.model = model.eval()  # once: torchvision's FCOS returns losses in train mode
         self.input_size = input_size
         self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
@@ -110,7 +110,6 @@ class Detector:
 
         batch = torch.from_numpy(to_model_input(pixels, size=self.input_size, scale=1.0))
         with self._lock, torch.no_grad():
-            self.model.eval()
             output = self.model([batch.to(self.device)])[0]
         top, left, side = square_crop_box(*pixels.shape)
         return boxes_by_finding(output, scale=side / self.input_size, left=left, top=top)
@@ -130,7 +129,7 @@ class StarterDetector(Detector):
         model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         )
-        super().__init__(model.to(device).eval(), int(metadata["input"]["size"]), device)
+        super().__init__(model.to(device), int(metadata["input"]["size"]), device)
         self.localizes: list[str] = list(metadata["localizes"])
         self.card = ModelCard.model_validate(metadata["card"])
         self.identity = ModelIdentity(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,10 @@ class TrainedDetector(BaseModel):
     wall_seconds: float
 
 
-class Sample(BaseModel):
+@dataclass(frozen=True)
+class Sample:
     """One training image at the model's input size, and its boxes (x1, y1, x2, y2, label)."""
 
-    model_config = {"arbitrary_types_allowed": True}
     image: np.ndarray
     boxes: list[tuple[float, float, float, float, int]]
 
@@ -206,9 +207,8 @@ def train_detector(
             optimiser.step()
             schedule.step()
             losses.append(float(loss.detach()))
-        model.eval()
         metrics = evaluate_localization(
-            detector_localizer(Detector(model, recipe.input_size)),
+            detector_localizer(Detector(model, recipe.input_size)),  # in eval mode
             list(BOX_FINDINGS),
             val,
             val_pixels,
