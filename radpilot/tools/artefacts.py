@@ -11,13 +11,18 @@ from radpilot.tools.base import Artefact
 from radpilot.tools.studies import is_store_id, write_atomically
 
 
+def png_name(artefact_id: str) -> str:
+    """The file a PNG artefact is stored in, relative to the store."""
+    return f"{artefact_id}.png"
+
+
 class ArtefactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def save_png(self, data: bytes, kind: Literal["overlay", "mask", "plot", "other"]) -> Artefact:
         artefact_id = "ar_" + secrets.token_urlsafe(16)
-        relative = f"{artefact_id}.png"
+        relative = png_name(artefact_id)
         write_atomically(self.root / relative, data)
         return Artefact(id=artefact_id, kind=kind, media_type="image/png", path=relative)
 
@@ -32,4 +37,4 @@ class ArtefactStore:
         a malformed id is refused, so no id can name a file outside the store."""
         if not is_store_id(artefact_id):
             raise RadpilotError(f"unknown artefact {artefact_id!r}", code="unknown_artefact")
-        (self.root / f"{artefact_id}.png").unlink(missing_ok=True)  # as `save_png` names it
+        (self.root / png_name(artefact_id)).unlink(missing_ok=True)

@@ -28,8 +28,7 @@ BATCH_WAIT_S = 0.005  # how long a request waits for others to share its forward
 # Images per shared forward pass. On CPU, batches beyond a few images lose throughput (the
 # starter at 288 px on 2 cores: 18 img/s at batch 1, 22 at 2, 21 at 4, 15 at 8, 12 at 16); a
 # GPU gains from larger ones.
-MAX_BATCH = {"cpu": 4}
-MAX_BATCH_ACCELERATOR = 16
+CPU_MAX_BATCH, ACCELERATOR_MAX_BATCH = 4, 16
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
 CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
 
@@ -45,9 +44,10 @@ class FindingsModel(ABC):
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
         # Concurrent sessions' single-image requests share one forward pass; a wait of zero
         # or less turns batching off, so every request runs alone and never waits.
+        largest = CPU_MAX_BATCH if device == "cpu" else ACCELERATOR_MAX_BATCH
         self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
             self._predict_prepared,
-            max_batch=MAX_BATCH.get(device, MAX_BATCH_ACCELERATOR) if batch_wait_s > 0 else 1,
+            max_batch=largest if batch_wait_s > 0 else 1,
             max_wait_s=max(batch_wait_s, 0.0),
         )
 
