@@ -8,7 +8,6 @@ between the lungs: what a reader measures for the cardiothoracic ratio, not the 
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radpilot.errors import RadpilotError
+from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore
 
@@ -146,9 +146,7 @@ def mask_png(mask: np.ndarray) -> bytes:
     """A 1-bit PNG (compressed): 255 inside the structure."""
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(bool)).convert("1").save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return png_bytes(Image.fromarray(mask.astype(bool)).convert("1"))
 
 
 class AnatomyCache:

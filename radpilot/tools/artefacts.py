@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.base import Artefact
 from radpilot.tools.studies import is_store_id, write_atomically
+
+# zlib level 3: Pillow's `optimize=True` took 850 ms to encode a 1024 px overlay on 2 cores (the
+# largest part of a localization) to save a fifth of the bytes; level 3 takes about 30 ms.
+PNG_COMPRESS_LEVEL = 3
+
+
+def png_bytes(image: Any) -> bytes:
+    """A Pillow image encoded as PNG, quickly (artefacts are written on every turn)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
 
 
 def png_name(artefact_id: str) -> str:

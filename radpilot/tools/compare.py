@@ -16,13 +16,13 @@
 
 from __future__ import annotations
 
-import io
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from radpilot.errors import RadpilotError
+from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ModelCard, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT, FindingsModelTool, status_of
 from radpilot.tools.imaging import Study
@@ -188,11 +188,7 @@ def side_by_side(prior: np.ndarray, current: np.ndarray, registration: Registrat
     grey = [np.stack([p] * 3, axis=-1) for p in (moved, fixed)]
     heat = np.stack([difference, difference * 0.4, np.zeros_like(difference)], axis=-1)
     canvas = np.concatenate([*grey, heat], axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8), mode="RGB").save(
-        buffer, format="PNG", optimize=True
-    )
-    return buffer.getvalue()
+    return png_bytes(Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8), mode="RGB"))
 
 
 # Measured with `radpilot models evaluate temporal --data ../shared/data/cxr` (31 test-split

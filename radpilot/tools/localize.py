@@ -9,12 +9,11 @@ heatmap where there is one) is stored as an artefact.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from radpilot.errors import RadpilotError
+from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ModelCard, ModelIdentity, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import (
     DECISION_SUPPORT,
@@ -128,9 +127,7 @@ def render_overlay(
     line = max(2, round(max(image.size) / 256))
     for x, y, w, h in boxes:
         draw.rectangle([x, y, x + w, y + h], outline=(0, 255, 255), width=line)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return png_bytes(image)
 
 
 def heatmap_on_original(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

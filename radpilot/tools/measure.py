@@ -13,10 +13,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from radpilot.tools.anatomy import Span, cardiothoracic
+from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT
 from radpilot.tools.imaging import Study
-from radpilot.tools.segment import AnatomyTool, Area, area_of, named_masks, png, tinted
+from radpilot.tools.segment import AnatomyTool, Area, area_of, named_masks, tinted
 
 CTR_THRESHOLD_PA = 0.5  # the usual upper limit of normal on a PA film
 
@@ -69,7 +70,7 @@ def draw_lines(
     width = max(2, round(max(image.size) / 256))
     for span, colour in ((thorax, (255, 255, 0)), (heart, (255, 0, 255))):
         draw.line([(span.x_start, span.y), (span.x_end, span.y)], fill=colour, width=width)
-    return png(image)
+    return png_bytes(image)
 
 
 def method_notes(view: str, heart_method: str, has_spacing: bool) -> list[str]:

@@ -10,7 +10,6 @@ gave the pixel spacing.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.anatomy import PSPNET_METHOD, Anatomy, anatomy_of, mask_png
+from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import (
     InputT,
     ModelCard,
@@ -85,15 +85,9 @@ def tinted(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> Any:
     return Image.fromarray(rgb.astype(np.uint8), mode="RGB")
 
 
-def png(image: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
-
-
 def overlay(pixels: np.ndarray, masks: dict[str, np.ndarray]) -> bytes:
     """The structures tinted over the greyscale image, as PNG."""
-    return png(tinted(pixels, masks))
+    return png_bytes(tinted(pixels, masks))
 
 
 def named_masks(anatomy: Anatomy) -> dict[str, np.ndarray]:

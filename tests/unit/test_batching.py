@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,8 +34,13 @@ def run_concurrently(batcher: MicroBatcher[int, int], items: list[int]) -> list[
         return list(pool.map(one, items))
 
 
+def square_all_slowly(items: Sequence[int]) -> list[int]:
+    time.sleep(0.02)  # as a forward pass takes time (and frees the GIL), requests overlap
+    return square_all(items)
+
+
 def test_concurrent_requests_share_batches_and_keep_their_own_results() -> None:
-    batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=0.05)
+    batcher = MicroBatcher(square_all_slowly, max_batch=8, max_wait_s=0.05)
     items = list(range(20))
     assert run_concurrently(batcher, items) == [i * i for i in items]
     assert sum(batcher.batches) == 20 and max(batcher.batches) > 1
@@ -51,6 +57,15 @@ def test_a_failing_item_fails_only_its_own_request() -> None:
 def test_a_lone_request_waits_at_most_the_bound() -> None:
     batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=0.01)
     assert batcher.submit(7) == 49 and list(batcher.batches) == [1]
+
+
+def test_a_user_asking_in_quick_succession_never_waits() -> None:
+    # With nobody else in flight there is nothing to wait for: a wait of 5 s per request would
+    # make these 3 back-to-back requests take 15 s.
+    batcher = MicroBatcher(square_all, max_batch=8, max_wait_s=5.0)
+    started = time.monotonic()
+    assert [batcher.submit(i) for i in (1, 2, 3)] == [1, 4, 9]
+    assert time.monotonic() - started < 5.0 and list(batcher.batches) == [1, 1, 1]
 
 
 def test_a_wrong_batch_size_is_a_failure_not_a_mix_up() -> None:
