@@ -45,7 +45,8 @@ def concurrent_throughput(model: Any, prepared: list[Any], clients: int) -> floa
 
 def batching_gain(pixels: list[Any], clients: int, rounds: int) -> dict[str, Any]:
     """Batching off and on, alternating rounds so that machine noise hits both alike."""
-    from radpilot.tools.models.findings import BATCH_WAIT_S, StarterFindingsModel
+    from radpilot.tools.models.batching import BATCH_WAIT_S
+    from radpilot.tools.models.findings import StarterFindingsModel
 
     models = {"off": StarterFindingsModel(batch_wait_s=0), "on": StarterFindingsModel()}
     for model in models.values():

@@ -22,7 +22,7 @@ from radpilot.tools.classify import (
     status_of,
 )
 from radpilot.tools.imaging import square_crop_box
-from radpilot.tools.models.detector import Detector, detector_is_shipped, shipped_detector
+from radpilot.tools.models.detector import Detector, detector_is_shipped
 from radpilot.tools.models.findings import FindingsModel
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import bundled_card
@@ -161,7 +161,7 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
         if inp.finding not in model.covered:
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
         probability = float(model.predict_one(pixels)[NIH_FINDINGS.index(inp.finding)])
-        detector = shipped_detector(ctx.settings.device)
+        detector = ctx.models.detector()
         regions = (
             detector_regions(detector, pixels, inp.finding)
             if detector is not None and inp.finding in detector.localizes

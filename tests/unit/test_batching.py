@@ -101,3 +101,26 @@ def test_the_hub_hands_its_batch_wait_to_the_model_it_builds(tmp_path: Path) -> 
 
     model = ModelHub(ModelStore(tmp_path), batch_wait_s=0.0).findings_model()
     assert model.batcher.max_batch == 1 and model.batcher.max_wait_s == 0.0
+
+
+def test_the_detector_gives_the_same_boxes_batched_or_not() -> None:
+    import torch
+
+    from radpilot.tools.models.detector import Detector, build_fcos
+
+    torch.manual_seed(0)
+    model = build_fcos(128)
+    alone = Detector(model, input_size=128, batch_wait_s=0.0)
+    batched = Detector(model, input_size=128, batch_wait_s=0.05)
+    rng = np.random.default_rng(0)
+    images = [rng.random((160, 200)).astype(np.float32) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=len(images)) as pool:
+        together = list(pool.map(batched.detect_all, images))
+    for image, found in zip(images, together, strict=True):
+        expected = alone.detect_all(image)
+        assert found.keys() == expected.keys()
+        for finding, boxes in found.items():
+            assert [b.box for b in boxes] == [b.box for b in expected[finding]]
+            assert np.allclose([b.score for b in boxes], [b.score for b in expected[finding]])
+    assert alone.batcher.max_batch == 1 and sum(batched.batcher.batches) == len(images)
+    assert max(batched.batcher.batches) > 1  # some shared a forward pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from radpilot.shared import process_wide
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import square_crop_box, to_model_input
+from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.labels import BOX_FINDINGS
 from radpilot.tools.models.store import bundled_dir
 
@@ -95,31 +97,44 @@ class Detector:
     """A box detector over the classifier's input convention: boxes per finding, in original
     image pixels."""
 
-    def __init__(self, model: Any, input_size: int, device: str = "cpu") -> None:
+    def __init__(
+        self, model: Any, input_size: int, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
+    ) -> None:
         self.model = model.eval()  # once: torchvision's FCOS returns losses in train mode
         self.input_size = input_size
         self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
+        # Concurrent sessions' localizations share one forward pass, as the classifier's do.
+        self.batcher: MicroBatcher[np.ndarray, dict[str, Any]] = model_batcher(
+            self._detect_prepared, device, batch_wait_s
+        )
 
     def detect(self, pixels: np.ndarray, finding: str) -> list[DetectedBox]:
         """The strongest boxes for `finding` (at most `MAX_DETECTIONS`), in original pixels."""
         return self.detect_all(pixels).get(finding, [])
 
     def detect_all(self, pixels: np.ndarray) -> dict[str, list[DetectedBox]]:
-        import torch
-
-        batch = torch.from_numpy(to_model_input(pixels, size=self.input_size, scale=1.0))
-        with self._lock, torch.no_grad():
-            output = self.model([batch.to(self.device)])[0]
+        """Every finding's boxes (micro-batched with other sessions' concurrent requests; the
+        input is prepared in the caller's thread)."""
+        output = self.batcher.submit(to_model_input(pixels, size=self.input_size, scale=1.0))
         top, left, side = square_crop_box(*pixels.shape)
         return boxes_by_finding(output, scale=side / self.input_size, left=left, top=top)
+
+    def _detect_prepared(self, prepared: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        import torch
+
+        images = [torch.from_numpy(p).to(self.device) for p in prepared]
+        with self._lock, torch.no_grad():
+            return list(self.model(images))
 
 
 class StarterDetector(Detector):
     """The shipped bundle (`starter/starter-detector/`): weights, metadata and model card.
     `localizes` lists the findings for which it beat Grad-CAM on the validation patients."""
 
-    def __init__(self, folder: Path | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, folder: Path | None = None, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
+    ) -> None:
         from safetensors.torch import load_file
 
         folder = folder or bundled_dir("starter-detector")
@@ -129,7 +144,7 @@ class StarterDetector(Detector):
         model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         )
-        super().__init__(model.to(device), int(metadata["input"]["size"]), device)
+        super().__init__(model.to(device), int(metadata["input"]["size"]), device, batch_wait_s)
         self.localizes: list[str] = list(metadata["localizes"])
         self.card = ModelCard.model_validate(metadata["card"])
         self.identity = ModelIdentity(
@@ -142,9 +157,13 @@ def detector_is_shipped() -> bool:
 
 
 @process_wide
-def shipped_detector(device: str = "cpu") -> StarterDetector | None:
+def shipped_detector(
+    device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
+) -> StarterDetector | None:
     """The packaged detector, loaded once per process; None where a build has no bundle."""
-    return StarterDetector(device=device) if detector_is_shipped() else None
+    return (
+        StarterDetector(device=device, batch_wait_s=batch_wait_s) if detector_is_shipped() else None
+    )
 
 
 def boxes_by_finding(

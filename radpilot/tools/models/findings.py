@@ -19,16 +19,12 @@ import numpy as np
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
-from radpilot.tools.models.batching import MicroBatcher
+from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
+from radpilot.tools.models.detector import StarterDetector, shipped_detector
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
-BATCH_WAIT_S = 0.005  # how long a request waits for others to share its forward pass
-# Images per shared forward pass. On CPU, batches beyond a few images lose throughput (the
-# starter at 288 px on 2 cores: 18 img/s at batch 1, 22 at 2, 21 at 4, 15 at 8, 12 at 16); a
-# GPU gains from larger ones.
-CPU_MAX_BATCH, ACCELERATOR_MAX_BATCH = 4, 16
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
 CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
 
@@ -42,13 +38,9 @@ class FindingsModel(ABC):
     def __init__(self, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S) -> None:
         self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
-        # Concurrent sessions' single-image requests share one forward pass; a wait of zero
-        # or less turns batching off, so every request runs alone and never waits.
-        largest = CPU_MAX_BATCH if device == "cpu" else ACCELERATOR_MAX_BATCH
-        self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            self._predict_prepared,
-            max_batch=largest if batch_wait_s > 0 else 1,
-            max_wait_s=max(batch_wait_s, 0.0),
+        # Concurrent sessions' single-image requests share one forward pass.
+        self.batcher: MicroBatcher[np.ndarray, np.ndarray] = model_batcher(
+            self._predict_prepared, device, batch_wait_s
         )
 
     @property
@@ -250,6 +242,10 @@ class ModelHub:
         self.batch_wait_s = batch_wait_s
         self._findings: FindingsModel | None = None
         self._lock = threading.Lock()
+
+    def detector(self) -> StarterDetector | None:
+        """The shipped box detector on this hub's device; None where a build has no bundle."""
+        return shipped_detector(self.device, self.batch_wait_s)
 
     def findings_model(self) -> FindingsModel:
         with self._lock:
