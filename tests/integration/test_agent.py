@@ -67,6 +67,16 @@ def test_single_finding_question_classifies_and_localizes_when_positive(
     assert_grounded(agent, session)
 
 
+def test_a_turn_is_checkpointed_once_when_it_ends(agent: Agent, images: dict[str, bytes]) -> None:
+    session = session_with(agent, images["effusion"])
+    config = agent._config(session)
+    before = len(list(agent.graph.get_state_history(config)))
+    answer = agent.ask(session, "Is there a pleural effusion?")
+    history = list(agent.graph.get_state_history(config))
+    assert len(history) == before + 1  # not one per node (understand, plan, execute, ...)
+    assert history[0].values["answer"].claims == answer.claims
+
+
 def test_follow_up_reuses_the_ledger(agent: Agent, images: dict[str, bytes]) -> None:
     session = session_with(agent, images["effusion"])
     agent.ask(session, "What do you see?")
