@@ -80,16 +80,18 @@ def main() -> int:
     from radpilot.tools.base import ToolContext
     from radpilot.tools.registry import default_registry
 
-    paths = dev_images(args.images)
+    paths = dev_images(args.images + 1)
     if paths is None:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         ctx = ToolContext.create(Settings(), root=Path(scratch))
         registry = default_registry()
-        studies = [ctx.studies.ingest_file(path).id for path in paths]
+        warm_up, *studies = [ctx.studies.ingest_file(path).id for path in paths]
         model = ctx.models.findings_model()
         inputs = [model.inputs([ctx.studies.pixels(s)]) for s in studies]
-        registry.run("classify_findings", {"study_id": studies[0]}, ctx)  # warm-up
+        # On a study of its own: the tool keeps each study's probabilities, so a measured
+        # study that had been warmed up on would cost nothing.
+        registry.run("classify_findings", {"study_id": warm_up}, ctx)
         with torch.no_grad():
             model.model(inputs[0])
         tool_ms, bare_ms = [], []

@@ -8,8 +8,6 @@ between the lungs: what a reader measures for the cardiothoracic ratio, not the 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +16,7 @@ from radpilot.errors import RadpilotError
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore
+from radpilot.tools.study_cache import StudyCache
 
 # Rows of the both-lungs extent (0 = apex, 1 = lowest row with both lungs) searched for the
 # heart's borders, and only rows where each lung is at least WIDE_ROW of its widest: above lie
@@ -149,56 +148,34 @@ def mask_png(mask: np.ndarray) -> bytes:
     return png_bytes(Image.fromarray(mask.astype(bool)).convert("1"))
 
 
-class AnatomyCache:
-    """Anatomy per study id, least recently used first out: several questions about one
-    image (segment, then measure) cost one segmentation."""
-
-    def __init__(self, capacity: int = CACHED_STUDIES) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, Anatomy] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Anatomy | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return None
-
-    def put(self, key: str, anatomy: Anatomy) -> None:
-        with self._lock:
-            self._items[key] = anatomy
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-
-_cache = AnatomyCache()
+# Several questions about one image (segment, then measure) cost one segmentation.
+_cache: StudyCache[Anatomy] = StudyCache(CACHED_STUDIES)
 
 
 def anatomy_of(study_id: str, pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
     """Lungs (right/left) and heart of one study, computed once per process: from the
     torchxrayvision PSPNet when its weights are installed, else from the starter lung U-Net
     and brightness profiles."""
-    from radpilot.tools.models.pspnet import pspnet_installed, shared_pspnet
+    from radpilot.tools.models.pspnet import pspnet_installed
 
     use_pspnet = pspnet_installed(store)
-    key = f"{study_id}:{'pspnet' if use_pspnet else 'starter'}"
-    cached = _cache.get(key)
-    if cached is not None:
-        return cached
     if use_pspnet:
-        segmenter = shared_pspnet(store.root, device)
-        masks = segmenter.predict(pixels)
-        anatomy = Anatomy(
-            right_lung=masks.pop("Right Lung"), left_lung=masks.pop("Left Lung"),
-            heart=masks.pop("Heart"), heart_method=HEART_FROM_PSPNET, lung_method=PSPNET_METHOD,
-            models=[segmenter.identity], extra={name.lower(): m for name, m in masks.items()},
-        )  # fmt: skip
-    else:
-        anatomy = starter_anatomy(pixels)
-    _cache.put(key, anatomy)
-    return anatomy
+        return _cache.get_or_compute(
+            f"{study_id}:pspnet", lambda: pspnet_anatomy(pixels, store, device)
+        )
+    return _cache.get_or_compute(f"{study_id}:starter", lambda: starter_anatomy(pixels))
+
+
+def pspnet_anatomy(pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
+    from radpilot.tools.models.pspnet import shared_pspnet
+
+    segmenter = shared_pspnet(store.root, device)
+    masks = segmenter.predict(pixels)
+    return Anatomy(
+        right_lung=masks.pop("Right Lung"), left_lung=masks.pop("Left Lung"),
+        heart=masks.pop("Heart"), heart_method=HEART_FROM_PSPNET, lung_method=PSPNET_METHOD,
+        models=[segmenter.identity], extra={name.lower(): m for name, m in masks.items()},
+    )  # fmt: skip
 
 
 def starter_anatomy(pixels: np.ndarray) -> Anatomy:

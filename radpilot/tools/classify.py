@@ -22,6 +22,7 @@ from radpilot.tools.base import (
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import bundled_card
+from radpilot.tools.study_cache import StudyCache
 
 if TYPE_CHECKING:
     from radpilot.tools.models.findings import FindingsModel
@@ -31,6 +32,9 @@ Status = Literal["present", "absent", "uncertain"]
 # percentage points around 0.5): too close to the decision boundary to call either way.
 UNCERTAIN_LOGITS = 0.4
 DECISION_SUPPORT = "Decision support, not a diagnosis: a clinician must confirm every finding."
+# Each study's probabilities, so that localizing after classifying (and asking again) reuses
+# them: 14 floats a study, so many studies fit.
+_probabilities: StudyCache[np.ndarray] = StudyCache(capacity=1024)
 
 
 class FindingProbability(BaseModel):
@@ -100,6 +104,18 @@ class FindingsModelTool(Tool[InputT, OutputT]):
         require_analysable(study)
         return study, ctx.models.findings_model(), ctx.studies.pixels(study.id)
 
+    @staticmethod
+    def probabilities(study: Study, model: FindingsModel, pixels: np.ndarray) -> np.ndarray:
+        """The model's probabilities for the study (in `NIH_FINDINGS` order), computed once
+        per process and study."""
+
+        def compute() -> np.ndarray:
+            values = np.array(model.predict_one(pixels))
+            values.setflags(write=False)  # shared by every later call for the study
+            return values
+
+        return _probabilities.get_or_compute(f"{study.id}:{model.identity.sha256}", compute)
+
 
 class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
     name = "classify_findings"
@@ -114,7 +130,7 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
 
     def run(self, inp: ClassifyInput, ctx: ToolContext) -> ClassifyOutput:
         study, model, pixels = self.analysable(ctx, inp.study_id)
-        probabilities = model.predict_one(pixels)
+        probabilities = self.probabilities(study, model, pixels)
         wanted = inp.findings or list(NIH_FINDINGS)
         not_covered = [f for f in wanted if f not in model.covered]
         results = []

@@ -160,7 +160,8 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
         study, model, pixels = self.analysable(ctx, inp.study_id)
         if inp.finding not in model.covered:
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
-        probability = float(model.predict_one(pixels)[NIH_FINDINGS.index(inp.finding)])
+        probabilities = self.probabilities(study, model, pixels)
+        probability = float(probabilities[NIH_FINDINGS.index(inp.finding)])
         detector = ctx.models.detector()
         regions = (
             detector_regions(detector, pixels, inp.finding)

@@ -85,6 +85,30 @@ def test_localize_draws_an_overlay_of_the_image_size(
     assert np.asarray(overlay).std() > 0
 
 
+def test_localizing_after_classifying_reuses_the_probabilities(
+    data_dir: Path, context: ToolContext, boxed_record, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    model = context.models.findings_model()
+    calls: list[int] = []
+    predict_one = model.predict_one
+    monkeypatch.setattr(
+        model, "predict_one", lambda pixels: calls.append(1) or predict_one(pixels)
+    )
+    registry = default_registry()
+    study = context.studies.ingest_file(data_dir / boxed_record.image)
+    classified = registry.run("classify_findings", {"study_id": study.id}, context).output
+    localized = registry.run(
+        "localize_finding", {"study_id": study.id, "finding": "Effusion"}, context
+    ).output
+    assert classified is not None and localized is not None
+    effusion = next(f for f in classified["findings"] if f["name"] == "Effusion")
+    assert localized["probability"] == round(effusion["probability"], 4)
+    assert len(calls) == 1  # the classifier ran once for the study
+    again = context.studies.ingest_file(data_dir / boxed_record.image)  # a new study id
+    registry.run("classify_findings", {"study_id": again.id}, context)
+    assert len(calls) == 2  # results are kept per study, never shared across studies
+
+
 def test_tools_refuse_what_qc_refused(context: ToolContext) -> None:
     from tests.factories import png_bytes
 

@@ -10,7 +10,6 @@ from PIL import Image
 
 from radpilot.errors import RadpilotError
 from radpilot.tools.anatomy import (
-    AnatomyCache,
     heart_from_profiles,
     mask_png,
     thoracic_span,
@@ -57,11 +56,13 @@ def test_mask_png_round_trips() -> None:
     assert np.array_equal(decoded, right)
 
 
-def test_anatomy_cache_drops_the_least_recently_used() -> None:
-    cache = AnatomyCache(capacity=2)
+def test_the_study_cache_drops_the_least_recently_used() -> None:
+    from radpilot.tools.study_cache import StudyCache
+
+    cache: StudyCache[object] = StudyCache(capacity=2)
     items = {key: object() for key in "abc"}
-    cache.put("a", items["a"])  # type: ignore[arg-type]
-    cache.put("b", items["b"])  # type: ignore[arg-type]
+    cache.put("a", items["a"])
+    cache.put("b", items["b"])
     assert cache.get("a") is items["a"]
-    cache.put("c", items["c"])  # type: ignore[arg-type]
+    cache.put("c", items["c"])
     assert cache.get("b") is None and cache.get("a") is items["a"]

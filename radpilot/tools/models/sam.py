@@ -8,7 +8,6 @@ image), so its output is cached per study: several prompts on one image cost one
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 from radpilot.shared import process_wide
 from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore, WeightsMissingError
+from radpilot.tools.study_cache import StudyCache
 
 CACHED_EMBEDDINGS = 8  # a ViT-H embedding is 256x64x64 floats (4 MB)
 PREFERENCE = ("medsam-vit-b", "sam-vit-h", "sam-vit-l", "sam-vit-b")  # MedSAM: medical images
@@ -69,26 +69,22 @@ class SamSegmenter:
         )
         self.predictor = SamPredictor(model.to(device))
         self.identity = identity
-        self._embeddings: OrderedDict[str, tuple[Any, Any, Any]] = OrderedDict()
+        self._embeddings: StudyCache[tuple[Any, Any, Any]] = StudyCache(CACHED_EMBEDDINGS)
         self._lock = threading.Lock()  # the predictor holds one image's state at a time
 
     def _set_image(self, key: str, pixels: np.ndarray) -> bool:
         """Load the study's embedding into the predictor; True when it came from the cache."""
         predictor = self.predictor
-        if key in self._embeddings:
-            self._embeddings.move_to_end(key)
-            predictor.features, predictor.original_size, predictor.input_size = self._embeddings[
-                key
-            ]
+        cached = self._embeddings.get(key)
+        if cached is not None:
+            predictor.features, predictor.original_size, predictor.input_size = cached
             predictor.is_image_set = True
             return True
         grey = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
         predictor.set_image(np.stack([grey] * 3, axis=-1))
-        self._embeddings[key] = (
-            predictor.features, predictor.original_size, predictor.input_size
-        )  # fmt: skip
-        while len(self._embeddings) > CACHED_EMBEDDINGS:
-            self._embeddings.popitem(last=False)
+        self._embeddings.put(
+            key, (predictor.features, predictor.original_size, predictor.input_size)
+        )
         return False
 
     def segment(
