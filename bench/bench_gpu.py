@@ -63,15 +63,19 @@ def classifier(device: str, half: bool, frames: list[np.ndarray], batch: int) ->
 def lungs(device: str, half: bool, frames: list[np.ndarray]) -> float:
     import torch
 
-    from radpilot.tools.models.lungs import LungSegmenter
+    from radpilot.tools.models.lungs import LungSegmenter, model_input
 
     segmenter = LungSegmenter(device=device)
+    # The bare forward pass, as for the classifier: `probabilities` would apply the product's
+    # own fp16 autocast on CUDA and make the fp32 figure an fp16 one.
+    inputs = [torch.from_numpy(model_input(frame, segmenter.size)[0][None]).to(device)
+              for frame in frames]  # fmt: skip
     autocast = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
 
     def run() -> None:
-        with autocast:
-            for frame in frames:
-                segmenter.probabilities(frame)
+        with torch.no_grad(), autocast:
+            for batch in inputs:
+                segmenter.model(batch)
 
     return per_second(run, len(frames))
 

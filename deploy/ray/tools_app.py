@@ -24,10 +24,15 @@ settings = Settings()
 # The replica runs the tools itself: never forward to another tool service.
 settings = settings.model_copy(update={"tools_url": None})
 app = create_tool_service(default_registry(settings), ToolContext.create(settings))
+# One GPU per replica when the tools run on CUDA, so that Ray places replicas on GPU nodes and
+# counts them (a replica asking for none would still see, and crowd onto, GPU 0).
+GPUS_PER_REPLICA = float(
+    os.environ.get("RADPILOT_TOOL_GPUS", 1 if settings.device == "cuda" else 0)
+)
 
 
 @serve.deployment(
-    ray_actor_options={"num_cpus": 1, "num_gpus": float(os.environ.get("RADPILOT_TOOL_GPUS", 0))},
+    ray_actor_options={"num_cpus": 1, "num_gpus": GPUS_PER_REPLICA},
     autoscaling_config={
         "min_replicas": 1,
         "max_replicas": int(os.environ.get("RADPILOT_TOOL_MAX_REPLICAS", 4)),

@@ -163,7 +163,7 @@ def anatomy_of(study_id: str, pixels: np.ndarray, store: ModelStore, device: str
         return _cache.get_or_compute(
             f"{study_id}:pspnet", lambda: pspnet_anatomy(pixels, store, device)
         )
-    return _cache.get_or_compute(f"{study_id}:starter", lambda: starter_anatomy(pixels))
+    return _cache.get_or_compute(f"{study_id}:starter", lambda: starter_anatomy(pixels, device))
 
 
 def pspnet_anatomy(pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
@@ -178,10 +178,10 @@ def pspnet_anatomy(pixels: np.ndarray, store: ModelStore, device: str) -> Anatom
     )  # fmt: skip
 
 
-def starter_anatomy(pixels: np.ndarray) -> Anatomy:
+def starter_anatomy(pixels: np.ndarray, device: str = "cpu") -> Anatomy:
     from radpilot.tools.models.lungs import split_left_right, starter_lung_segmenter
 
-    segmenter = starter_lung_segmenter()
+    segmenter = starter_lung_segmenter(device)
     right, left = split_left_right(segmenter.predict(pixels))
     return Anatomy(
         right_lung=right,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,29 @@ def test_the_study_cache_drops_the_least_recently_used() -> None:
     assert cache.get("a") is items["a"]
     cache.put("c", items["c"])
     assert cache.get("b") is None and cache.get("a") is items["a"]
+
+
+def test_the_starter_anatomy_runs_on_the_configured_device(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from radpilot.tools import anatomy
+    from radpilot.tools.base import ModelIdentity
+    from radpilot.tools.models import lungs
+    from radpilot.tools.models.store import ModelStore
+
+    pixels, right, left = phantom()
+    devices: list[str] = []
+
+    class Segmenter:  # stands in for the U-Net: only where it was asked to run matters here
+        identity = ModelIdentity(name="starter-lungs", version="test", sha256="0" * 64)
+
+        def predict(self, _: np.ndarray) -> np.ndarray:
+            return right | left
+
+    def segmenter_on(device: str = "cpu") -> Segmenter:
+        devices.append(device)
+        return Segmenter()
+
+    monkeypatch.setattr(lungs, "starter_lung_segmenter", segmenter_on)
+    result = anatomy.anatomy_of("st_device_test", pixels, ModelStore(tmp_path), "cuda")
+    assert devices == ["cuda"] and result.right_lung.any() and result.left_lung.any()

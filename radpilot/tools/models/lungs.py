@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from radpilot.errors import RadpilotError
+from radpilot.shared import process_wide
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.models import precision
 from radpilot.tools.models.store import WeightsMissingError, bundled_dir
@@ -220,15 +220,7 @@ class LungSegmenter:
         return clean_mask(self.probabilities(pixels) >= self.threshold)
 
 
-_load_lock = threading.Lock()
-
-
-def starter_lung_segmenter() -> LungSegmenter:
-    """The bundled segmenter, loaded once per process on first use (thread-safe)."""
-    with _load_lock:
-        return _load_starter()
-
-
-@cache
-def _load_starter() -> LungSegmenter:
-    return LungSegmenter()
+@process_wide
+def starter_lung_segmenter(device: str = "cpu") -> LungSegmenter:
+    """The bundled segmenter on `device`, loaded once per process on first use."""
+    return LungSegmenter(device=device)
