@@ -1,5 +1,6 @@
 """Classifier and lung-segmentation throughput on a GPU: fp32 against fp16 autocast, and the
-CPU, side by side in one run (`bench/gpu.sh` runs it under a time limit).
+CPU, side by side in one run (`bench/gpu.sh` runs it under a time limit); and whether the
+product's CUDA outputs (fp16 where it is used) agree with the CPU's.
 
     RADPILOT_DEVICE=cuda python bench/bench_gpu.py [--images 64] [--batch 32]
 """
@@ -80,6 +81,23 @@ def lungs(device: str, half: bool, frames: list[np.ndarray]) -> float:
     return per_second(run, len(frames))
 
 
+def agreement(frames: list[np.ndarray], device: str = "cuda") -> dict[str, float]:
+    """The product's path on `device` (fp16 autocast where `precision` allows it) against the
+    CPU's fp32 on the same images: is fp16 safe here?"""
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.tools.models.lungs import LungSegmenter
+
+    on_device, on_cpu = (StarterFindingsModel(device=d).predict(frames) for d in (device, "cpu"))
+    device_lungs, cpu_lungs = LungSegmenter(device=device), LungSegmenter(device="cpu")
+    dice = []
+    for frame in frames:
+        a, b = device_lungs.predict(frame), cpu_lungs.predict(frame)
+        dice.append(2 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0))
+    largest = float(np.abs(on_device - on_cpu).max())
+    return {"classifier_max_abs_probability_difference": round(largest, 4),
+            "lungs_min_dice": round(min(dice), 4)}  # fmt: skip
+
+
 def main() -> int:
     import torch
 
@@ -99,6 +117,7 @@ def main() -> int:
         results["fp16_speed_up"] = {k: round(results["cuda_fp16"][k] / base[k], 2) for k in base}
         results["gpu_vs_cpu"] = {k: round(results["cuda_fp16"][k] / results["cpu"][k], 1)
                                  for k in base}  # fmt: skip
+        results["cuda_vs_cpu_outputs"] = agreement(frames[:8])
     else:
         print("no CUDA device: only the CPU figures are measured")
     for key, value in results.items():
