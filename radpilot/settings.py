@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     device: Literal["cpu", "cuda"] = "cpu"
     batch_wait_ms: float = Field(
         default=5.0, ge=0, le=100,
-        description="How long a classifier request waits for other sessions' requests to share "
-        "its forward pass (cross-session micro-batching); 0 turns batching off.",
+        description="How long a classifier or box-detector request waits for other sessions' "
+        "requests to share its forward pass (cross-session micro-batching), only while another "
+        "is in flight; 0 turns batching off.",
     )
     llm_url: str | None = Field(default=None, description="OpenAI-compatible endpoint (vLLM).")
     llm_model: str | None = Field(default=None, description="The served model's name.")
