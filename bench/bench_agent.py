@@ -1,8 +1,9 @@
 """Agent turn latency and overhead, measured side by side in one run.
 
-For each question, on fresh sessions (so tools really run), prints the warm turn latency
-p50/p95 and the agent overhead: turn wall time divided by the sum of its tools' own compute
-time (targets: overhead <= 1.10; p50 <= 1.5 s for single-finding questions on 2 CPU cores).
+For one question per intent, on fresh sessions (so tools really run), prints the warm turn
+latency p50/p95, the intent recognised, and the agent overhead: turn wall time divided by the
+sum of its tools' own compute time (targets: overhead <= 1.10; p50 <= 1.5 s for
+single-finding questions on 2 CPU cores).
 
     python bench/bench_agent.py [--images 15]
 """
@@ -10,6 +11,7 @@ time (targets: overhead <= 1.10; p50 <= 1.5 s for single-finding questions on 2 
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import tempfile
@@ -21,6 +23,11 @@ from common import Target, dev_images, percentile, write_results
 QUESTIONS = {
     "ask_finding": "Is there an effusion?",
     "detect_findings": "What do you see?",
+    "localize": "Where is the consolidation?",
+    "measure": "What is the cardiothoracic ratio?",
+    "report": "Write a report.",
+    "guideline": "What do the guidelines say about managing a small pneumothorax?",
+    "image_info": "What kind of image is this?",
     "compare_prior (no prior)": "Any change since the prior film?",
 }
 # The latency bound is for single-finding questions; the overhead bound for turns whose tools
@@ -50,7 +57,7 @@ def main() -> int:
         agent.add_study(warm, paths[0].read_bytes(), paths[0].name)
         agent.ask(warm, "What do you see?")  # load models, compile, warm caches
         for intent, question in QUESTIONS.items():
-            walls, tool_times = [], []
+            walls, tool_times, recognised = [], [], collections.Counter()
             for path in paths:
                 session = agent.new_session()
                 agent.add_study(session, path.read_bytes(), path.name)
@@ -59,9 +66,11 @@ def main() -> int:
                 walls.append((time.perf_counter() - started) * 1000)
                 tool_times.append(sum(e.data.get("elapsed_ms", 0.0) for e in events
                                       if e.kind == "tool_end"))  # fmt: skip
+                recognised.update(e.data["intent"] for e in events if e.kind == "understand")
             tools_total = sum(tool_times)
             results[intent] = {
                 "question": question,
+                "recognised_as": recognised.most_common(1)[0][0],
                 "turns": len(walls),
                 "p50_ms": round(statistics.median(walls), 1),
                 "p95_ms": round(percentile(walls, 0.95), 1),
@@ -69,10 +78,11 @@ def main() -> int:
                 "overhead_ratio": round(sum(walls) / tools_total, 3) if tools_total else None,
             }
     write_results("agent", results, TARGETS)
-    print("| intent | p50 ms | p95 ms | tools p50 ms | wall / tools |\n|---|---|---|---|---|")
+    print("| intent | recognised as | p50 ms | p95 ms | tools p50 ms | wall / tools |\n"
+          "|---|---|---|---|---|---|")  # fmt: skip
     for intent, r in results.items():
-        print(f"| {intent} | {r['p50_ms']} | {r['p95_ms']} | {r['tools_p50_ms']} | "
-              f"{r['overhead_ratio']} |")  # fmt: skip
+        print(f"| {intent} | {r['recognised_as']} | {r['p50_ms']} | {r['p95_ms']} | "
+              f"{r['tools_p50_ms']} | {r['overhead_ratio']} |")  # fmt: skip
     return 0
 
 

@@ -93,6 +93,7 @@ def traced_encoder(model: Any, tokenizer: Any) -> Callable[[Any, Any], Any]:
     turn, and every guideline query). Used only if it gives the eager model's output on texts
     of other lengths, padded, than it was traced on; otherwise the eager model."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     def eager(input_ids: Any, attention_mask: Any) -> Any:
         return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -106,9 +107,13 @@ def traced_encoder(model: Any, tokenizer: Any) -> Callable[[Any, Any], Any]:
         "what do the guidelines recommend for a solid nodule of six millimetres in a smoker?",
         "cardiomegaly on a frontal film",
     ])
+    verbosity = hf_logging.get_verbosity()
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's notes on Python branches it fixed
+            # The tracer reads every attribute, `loss_function` too, whose warning about the
+            # config's loss type means nothing for an encoder; users must not see it.
+            hf_logging.set_verbosity_error()
             traced = torch.jit.trace(
                 model, (traced_on["input_ids"], traced_on["attention_mask"]), strict=False
             )
@@ -120,6 +125,8 @@ def traced_encoder(model: Any, tokenizer: Any) -> Callable[[Any, Any], Any]:
             same = torch.allclose(encode(*inputs), eager(*inputs), atol=1e-5)
     except Exception:  # a transformers release the tracer cannot follow
         return eager
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return encode if same else eager
 
 

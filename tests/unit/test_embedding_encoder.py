@@ -3,6 +3,10 @@ model's output; anything the tracer cannot follow falls back to the eager model.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,8 +14,13 @@ from radpilot.knowledge.embedding import SentenceEmbedder, traced_encoder
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> SentenceEmbedder:
-    return SentenceEmbedder(tmp_path_factory.mktemp("weights"))
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="module")
+def embedder(weights: Path) -> SentenceEmbedder:
+    return SentenceEmbedder(weights)
 
 
 def test_the_traced_encoder_gives_the_eager_output_on_unseen_lengths(
@@ -41,3 +50,15 @@ def test_embeddings_are_unit_vectors_and_similar_texts_are_close(
     assert vectors.shape == (3, 384)
     assert torch.allclose(torch.from_numpy(vectors).norm(dim=1), torch.ones(3), atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_loading_prints_nothing(weights: Path) -> None:
+    # The CLI's contract is one `radpilot: error:` line on stderr for a bad input; a library
+    # warning printed while the encoder is traced would break it. A fresh process: warnings
+    # that print once per process would already be spent in this one.
+    load = (
+        "from pathlib import Path; from radpilot.knowledge.embedding import SentenceEmbedder; "
+        f"SentenceEmbedder(Path({str(weights)!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, check=True)
+    assert done.stdout == "" and done.stderr == ""
