@@ -86,16 +86,14 @@ def agreement(frames: list[np.ndarray], device: str = "cuda") -> dict[str, float
     CPU's fp32 on the same images: is fp16 safe here?"""
     from radpilot.tools.models.findings import StarterFindingsModel
     from radpilot.tools.models.lungs import LungSegmenter
+    from radpilot.tools.models.train_lungs import dice
 
     on_device, on_cpu = (StarterFindingsModel(device=d).predict(frames) for d in (device, "cpu"))
     device_lungs, cpu_lungs = LungSegmenter(device=device), LungSegmenter(device="cpu")
-    dice = []
-    for frame in frames:
-        a, b = device_lungs.predict(frame), cpu_lungs.predict(frame)
-        dice.append(2 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0))
+    lowest = min(dice(device_lungs.predict(f), cpu_lungs.predict(f)) for f in frames)
     largest = float(np.abs(on_device - on_cpu).max())
     return {"classifier_max_abs_probability_difference": round(largest, 4),
-            "lungs_min_dice": round(min(dice), 4)}  # fmt: skip
+            "lungs_min_dice": round(lowest, 4)}  # fmt: skip
 
 
 def main() -> int:

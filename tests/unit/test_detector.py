@@ -12,6 +12,7 @@ from radpilot.tools.models.detector import MAX_DETECTIONS, Detector, boxes_by_fi
 from radpilot.tools.models.devdata import Box, NihRecord
 from radpilot.tools.models.labels import BOX_FINDINGS, NIH_FINDINGS, finding_from_box_label
 from radpilot.tools.models.train_detector import _augmented, samples_of
+from tests.bundles import shipped_bundle
 
 
 def test_box_classes_are_the_nih_box_labels_in_the_catalog_order() -> None:
@@ -89,16 +90,8 @@ def test_an_untrained_detector_returns_bounded_boxes_in_original_pixels() -> Non
 
 
 def test_the_shipped_detector_is_verified_and_compared_with_grad_cam() -> None:
-    from pathlib import Path
-
-    from radpilot.tools.models.store import ModelStore, bundled_card, sha256_of
-
-    store = ModelStore(Path("unused"))
-    path = store.path_of("starter-detector")
-    assert path.stat().st_size < 10_000_000
-    assert store.status("starter-detector", verify=True).state == "verified"
-    card = bundled_card("starter-detector")
-    assert card.sha256 == sha256_of(path) and "NIH" in card.licence and card.limitations
+    path, card = shipped_bundle("starter-detector")
+    assert "NIH" in card.licence and card.limitations
     assert {f"test_t_iobb_{finding}" for finding in BOX_FINDINGS} == set(card.metrics)
     readme = (path.parent / "README.md").read_text()
     assert "Grad-CAM T(IoBB>0.1)" in readme and "Wang et al. 2017" in readme

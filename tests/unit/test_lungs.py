@@ -19,6 +19,7 @@ from radpilot.tools.models.lungs import (
 from radpilot.tools.models.starter_bundle import save_lung_model
 from radpilot.tools.models.store import WeightsMissingError, sha256_of
 from radpilot.tools.models.train_lungs import LungRecipe, TrainedLungs, dice, hd95
+from tests.bundles import shipped_bundle
 from tests.factories import chest_like
 
 TINY = UNetConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
@@ -153,13 +154,7 @@ def test_the_catalog_knows_the_bundled_starter() -> None:
 
 
 def test_the_shipped_bundle_is_verified_and_has_held_out_metrics() -> None:
-    from radpilot.tools.models.store import ModelStore, bundled_card
-
-    store = ModelStore(Path("unused"))
-    path = store.path_of("starter-lungs")
-    assert path.stat().st_size < 10_000_000
-    assert store.status("starter-lungs", verify=True).state == "verified"
-    card = bundled_card("starter-lungs")
-    assert card.sha256 == sha256_of(path) and "NON-COMMERCIAL" in card.licence
+    path, card = shipped_bundle("starter-lungs")
+    assert "NON-COMMERCIAL" in card.licence
     assert {"test_dice_mean", "test_dice_min", "test_hd95_mean_px"} <= set(card.metrics)
     assert (path.parent / "README.md").read_text().count("Non-commercial") >= 1

@@ -2,9 +2,9 @@
 
 A caller's item waits at most `max_wait_s` (a few milliseconds) for items from other threads
 (other sessions' turns), up to `max_batch`, but only under load (another request was still
-in flight when it arrived): a lone user, even one asking in quick succession, never pays the
-wait. One of the waiting callers (the
-leader) runs the whole batch and hands every caller its own row. One batch runs at a time, and
+pending or running when it arrived): a lone user, even one asking in quick succession, never
+pays the wait. One of the waiting callers (the leader) runs the whole batch and hands every
+caller its own row. One batch runs at a time, and
 the next leader takes its batch only when the model is free, so the requests that arrive while
 a batch runs join the next one (batches grow with the load instead of queueing one by one).
 Order is preserved, and if the batch fails, each item is retried alone so that a failing item
@@ -41,7 +41,6 @@ class MicroBatcher(Generic[Item, Result]):
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self._in_flight = 0  # submitted and not yet answered
         self._pending: list[tuple[Item, Future[Result]]] = []
         self._condition = threading.Condition()
         self._leader_active = False
@@ -54,21 +53,16 @@ class MicroBatcher(Generic[Item, Result]):
         """The result for one item; blocks the calling thread until its batch has run."""
         future: Future[Result] = Future()
         with self._condition:
-            busy = self._in_flight > 0
-            self._in_flight += 1
+            busy = bool(self._pending) or self._running.locked()  # another request in flight
             self._pending.append((item, future))
             lead = not self._leader_active
             if lead:
                 self._leader_active = True
             elif len(self._pending) >= self.max_batch:
                 self._condition.notify_all()  # a full batch need not wait any longer
-        try:
-            if lead:
-                self._lead(wait=busy)
-            return future.result()
-        finally:
-            with self._condition:
-                self._in_flight -= 1
+        if lead:
+            self._lead(wait=busy)
+        return future.result()
 
     def _lead(self, wait: bool = True) -> None:
         deadline = time.monotonic() + (self.max_wait_s if wait else 0.0)
