@@ -11,36 +11,25 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from radpilot import prompts
 from radpilot.agent.ledger import by_id
 from radpilot.agent.planner import PlannerView
-from radpilot.agent.types import Answer, Certainty, Claim, FindingRow, Message
+from radpilot.agent.types import Answer, Claim, FindingRow, Intent, Message
 from radpilot.agent.understanding import Vocabulary
+from radpilot.agent.wording import graph_claims, row_certainty, templates
 from radpilot.tools.base import Evidence
 
-CERTAINTY: dict[str, Certainty] = {
-    "present": "likely",
-    "uncertain": "possible",
-    "absent": "unlikely",
-}
-STATED_KEYS = ("no_prior", "prior_without_tool", "no_measure_tool", "no_guideline_tool",
-               "no_guideline_match", "out_of_scope", "explain_none", "no_study")  # fmt: skip
 GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
 UNCONFIRMED_CHARS = 400
-
-
-def templates() -> dict[str, Any]:
-    loaded: dict[str, Any] = prompts.load("composer")
-    return loaded
-
-
-def stated_texts() -> set[str]:
-    """Every fixed sentence the composer may write without citing evidence."""
-    text = templates()
-    unsupported: list[str] = prompts.load("findings")["_unsupported"]
-    return {text[key] for key in STATED_KEYS} | {
-        text["not_assessed"].format(finding=phrase) for phrase in unsupported
-    }
+READ_FINDINGS = 4  # an open read states at most this many findings one by one
+URGENT = ("Pneumothorax",)  # named in any answer about the image when above its operating point
+SIMILAR_CASES = 3
+# The tool whose evidence answers each intent: its claims come first.
+PRIMARY: dict[Intent, str] = {
+    "localize": "localize_finding", "measure": "measure", "segment_anatomy": "segment_anatomy",
+    "segment_region": "segment_region", "management": "knowledge_graph",
+    "differential": "knowledge_graph", "similar_cases": "similar_cases",
+    "guideline": "search_guidelines",
+}  # fmt: skip
 
 
 def first_sentences(text: str, limit: int = 2) -> str:
@@ -60,6 +49,9 @@ class Composer:
         self.vocabulary = Vocabulary()
 
     def compose(self, view: PlannerView, history: list[Message]) -> Answer:
+        """Claims from the evidence this turn produced, whichever planner chose the tools:
+        each tool's evidence has a writer; the intent only orders them and picks fixed
+        statements for what could not be answered."""
         intent = view.understanding.intent
         ledger = by_id(view.ledger)
         turn = [ledger[i] for i in view.turn_evidence if i in ledger]
@@ -68,18 +60,10 @@ class Composer:
             answer.claims.append(self._stated("out_of_scope"))
         elif intent == "explain":
             self._explain(answer, history, ledger)
-        elif intent == "guideline":
-            self._guideline(answer, view, turn)
-        elif view.current() is None:
+        elif view.current() is None and not self._about_knowledge(intent, turn):
             answer.claims.append(self._stated("no_study"))
-        elif intent == "image_info":
-            self._image_info(answer, turn)
-        elif intent == "compare_prior":
-            self._compare(answer, view, turn)
-        elif intent == "measure":
-            self._measure(answer, view, turn)
         else:
-            self._findings(answer, view, turn)
+            self._from_evidence(answer, view, turn)
         self._descriptions(answer, turn)
         for failure in view.failures:
             key = "refused_image" if failure.code == "qc_refused" else "tool_failed"
@@ -93,18 +77,79 @@ class Composer:
         self._limitations(answer, turn)
         return answer
 
+    @staticmethod
+    def _about_knowledge(intent: Intent, turn: list[Evidence]) -> bool:
+        knowledge = {"search_guidelines", "knowledge_graph", "similar_cases"}
+        return intent in ("guideline", "management", "differential", "similar_cases") or any(
+            e.tool in knowledge for e in turn
+        )
+
+    def _from_evidence(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+        intent = view.understanding.intent
+        writers = {
+            "localize_finding": self._locations, "measure": self._measure,
+            "segment_anatomy": self._anatomy, "segment_region": self._region,
+            "knowledge_graph": self._graph, "similar_cases": self._cases,
+            "search_guidelines": self._guideline,
+        }  # fmt: skip
+        primary = PRIMARY.get(intent)
+        order = [primary] if primary else []
+        order += [tool for tool in writers if tool != primary]
+        if intent == "compare_prior":
+            self._compare(answer, view, turn)
+        elif intent == "image_info":
+            self._image_info(answer, turn)
+        elif primary is None:  # findings questions, open reads and reports
+            self._findings(answer, view, turn)
+        else:
+            self._findings_context(answer, view, turn)
+        produced = {e.tool for e in turn}
+        for tool in order:
+            if tool in produced:
+                claims = writers[tool](view, [e for e in turn if e.tool == tool])
+                # The intent's own answer comes first; context from reused evidence follows.
+                at = 0 if tool == primary else len(answer.claims)
+                answer.claims[at:at] = claims
+            elif tool == primary:
+                answer.claims.insert(0, self._missing(view, tool))
+        for evidence in turn:
+            if evidence.tool == "measure":
+                answer.limitations.extend(evidence.values.get("notes", []))
+
+    def _missing(self, view: PlannerView, tool: str) -> Claim:
+        """The fixed statement for a question whose tool produced nothing this turn."""
+        installed = tool in view.available_tools
+        if tool == "search_guidelines":
+            return self._stated("no_guideline_match" if installed else "no_guideline_tool")
+        if tool == "measure" and not installed:
+            return self._stated("no_measure_tool")
+        if tool == "segment_region" and installed:
+            return self._stated("no_region")
+        if tool in ("knowledge_graph", "similar_cases") and installed:
+            return self._stated("no_focus")
+        return self._stated("tool_unavailable")
+
     def _stated(self, key: str) -> Claim:
         return Claim(text=self.text[key], evidence=[], certainty="stated")
 
     def _finding_claim(self, row: dict[str, Any], evidence: Evidence) -> Claim:
-        text = self.text["finding"][row["status"]].format(
+        certainty = row_certainty(row)
+        text = self.text["finding"][certainty].format(
             finding=row["name"], probability=row["probability"], threshold=row["threshold"]
         )
-        return Claim(text=text, evidence=[evidence.id], certainty=CERTAINTY[row["status"]])
+        return Claim(text=text, evidence=[evidence.id], certainty=certainty)
+
+    def _classification(self, view: PlannerView, turn: list[Evidence]) -> Evidence | None:
+        current = view.current()
+        return next(
+            (e for e in turn if e.tool == "classify_findings" and current is not None
+             and e.inputs.get("study_id") == current.study_id), None,
+        )  # fmt: skip
 
     def _findings(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
-        current = view.current()
-        assert current is not None
+        """A question about named findings answers those first, adding only an urgent finding
+        above its operating point; an open read ranks what is above its operating point, then
+        one line of what was also considered."""
         slots = view.understanding.slots
         for phrase in slots.unsupported_findings:
             answer.claims.append(
@@ -114,10 +159,7 @@ class Composer:
                     certainty="stated",
                 )  # fmt: skip
             )
-        classification = next(
-            (e for e in turn if e.tool == "classify_findings"
-             and e.inputs.get("study_id") == current.study_id), None,
-        )  # fmt: skip
+        classification = self._classification(view, turn)
         if classification is None:
             return
         rows = classification.values.get("findings", [])
@@ -126,36 +168,84 @@ class Composer:
                        evidence=[classification.id])
             for r in rows
         ]  # fmt: skip
-        if (
-            view.understanding.intent in ("ask_finding", "localize", "compare_prior")
-            and slots.findings
-        ):
-            chosen = [r for r in rows if r["name"] in slots.findings]
-        else:
-            chosen = [r for r in rows if r["status"] == "present"]
-            chosen.sort(key=lambda r: -r["probability"])
-            if not chosen:
-                answer.claims.append(
-                    Claim(
-                        text=self.text["no_positive"],
-                        evidence=[classification.id],
-                        certainty="unlikely",
-                    )  # fmt: skip
-                )
-        answer.claims.extend(self._finding_claim(row, classification) for row in chosen)
-        borderline = [r for r in rows if r["status"] == "uncertain" and r not in chosen]
-        if borderline:  # one sentence, not one claim each: an overview stays readable
-            items = ", ".join(f"{r['name']} ({r['probability']:.2f})" for r in borderline)
+        above = sorted((r for r in rows if r["probability"] >= r["threshold"]),
+                       key=lambda r: -r["probability"])  # fmt: skip
+        named = [r for r in rows if r["name"] in slots.findings]
+        focused = bool(named) and view.understanding.intent not in ("detect_findings", "report")
+        if focused:
+            answer.claims.extend(self._finding_claim(row, classification) for row in named)
+            urgent = [r for r in above if r["name"] in URGENT and r not in named][:1]
+            answer.claims.extend(self._finding_claim(row, classification) for row in urgent)
+            return
+        if not above:
+            answer.claims.append(Claim(text=self.text["no_positive"],
+                                       evidence=[classification.id], certainty="unlikely"))
+        answer.claims.extend(self._finding_claim(r, classification) for r in above[:READ_FINDINGS])
+        stated = {r["name"] for r in above[:READ_FINDINGS]}
+        considered = [r for r in above[READ_FINDINGS:]] + [
+            r for r in rows if r["status"] == "uncertain" and r["name"] not in stated
+            and r["probability"] < r["threshold"]
+        ]  # fmt: skip
+        if considered:  # one sentence, not one claim each: an open read stays readable
+            items = ", ".join(f"{r['name']} ({r['probability']:.2f})" for r in considered)
             answer.claims.append(
-                Claim(
-                    text=self.text["borderline"].format(items=items),
-                    evidence=[classification.id],
-                    certainty="possible",
-                )  # fmt: skip
+                Claim(text=self.text["also_considered"].format(items=items),
+                      evidence=[classification.id], certainty="possible")  # fmt: skip
             )
-        for evidence in turn:
-            if evidence.tool == "localize_finding" and evidence.values.get("regions"):
-                answer.claims.append(self._location_claim(evidence))
+
+    def _findings_context(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+        """For a question answered by another tool: the named findings' probabilities when the
+        classification is part of this turn (e.g. "where is it?" reuses it)."""
+        classification = self._classification(view, turn)
+        if classification is None or not view.understanding.slots.findings:
+            return
+        rows = [r for r in classification.values.get("findings", [])
+                if r["name"] in view.understanding.slots.findings]  # fmt: skip
+        answer.claims.extend(self._finding_claim(row, classification) for row in rows)
+
+    def _locations(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        return [self._location_claim(e) for e in evidence if e.values.get("regions")]
+
+    def _anatomy(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        claims = []
+        for item in evidence:
+            parts = [self.text["structure"].format(name=s["name"], area=_area(s["area"]),
+                                                   method=s["method"])
+                     for s in item.values.get("structures", [])]  # fmt: skip
+            if parts:
+                text = self.text["anatomy"].format(items="; ".join(parts))
+                claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
+        return claims
+
+    def _region(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        claims = []
+        for item in evidence:
+            v = item.values
+            x, y, w, h = v["box"]
+            text = self.text["region"].format(area=_area(v["area"]), x=x, y=y, w=w, h=h,
+                                              score=v["score"])  # fmt: skip
+            claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
+        return claims
+
+    def _graph(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        steps_first = view.understanding.intent == "management"
+        return [Claim(text=text, evidence=[item.id], certainty="stated")
+                for item in evidence
+                for text in graph_claims(item.values, steps_first=steps_first)]  # fmt: skip
+
+    def _cases(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        claims = []
+        for item in evidence:
+            for case in item.values.get("cases", [])[:SIMILAR_CASES]:
+                labels = ", ".join(case["labels"]) or "no finding labelled"
+                text = self.text["similar_case"][case["source"]].format(
+                    case=case["case_id"], similarity=case["similarity"], labels=labels
+                )  # fmt: skip
+                claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
+            if not claims:
+                claims.append(Claim(text=self.text["no_similar_case"], evidence=[item.id],
+                                    certainty="stated"))  # fmt: skip
+        return claims
 
     def _descriptions(self, answer: Answer, turn: list[Evidence]) -> None:
         """A generative description counts only where the classifier agrees on the same study."""
@@ -165,15 +255,16 @@ class Composer:
                     if e.tool == "classify_findings" and e.inputs.get("study_id") == study
                     for row in e.values.get("findings", [])}  # fmt: skip
             mentioned = self.vocabulary.findings_in(described.values.get("text", ""))
-            confirmed = [f for f in mentioned if f in rows and rows[f][0]["status"] != "absent"]
+            confirmed = [f for f in mentioned
+                         if f in rows and row_certainty(rows[f][0]) != "unlikely"]  # fmt: skip
             for finding in confirmed:
                 row, classification = rows[finding]
+                certainty = row_certainty(row)
                 text = self.text["described_confirmed"].format(
-                    finding=finding, certainty=CERTAINTY[row["status"]],
-                    probability=row["probability"],
+                    finding=finding, certainty=certainty, probability=row["probability"],
                 )  # fmt: skip
                 answer.claims.append(Claim(text=text, evidence=[classification.id, described.id],
-                                           certainty=CERTAINTY[row["status"]]))  # fmt: skip
+                                           certainty=certainty))  # fmt: skip
             if len(confirmed) < len(mentioned) or not mentioned:
                 answer.limitations.append(self.text["described_unconfirmed"].format(
                     evidence_id=described.id,
@@ -190,42 +281,29 @@ class Composer:
         return Claim(text=self.text[key].format(**values), evidence=[evidence.id],
                      certainty="possible")  # fmt: skip
 
-    def _guideline(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
-        search = next((e for e in turn if e.tool == "search_guidelines"), None)
-        if search is None:
-            installed = "search_guidelines" in view.available_tools
-            answer.claims.append(self._stated("no_guideline_match" if installed
-                                              else "no_guideline_tool"))  # fmt: skip
-            return
+    def _guideline(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        search = evidence[0]
         passages = search.values.get("passages", [])
         if search.values.get("weak") or not passages:
-            answer.claims.append(self._stated("no_guideline_match"))
-            return
+            return [self._stated("no_guideline_match")]
+        claims = []
         for passage in passages[:GUIDELINE_PASSAGES]:
             quote = first_sentences(passage["text"])
             source = self.text["guideline_source"].format(
                 body=passage["citation"]["issuing_body"], year=passage["citation"]["year"],
                 document=passage["citation"]["document"],
             )  # fmt: skip
-            answer.claims.append(
-                Claim(text=f"{source}: {quote}", evidence=[search.id], certainty="stated")
-            )
+            claims.append(Claim(text=f"{source}: {quote}", evidence=[search.id],
+                                certainty="stated"))  # fmt: skip
+        return claims
 
-    def _measure(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
-        measured = next((e for e in turn if e.tool == "measure"), None)
-        if measured is None:
-            if "measure" not in view.available_tools:
-                answer.claims.append(self._stated("no_measure_tool"))
-            return
+    def _measure(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        measured = evidence[0]
         v = measured.values
 
         def length(line: dict[str, Any]) -> str:
             mm = line["length"]["mm"]
             return f"{mm:.1f} mm" if mm is not None else f"{line['length']['pixels']} px"
-
-        def area(value: dict[str, Any]) -> str:
-            mm2 = value["mm2"]
-            return f"{mm2:.1f} mm²" if mm2 is not None else f"{value['pixels']} px"
 
         texts = [
             self.text["ctr"].format(
@@ -234,13 +312,11 @@ class Composer:
                 threshold=v["pa_threshold"],
             ),
             self.text["lung_areas"].format(
-                right=area(v["right_lung_area"]), left=area(v["left_lung_area"]),
+                right=_area(v["right_lung_area"]), left=_area(v["left_lung_area"]),
                 ratio=v["lung_area_ratio_right_to_left"] or 0,
             ),
         ]  # fmt: skip
-        answer.claims.extend(Claim(text=t, evidence=[measured.id], certainty="stated")
-                             for t in texts)  # fmt: skip
-        answer.limitations.extend(v.get("notes", []))
+        return [Claim(text=t, evidence=[measured.id], certainty="stated") for t in texts]
 
     def _image_info(self, answer: Answer, turn: list[Evidence]) -> None:
         for evidence in turn:
@@ -275,14 +351,13 @@ class Composer:
             role = roles.get(evidence.inputs["study_id"], "current")
             for row in evidence.values["findings"]:
                 if row["name"] in wanted:
+                    certainty = row_certainty(row)
                     text = self.text["prior_finding"].format(
                         role=role, finding=row["name"], probability=row["probability"],
-                        status=row["status"],
+                        certainty=certainty,
                     )  # fmt: skip
                     answer.claims.append(
-                        Claim(
-                            text=text, evidence=[evidence.id], certainty=CERTAINTY[row["status"]]
-                        )  # fmt: skip
+                        Claim(text=text, evidence=[evidence.id], certainty=certainty)
                     )
 
     def _changes(self, answer: Answer, view: PlannerView, comparison: Evidence) -> None:
@@ -339,3 +414,8 @@ class Composer:
                     answer.limitations.append(item)
         if self.text["decision_support"] not in answer.limitations:
             answer.limitations.append(self.text["decision_support"])
+
+
+def _area(value: dict[str, Any]) -> str:
+    mm2 = value["mm2"]
+    return f"{mm2:.1f} mm²" if mm2 is not None else f"{value['pixels']} px"

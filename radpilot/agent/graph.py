@@ -13,7 +13,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from radpilot.agent.composer import Composer
-from radpilot.agent.injection import split_instructions
+from radpilot.agent.dialogue import advance
 from radpilot.agent.ledger import by_id, evidence_from_result, find_reusable, next_evidence_id
 from radpilot.agent.llm.drafter import Drafter
 from radpilot.agent.planner import Planner, PlannerView, ToolFailure
@@ -56,12 +56,13 @@ def _view(state: AgentState, runtime: Runtime) -> PlannerView:
         failures=state.failures,
         step=state.step,
         available_tools=runtime.registry.names(),
+        focus=state.focus,
     )
 
 
 def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
     def understand(state: AgentState) -> dict[str, Any]:
-        understanding = runtime.recognizer.understand(state.question)
+        understanding = runtime.recognizer.understand(state.question, state.focus)
         event = _emit(TraceEvent(kind="understand", data=understanding.model_dump(mode="json")))
         return {"understanding": understanding, "trace": [*state.trace, event]}
 
@@ -99,7 +100,8 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
         answer = runtime.composer.compose(_view(state, runtime), state.messages)
         if runtime.drafter is None:
             return {"answer": answer}
-        question = split_instructions(state.question)[0]
+        assert state.understanding is not None
+        question = state.understanding.cleaned
         answer, outcome = runtime.drafter.draft(question, answer, by_id(state.evidence),
                                                 state.studies)  # fmt: skip
         event = _emit(TraceEvent(kind="draft", data=outcome.model_dump(mode="json")))
@@ -125,9 +127,17 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
             trace.append(_emit(TraceEvent(kind="claim", data=claim.model_dump(mode="json"))))
         trace.append(_emit(TraceEvent(kind="final", data=answer.model_dump(mode="json"))))
         text = answer.clarification or " ".join(c.text for c in answer.claims)
+        focus = state.focus
+        if state.understanding is not None and answer.clarification is None:
+            ledger = by_id(state.evidence)
+            turn = [ledger[i] for i in state.turn_evidence if i in ledger]
+            currents = [s.study_id for s in state.studies if s.role == "current"]
+            focus = advance(focus, state.understanding, answer, turn,
+                            currents[-1] if currents else None)  # fmt: skip
         return {
             "answer": answer,
             "trace": trace,
+            "focus": focus,
             # The question and its answer are written in one checkpoint: a turn cut off by a
             # crash leaves no half-written exchange in the conversation.
             "messages": [*state.messages, Message(role="user", text=state.question),

@@ -13,12 +13,14 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from radpilot.agent.injection import split_instructions
-from radpilot.agent.types import PlanDecision, StudyRef, ToolCall, Understanding
+from radpilot.agent.types import DialogueFocus, PlanDecision, StudyRef, ToolCall, Understanding
 from radpilot.tools.base import Evidence
 
 MAX_LOCALIZED_FINDINGS = 2
 NEEDS_IMAGE = {"detect_findings", "ask_finding", "localize", "measure", "compare_prior",
-               "report", "image_info"}  # fmt: skip
+               "report", "image_info", "segment_anatomy", "segment_region"}  # fmt: skip
+# Added to a management question's search, so that it retrieves what to do, not definitions.
+MANAGEMENT_TERMS = "management, next steps, follow-up imaging and referral"
 
 
 class ToolFailure(BaseModel):
@@ -37,6 +39,14 @@ class PlannerView(BaseModel):
     failures: list[ToolFailure] = Field(default_factory=list)
     step: int
     available_tools: list[str]
+    focus: DialogueFocus = Field(
+        default_factory=DialogueFocus, description="What earlier turns were about."
+    )
+
+    @property
+    def cleaned_question(self) -> str:
+        """The question without instruction-like sentences (computed once, by understanding)."""
+        return self.understanding.cleaned or split_instructions(self.question)[0]
 
     def current(self) -> StudyRef | None:
         currents = [s for s in self.studies if s.role == "current"]
@@ -92,6 +102,14 @@ class EmbeddedPlanner:
             return self._guideline(view)
         if intent == "measure":
             return self._once(view, "measure", current, "the user asks for a measurement")
+        if intent == "segment_anatomy":
+            return self._once(view, "segment_anatomy", current, "the user asks for the anatomy")
+        if intent == "segment_region":
+            return self._segment_region(view)
+        if intent in ("differential", "management"):
+            return self._knowledge(view)
+        if intent == "similar_cases":
+            return self._similar_cases(view)
         # explain, out_of_scope: no tool needed.
         return compose(f"{intent}: answered from the ledger and fixed statements")
 
@@ -123,7 +141,7 @@ class EmbeddedPlanner:
                         if r["status"] == "present"]  # fmt: skip
                 findings = [max(rows, key=lambda r: r["probability"])["name"]] if rows else []
         # Instruction-like sentences never reach a tool; the search takes at most 500 characters.
-        query = split_instructions(view.question)[0]
+        query = view.cleaned_question
         if findings and not view.understanding.slots.findings:
             query = f"{query} {findings[0].replace('_', ' ')}"
         arguments: dict[str, object] = {"query": query[:500], "k": 3}
@@ -131,6 +149,90 @@ class EmbeddedPlanner:
             arguments["finding"] = findings[0]
         call = ToolCall(tool=tool, arguments=arguments, reason="cite what the guidelines say")
         return PlanDecision(action="call_tools", calls=[call])
+
+    def _subject(self, view: PlannerView) -> list[str] | PlanDecision:
+        """The findings a question is about: named or resolved, else what the current study
+        shows (classified first when needed); a decision when the classification must run."""
+        findings = list(view.understanding.slots.findings)
+        current = view.current()
+        if findings or current is None:
+            return findings
+        classification = self._classification(view, current)
+        if classification is None and not view.failed("classify_findings", current.study_id):
+            return self._once(view, "classify_findings", current,
+                              "find which finding the question is about")  # fmt: skip
+        return self._most_probable(classification)
+
+    @staticmethod
+    def _most_probable(classification: Evidence | None) -> list[str]:
+        rows = classification.values.get("findings", []) if classification else []
+        present = [r for r in rows if r["probability"] >= r["threshold"]]
+        return [max(present, key=lambda r: r["probability"])["name"]] if present else []
+
+    def _knowledge(self, view: PlannerView) -> PlanDecision:
+        """Differential and next steps from the knowledge graph for the finding in focus; a
+        management question also retrieves the management notes for it."""
+        subject = self._subject(view)
+        if isinstance(subject, PlanDecision):
+            return subject
+        if not subject:
+            return compose("no finding to reason about")
+        finding = subject[0]
+        done = {e.tool for e in view.ledger if e.id in set(view.turn_evidence)}
+        failed = {f.tool for f in view.failures}
+        calls = []
+        if "knowledge_graph" in view.available_tools and not {"knowledge_graph"} & (done | failed):
+            calls.append(ToolCall(tool="knowledge_graph", arguments={"finding": finding},
+                                  reason=f"differential and next steps for {finding}"))  # fmt: skip
+        wants_notes = view.understanding.intent == "management"
+        tool = "search_guidelines"
+        if wants_notes and tool in view.available_tools and not {tool} & (done | failed):
+            query = f"{finding.replace('_', ' ')}: {MANAGEMENT_TERMS}"
+            calls.append(ToolCall(tool=tool, arguments={"query": query, "k": 3, "finding": finding},
+                                  reason=f"what the guidelines advise doing about {finding}"))
+        return PlanDecision(action="call_tools", calls=calls) if calls else compose()
+
+    def _similar_cases(self, view: PlannerView) -> PlanDecision:
+        tool = "similar_cases"
+        done = any(e.tool == tool for e in view.ledger if e.id in set(view.turn_evidence))
+        if tool not in view.available_tools or done or any(f.tool == tool for f in view.failures):
+            return compose()
+        arguments: dict[str, object] = {"k": 3}
+        current = view.current()
+        if current is not None:
+            arguments["study_id"] = current.study_id
+        findings = view.understanding.slots.findings
+        if findings:
+            arguments["text"] = ", ".join(f.replace("_", " ").lower() for f in findings)
+        if len(arguments) == 1:
+            return compose("nothing to find similar cases for")
+        return PlanDecision(action="call_tools", calls=[
+            ToolCall(tool=tool, arguments=arguments, reason="reference cases like this one")
+        ])  # fmt: skip
+
+    def _segment_region(self, view: PlannerView) -> PlanDecision:
+        """Segment the box in focus: this turn's localization, else the last one on this study;
+        with none, localize the finding in focus first."""
+        current = view.current()
+        assert current is not None
+        turn = set(view.turn_evidence)
+        located = [e for e in view.ledger if e.id in turn and e.tool == "localize_finding"
+                   and e.values.get("regions")]  # fmt: skip
+        box = None
+        if located:
+            box = located[-1].values["regions"][0]["box"]
+        elif view.focus.region is not None and view.focus.region.study_id == current.study_id:
+            box = list(view.focus.region.box)
+        if box is None:
+            subject = self._subject(view)
+            if isinstance(subject, PlanDecision):
+                return subject
+            if not subject or view.failed("localize_finding", current.study_id):
+                return compose("no region in focus to segment")
+            return self._once(view, "localize_finding", current,
+                              "find the region to segment", finding=subject[0])  # fmt: skip
+        return self._once(view, "segment_region", current, "segment the region in focus",
+                          box=[float(v) for v in box])  # fmt: skip
 
     def _classification(self, view: PlannerView, study: StudyRef) -> Evidence | None:
         return view.turn("classify_findings", study.study_id)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from radpilot.agent.planner import ToolFailure
-from radpilot.agent.types import Answer, Message, PlanDecision, StudyRef, TraceEvent, Understanding
+from radpilot.agent.types import (
+    Answer,
+    DialogueFocus,
+    Message,
+    PlanDecision,
+    StudyRef,
+    TraceEvent,
+    Understanding,
+)
 from radpilot.tools.base import Evidence
 
 
@@ -14,6 +22,7 @@ class AgentState(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     studies: list[StudyRef] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
+    focus: DialogueFocus = Field(default_factory=DialogueFocus)
     # The current turn: reset when a new question arrives.
     question: str = ""
     understanding: Understanding | None = None
@@ -54,8 +63,8 @@ def turn_reset(question: str, trace_id: str) -> dict[str, object]:
 PERSISTED_TYPES = [
     ("radpilot.agent.state", "AgentState"),
     *[("radpilot.agent.types", name) for name in (
-        "Answer", "Claim", "FindingRow", "Message", "PlanDecision", "PlannerAttempt",
-        "Recommendation", "Slots",
+        "Answer", "Claim", "DialogueFocus", "FindingRow", "FocusFinding", "FocusRegion",
+        "Message", "PlanDecision", "PlannerAttempt", "Recommendation", "Slots",
         "StudyRef", "ToolCall", "TraceEvent", "Understanding",
     )],
     ("radpilot.agent.planner", "ToolFailure"),

@@ -22,6 +22,11 @@ Intent = Literal[
     "measure",
     "compare_prior",
     "guideline",
+    "management",
+    "differential",
+    "similar_cases",
+    "segment_anatomy",
+    "segment_region",
     "explain",
     "report",
     "image_info",
@@ -53,6 +58,11 @@ class Understanding(BaseModel):
     method: str = Field(description="How the intent was recognised (embedding, rule, ...).")
     ignored: list[str] = Field(
         default_factory=list, description="Instruction-like sentences removed from the question."
+    )
+    cleaned: str = Field(default="", description="The question without those sentences.")
+    resolved: list[str] = Field(
+        default_factory=list,
+        description="What references meant, from the dialogue focus (\"it -> Effusion\").",
     )
 
 
@@ -87,6 +97,37 @@ class StudyRef(BaseModel):
     acquired: date | None = None
     patient_key: str | None = None
     label: str = ""
+
+
+class FocusFinding(BaseModel):
+    name: str
+    evidence: list[str] = Field(description="Ids of the evidence that answered it.")
+
+
+class FocusRegion(BaseModel):
+    """The last localized box: what "segment that" or "and on the left?" point at."""
+
+    study_id: str
+    finding: str
+    box: tuple[float, float, float, float] = Field(description="x, y, w, h in image pixels")
+    side: str
+    evidence: str
+
+
+class DialogueFocus(BaseModel):
+    """What the conversation is about, carried from turn to turn (checkpointed)."""
+
+    findings: list[FocusFinding] = Field(default_factory=list)
+    study_id: str | None = None
+    region: FocusRegion | None = None
+    intent: Intent | None = None
+    laterality: Laterality | None = None
+    questions: list[str] = Field(
+        default_factory=list, description="The latest questions, oldest first (bounded)."
+    )
+
+    def finding_names(self) -> list[str]:
+        return [f.name for f in self.findings]
 
 
 class Claim(BaseModel):

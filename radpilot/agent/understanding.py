@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from radpilot import prompts
+from radpilot.agent.dialogue import resolve
 from radpilot.agent.injection import split_instructions
-from radpilot.agent.types import Intent, Slots, Understanding
+from radpilot.agent.types import DialogueFocus, Intent, Slots, Understanding
 
 if TYPE_CHECKING:
     from radpilot.knowledge.embedding import SentenceEmbedder
@@ -36,18 +37,17 @@ _WHERE = re.compile(r"\b(where|which side|locali[sz]e|show me|point|highlight)\b
 _MEASURE = re.compile(
     r"\b(measure|ratio|ctr|how (big|large)|size of|area|diameter|cm|mm)\b", re.IGNORECASE
 )
+# Only decisive wording overrides the classifier: a named guideline body or the word itself,
+# or a normative "where should ..." question; everything else is the classifier's call.
 _GUIDELINE = re.compile(
-    r"\b(guidelines?|guidance|manag(e|ed|es|ing|ement)|recommend(ed|ation|ations)?|follow-?up|"
-    r"next steps?|"
-    r"BTS|Fleischner|NICE|ESC|ATS|IDSA|differential|"
-    # general knowledge: tests, criteria and definitions are answered from the notes
-    r"CT|HRCT|ultrasound|echocardiograph\w*|bronchoscopy|criteria|indicated|indications?|"
-    r"definition|define|signs? of|"
-    # normative questions ("where should the tube tip be?") are answered from the notes
-    r"(where|how|when) should)\b",
-    re.IGNORECASE,
+    r"\b(guidelines?|guidance|BTS|Fleischner|NICE|ESC|ATS|IDSA|ACR|where should)\b", re.IGNORECASE
 )
 _STRONG_MEASURE = re.compile(r"\b(ctr|cardiothoracic|measure\w*)\b", re.IGNORECASE)
+_ANATOMY = re.compile(
+    r"\b(outline|segment|mask|contour|delineate|draw)\w*\b[^?.]*\b(lungs|lung fields?|both lungs|"
+    r"heart and lungs?|lungs and heart|anatomy)\b|\blung (areas?|fields?|volumes?|borders?)\b",
+    re.IGNORECASE,
+)
 _REPORT = re.compile(r"\b(report|impression)\b", re.IGNORECASE)
 _FHIR = re.compile(r"\bfhir\b", re.IGNORECASE)
 _LEFT = re.compile(r"\bleft\b", re.IGNORECASE)
@@ -100,6 +100,33 @@ def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:
     )
 
 
+class IntentClassifier:
+    """Multinomial logistic regression over sentence embeddings, trained at start-up on the
+    hand-written phrasings of `prompts/intents.yaml` (a few hundred: well under a second).
+    Zero initialisation and full-batch gradient descent make it deterministic."""
+
+    def __init__(self, vectors: np.ndarray, labels: list[str], *, steps: int = 300,
+                 rate: float = 4.0, l2: float = 1e-3) -> None:  # fmt: skip
+        self.intents = sorted(set(labels))
+        targets = np.zeros((len(labels), len(self.intents)), dtype=np.float32)
+        targets[np.arange(len(labels)), [self.intents.index(x) for x in labels]] = 1.0
+        x = np.hstack([vectors, np.ones((len(vectors), 1), dtype=np.float32)])
+        weights = np.zeros((x.shape[1], len(self.intents)), dtype=np.float32)
+        for _ in range(steps):
+            gradient = x.T @ (softmax(x @ weights) - targets) / len(x) + l2 * weights
+            weights -= rate * gradient
+        self.weights = weights
+
+    def probabilities(self, vector: np.ndarray) -> dict[str, float]:
+        scores = softmax(np.append(vector, 1.0)[None, :] @ self.weights)[0]
+        return {intent: float(p) for intent, p in zip(self.intents, scores, strict=True)}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 class IntentRecognizer:
     def __init__(self, embedder: SentenceEmbedder) -> None:
         self.embedder = embedder
@@ -109,10 +136,10 @@ class IntentRecognizer:
         self._texts = [text for texts in exemplars.values() for text in texts]
 
     @cached_property
-    def _exemplar_vectors(self) -> np.ndarray:
-        return self.embedder.embed(self._texts)
+    def classifier(self) -> IntentClassifier:
+        return IntentClassifier(self.embedder.embed(self._texts), self._labels)
 
-    def understand(self, question: str) -> Understanding:
+    def understand(self, question: str, focus: DialogueFocus | None = None) -> Understanding:
         question, ignored = split_instructions(question)
         if not question:
             return Understanding(
@@ -120,31 +147,33 @@ class IntentRecognizer:
                 method="only instructions to the system, no question", ignored=ignored,
             )  # fmt: skip
         slots = extract_slots(question, self.vocabulary)
-        scores = self._exemplar_vectors @ self.embedder.embed([question])[0]
-        by_intent: dict[str, float] = {}
-        for label, score in zip(self._labels, scores, strict=True):
-            by_intent[label] = max(by_intent.get(label, -1.0), float(score))
-        ranked = sorted(by_intent.items(), key=lambda item: -item[1])
-        intent, confidence = ranked[0]
+        by_intent = self.classifier.probabilities(self.embedder.embed([question])[0])
+        intent, confidence = max(by_intent.items(), key=lambda item: item[1])
         refined, rule = refine(intent, question, slots)  # type: ignore[arg-type]
-        return Understanding(
+        understanding = Understanding(
             intent=refined,
             confidence=round(confidence, 3),
             slots=slots,
-            method=f"embedding ({intent} {confidence:.2f})" + (f"; rule: {rule}" if rule else ""),
+            method=f"classifier ({intent} {confidence:.2f})" + (f"; rule: {rule}" if rule else ""),
             ignored=ignored,
+            cleaned=question,
         )
+        return resolve(understanding, focus or DialogueFocus())
 
 
 def refine(intent: Intent, question: str, slots: Slots) -> tuple[Intent, str]:
-    """Rules that correct the nearest-exemplar intent where wording is decisive."""
+    """Rules that correct the classifier where wording is decisive."""
     if intent in ("out_of_scope", "explain"):
         return intent, ""
+    if _ANATOMY.search(question):
+        return "segment_anatomy", "asks for the lung or heart outlines"
     if _STRONG_MEASURE.search(question):
         return "measure", "asks for a measurement"
     if _GUIDELINE.search(question):
-        return "guideline", "asks about guidelines or management"
-    if intent == "guideline" or (intent == "image_info" and not slots.findings):
+        return "guideline", "asks what the guidelines say"
+    if intent in ("guideline", "management", "differential", "similar_cases", "segment_region"):
+        return intent, ""
+    if intent == "image_info" and not slots.findings:
         return intent, ""
     if intent == "image_info":  # a question about the image itself names no finding
         intent = "ask_finding"
@@ -158,6 +187,4 @@ def refine(intent: Intent, question: str, slots: Slots) -> tuple[Intent, str]:
         return "localize", "asks where a named finding is"
     if intent == "detect_findings" and slots.findings:
         return "ask_finding", "names a finding"
-    if intent == "ask_finding" and not slots.findings and not slots.unsupported_findings:
-        return "detect_findings", "names no finding"
     return intent, ""

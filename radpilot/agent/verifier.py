@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from radpilot.agent.composer import CERTAINTY, stated_texts, templates
 from radpilot.agent.types import Answer, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
+from radpilot.agent.wording import DIRECTION, graph_claims, row_certainty, stated_texts, templates
 from radpilot.tools.base import Evidence
 
 # A leading minus is the number's sign unless it joins two words or numbers (2024-01-15, T4-5);
@@ -96,19 +96,33 @@ def direction_of(text: str) -> str | None:
     return None
 
 
-def _statuses(evidence: list[Evidence]) -> dict[str, str]:
-    statuses: dict[str, str] = {}
+def _rows(evidence: list[Evidence]) -> dict[str, dict[str, Any]]:
+    """Each finding's row (probability, threshold, status) in the cited evidence."""
+    rows: dict[str, dict[str, Any]] = {}
     for item in evidence:
         for row in item.values.get("findings", []):
-            if isinstance(row, dict) and "name" in row and "status" in row:
-                statuses[row["name"]] = row["status"]
-    return statuses
+            if isinstance(row, dict) and {"name", "probability", "threshold"} <= set(row):
+                rows[row["name"]] = row
+    return rows
 
 
 def _named(evidence: list[Evidence]) -> set[str]:
-    names = set(_statuses(evidence))
+    names = set(_rows(evidence))
     names.update(str(e.values["finding"]) for e in evidence if "finding" in e.values)
+    names.update(label for e in evidence for case in e.values.get("cases", [])
+                 for label in case.get("labels", []))  # fmt: skip
     return names
+
+
+def _sides(evidence: list[Evidence]) -> set[str]:
+    """The sides a cited result speaks of: localized regions, a measurement's per-side values,
+    segmented structures named by side."""
+    found = {r.get("side") for e in evidence for r in e.values.get("regions", [])}
+    found |= {side for e in evidence if e.kind == "measurement" for side in ("left", "right")
+              if any(key.startswith(f"{side}_") for key in e.values)}  # fmt: skip
+    found |= {side for e in evidence for s in e.values.get("structures", [])
+              for side in ("left", "right") if str(s.get("name", "")).startswith(side)}  # fmt: skip
+    return {side for side in found if side}
 
 
 class Verifier:
@@ -167,7 +181,9 @@ class Verifier:
         text = claim.text.split(" — from ")[0]  # an explanation's provenance tail is not a claim
         if all(e.kind == "guideline" for e in cited):
             # General knowledge, not a statement about the image: it must quote its source.
-            if quotes_knowledge(text, cited):
+            if quotes_knowledge(text, cited) or any(
+                text in graph_claims(e.values, steps_first=False) for e in cited
+            ):
                 return None
             return "does not quote the cited guideline passage"
         values = [v for e in cited for v in numbers_in(e.values)]
@@ -179,20 +195,17 @@ class Verifier:
         for finding in named:
             if finding not in known:
                 return f"{finding} is not in the cited evidence"
-        statuses = _statuses(cited)
+        rows = _rows(cited)
         direction = direction_of(text)
-        if len(named) == 1 and named[0] in statuses and direction is not None:
-            if direction != statuses[named[0]]:
-                return f"says {direction} but the evidence says {statuses[named[0]]}"
-            if claim.certainty != CERTAINTY[statuses[named[0]]]:
+        if len(named) == 1 and named[0] in rows and direction is not None:
+            expected = row_certainty(rows[named[0]])
+            if direction != DIRECTION[expected]:
+                return f"says {direction} but the evidence says {DIRECTION[expected]} ({expected})"
+            if claim.certainty != expected:
                 return f"certainty {claim.certainty} does not match the evidence"
         sides = {m.lower() for m in _SIDE.findall(text)}
-        if sides:
-            found = {r.get("side") for e in cited for r in e.values.get("regions", [])}
-            found |= {side for e in cited if e.kind == "measurement" for side in ("left", "right")
-                      if any(key.startswith(f"{side}_") for key in e.values)}  # fmt: skip
-            if not sides <= found:
-                return f"laterality ({', '.join(sorted(sides))}) not supported by a localization"
+        if sides and not sides <= _sides(cited):
+            return f"laterality ({', '.join(sorted(sides))}) not supported by a localization"
         if _PRIOR.search(text):
             priors = {s.study_id for s in studies if s.role == "prior"}
             if not any(e.kind == "comparison" or e.inputs.get("study_id") in priors

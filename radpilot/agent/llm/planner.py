@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from radpilot import prompts
-from radpilot.agent.injection import split_instructions
+from radpilot.agent.dialogue import history
 from radpilot.agent.llm.breaker import CircuitBreaker
 from radpilot.agent.llm.client import (
     ChatClient,
@@ -154,6 +154,8 @@ class LLMPlanner:
                 studies=ex["studies"],
                 evidence=ex["evidence"],
                 failures="none",
+                history=ex.get("history", "none (first question)"),
+                resolved=ex.get("resolved", "nothing to resolve"),
             )
             + f"Call: {json.dumps(ex['call'])}"
             for ex in text["examples"]
@@ -166,7 +168,7 @@ class LLMPlanner:
 
     def _context(self, view: PlannerView) -> str:
         # Instruction-like sentences never reach the LLM (the trace lists them as ignored).
-        question = split_instructions(view.question)[0]
+        question = view.cleaned_question
         studies = ", ".join(
             f"{s.study_id} ({s.role}{', ' + str(s.acquired) if s.acquired else ''})"
             for s in view.studies
@@ -179,6 +181,8 @@ class LLMPlanner:
             studies=studies or "none",
             evidence=evidence or "none yet",
             failures=failures or "none",
+            history=history(view.focus),
+            resolved="; ".join(view.understanding.resolved) or "nothing to resolve",
         )
 
     def _repair_messages(self, reply: ChatReply, error: str) -> list[dict[str, Any]]:
