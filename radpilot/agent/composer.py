@@ -135,8 +135,9 @@ class Composer:
     def _finding_claim(self, row: dict[str, Any], evidence: Evidence) -> Claim:
         certainty = row_certainty(row)
         text = self.text["finding"][certainty].format(
-            finding=row["name"], probability=row["probability"], threshold=row["threshold"]
-        )
+            finding=display(row["name"]), probability=row["probability"],
+            threshold=row["threshold"],
+        )  # fmt: skip
         return Claim(text=text, evidence=[evidence.id], certainty=certainty)
 
     def _classification(self, view: PlannerView, turn: list[Evidence]) -> Evidence | None:
@@ -182,12 +183,16 @@ class Composer:
                                        evidence=[classification.id], certainty="unlikely"))
         answer.claims.extend(self._finding_claim(r, classification) for r in above[:READ_FINDINGS])
         stated = {r["name"] for r in above[:READ_FINDINGS]}
+        # A report also covers what the conversation discussed.
+        answer.claims.extend(self._finding_claim(r, classification) for r in named
+                             if r["name"] not in stated)  # fmt: skip
+        stated |= {r["name"] for r in named}
         considered = [r for r in above[READ_FINDINGS:]] + [
             r for r in rows if r["status"] == "uncertain" and r["name"] not in stated
             and r["probability"] < r["threshold"]
         ]  # fmt: skip
         if considered:  # one sentence, not one claim each: an open read stays readable
-            items = ", ".join(f"{r['name']} ({r['probability']:.2f})" for r in considered)
+            items = ", ".join(f"{display(r['name'])} ({r['probability']:.2f})" for r in considered)
             answer.claims.append(
                 Claim(text=self.text["also_considered"].format(items=items),
                       evidence=[classification.id], certainty="possible")  # fmt: skip
@@ -353,7 +358,7 @@ class Composer:
                 if row["name"] in wanted:
                     certainty = row_certainty(row)
                     text = self.text["prior_finding"].format(
-                        role=role, finding=row["name"], probability=row["probability"],
+                        role=role, finding=display(row["name"]), probability=row["probability"],
                         certainty=certainty,
                     )  # fmt: skip
                     answer.claims.append(
@@ -368,13 +373,13 @@ class Composer:
             named = row["name"] in wanted
             if row["verdict"] == "unchanged" and not named:
                 if row["status"] != "absent" or row["prior_probability"] >= row["threshold"]:
-                    steady.append(row["name"])
+                    steady.append(display(row["name"]))
                 continue
             if wanted and not named:
                 continue
             text = self.text["change"][row["verdict"]].format(
-                finding=row["name"], prior=row["prior_probability"], now=row["probability"],
-                margin=row["margin"],
+                finding=display(row["name"]), prior=row["prior_probability"],
+                now=row["probability"], margin=row["margin"],
             )  # fmt: skip
             answer.claims.append(Claim(text=text, evidence=[comparison.id], certainty="stated"))
         if steady:
@@ -414,6 +419,11 @@ class Composer:
                     answer.limitations.append(item)
         if self.text["decision_support"] not in answer.limitations:
             answer.limitations.append(self.text["decision_support"])
+
+
+def display(finding: str) -> str:
+    """A finding as a clinician writes it (Pleural_Thickening -> Pleural thickening)."""
+    return finding.replace("_", " ").capitalize() if "_" in finding else finding
 
 
 def _area(value: dict[str, Any]) -> str:

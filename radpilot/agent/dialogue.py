@@ -29,7 +29,7 @@ ABOUT_A_FINDING: set[Intent] = {"ask_finding", "localize", "compare_prior", "man
                                 "differential", "similar_cases", "guideline"}  # fmt: skip
 # Intents a bare follow-up ("and on the left?", "and pneumonia?") repeats.
 REPEATABLE: set[Intent] = {"ask_finding", "localize", "compare_prior", "management",
-                           "differential", "measure", "segment_region"}  # fmt: skip
+                           "differential", "measure", "segment_region", "guideline"}  # fmt: skip
 
 _PLURAL = re.compile(r"\b(them|they|these|those|both)\b", re.I)
 _REFERENCE = re.compile(
@@ -37,11 +37,11 @@ _REFERENCE = re.compile(
     r"opacity|one|thing|problem|change))\b",
     re.I,
 )
-_CORRECTION = re.compile(
-    r"^\s*(no\b[,.!]?\s*(i|I) (meant|mean|was asking)|i (meant|mean)\b|sorry,? i meant|"
-    r"not (that|the \w+)[,;]|actually,? (i meant|the))",
-    re.I,
-)
+_CORRECTION = re.compile(r"\b(i meant|i mean|i was asking about|i was asking|actually,? the)\b",
+                         re.I)  # fmt: skip
+_NOT_THAT = re.compile(r"\bnot (the |a |an |that )?([\w ]{3,30}?)(?=[,.;!?]|$)", re.I)
+_SHOW = re.compile(r"^\s*(ok,? )?(show me|show it|pinpoint|point (to )?it|point it out|"
+                   r"highlight it|locali[sz]e it|mark it)\b", re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
 _HEART = re.compile(r"\b(heart|cardiac)\b", re.I)
 _SIDE_ONLY = re.compile(r"^\s*(and\s+)?(on\s+|what about\s+|how about\s+)?the (left|right)"
@@ -52,9 +52,15 @@ def _short(question: str) -> bool:
     return len(question.split()) <= 6
 
 
+def _last_sentence(text: str) -> str:
+    sentences = [part.strip() for part in re.findall(r"[^.!?]+[.!?]*", text) if part.strip()]
+    return sentences[-1] if sentences else text
+
+
 def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding:
     """The understanding with its references resolved against the focus."""
-    question = understanding.cleaned
+    whole = understanding.cleaned
+    question = _last_sentence(whole) if len(whole.split()) > 3 else whole
     slots = understanding.slots
     intent = understanding.intent
     resolved: list[str] = []
@@ -62,7 +68,10 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
         return understanding
     focus_findings = focus.finding_names()
     findings = list(slots.findings)
-    if _CORRECTION.search(question) and findings and focus.intent in REPEATABLE:
+    if _CORRECTION.search(whole) and findings and focus.intent in REPEATABLE:
+        refused = " ".join(m.group(2) for m in _NOT_THAT.finditer(whole)).lower()
+        kept = [f for f in findings if f.lower().replace("_", " ") not in refused]
+        findings = kept or findings
         intent = focus.intent
         resolved.append(f"correction: {', '.join(findings)} instead of "
                         f"{', '.join(focus_findings) or 'the earlier subject'}")  # fmt: skip
@@ -75,16 +84,25 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
             findings = [] if intent == "measure" else ["Cardiomegaly"]
             resolved.append("the heart -> " + ("a measurement" if findings == [] else
                                                 "Cardiomegaly"))  # fmt: skip
+        elif not findings and focus.intent == "guideline":
+            intent = "guideline"
+            resolved.append("follow-up: the same guideline question")
         elif not findings and slots.laterality is not None:
             intent = focus.intent
             findings = focus_findings[:2]
             resolved.append(f"the {slots.laterality} side -> {focus.intent} for "
                             f"{', '.join(findings) or 'the image'}")  # fmt: skip
+    elif _SHOW.search(question) and _short(question) and focus_findings:
+        intent = "localize"
+        resolved.append("show it -> localize")
     elif _SIDE_ONLY.search(question) and focus.intent in REPEATABLE:
         intent = focus.intent
         findings = focus_findings[:2]
         resolved.append(f"the {slots.laterality} side -> {focus.intent}")
-    if not findings and focus_findings and intent in ABOUT_A_FINDING:
+    if intent == "report" and not findings and focus_findings:
+        findings = focus_findings[:3]  # a report covers what the conversation discussed
+        resolved.append(f"the report covers {', '.join(findings)}")
+    elif not findings and focus_findings and intent in ABOUT_A_FINDING:
         wanted = focus_findings if _PLURAL.search(question) else focus_findings[:1]
         if _REFERENCE.search(question) or _short(question) or intent != "guideline":
             findings = wanted[:2]
@@ -111,6 +129,8 @@ def _answered(understanding: Understanding, answer: Answer, turn: list[Evidence]
     named = list(understanding.slots.findings)
     if named:
         return named
+    if understanding.intent == "measure":  # heart-size questions are about cardiomegaly
+        return ["Cardiomegaly"]
     if understanding.intent in ("detect_findings", "report"):
         rows = sorted(answer.findings, key=lambda r: -(r.probability or 0))
         return [r.name for r in rows if r.status != "absent"][:3]

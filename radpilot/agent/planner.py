@@ -94,14 +94,17 @@ class EmbeddedPlanner:
             return compose("no study in the session")
         if intent == "image_info":
             return self._once(view, "image_info", current, "the user asks about the image")
-        if intent == "compare_prior":
+        slots = view.understanding.slots
+        if intent == "compare_prior" or (
+            slots.mentions_prior and view.priors() and intent in ("ask_finding", "measure")
+        ):  # "Has the effusion resolved?", "Is the heart bigger than before?" with a prior
             return self._compare(view)
         if intent in ("detect_findings", "report", "ask_finding", "localize"):
             return self._findings(view)
         if intent == "guideline":
             return self._guideline(view)
-        if intent == "measure":
-            return self._once(view, "measure", current, "the user asks for a measurement")
+        if intent == "measure" or (intent == "ask_finding" and "Cardiomegaly" in slots.findings):
+            return self._heart(view)
         if intent == "segment_anatomy":
             return self._once(view, "segment_anatomy", current, "the user asks for the anatomy")
         if intent == "segment_region":
@@ -142,6 +145,10 @@ class EmbeddedPlanner:
                 findings = [max(rows, key=lambda r: r["probability"])["name"]] if rows else []
         # Instruction-like sentences never reach a tool; the search takes at most 500 characters.
         query = view.cleaned_question
+        if any(r.startswith("follow-up") for r in view.understanding.resolved) and (
+            view.focus.questions
+        ):  # "and if they're high risk?": the earlier question says about what
+            query = f"{view.focus.questions[-1]} {query}"
         if findings and not view.understanding.slots.findings:
             query = f"{query} {findings[0].replace('_', ' ')}"
         arguments: dict[str, object] = {"query": query[:500], "k": 3}
@@ -149,6 +156,17 @@ class EmbeddedPlanner:
             arguments["finding"] = findings[0]
         call = ToolCall(tool=tool, arguments=arguments, reason="cite what the guidelines say")
         return PlanDecision(action="call_tools", calls=[call])
+
+    def _heart(self, view: PlannerView) -> PlanDecision:
+        """Heart size: the measured ratio, and the classifier's cardiomegaly probability when
+        the question names it (either answers "is the heart big?")."""
+        current = view.current()
+        assert current is not None
+        if "Cardiomegaly" in view.understanding.slots.findings:
+            decision = self._findings(view)
+            if decision.action == "call_tools":
+                return decision
+        return self._once(view, "measure", current, "the user asks about heart size")
 
     def _subject(self, view: PlannerView) -> list[str] | PlanDecision:
         """The findings a question is about: named or resolved, else what the current study
@@ -251,6 +269,8 @@ class EmbeddedPlanner:
         if classification is None:
             return self._once(view, "classify_findings", current,
                               "establish which findings are present")  # fmt: skip
+        if understanding.intent in ("ask_finding", "detect_findings", "measure"):
+            return compose()  # where a finding lies is shown when asked ("where is it?")
         if "localize_finding" not in view.available_tools:
             return compose()
         calls = [

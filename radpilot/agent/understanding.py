@@ -21,7 +21,7 @@ from radpilot.agent.types import DialogueFocus, Intent, Slots, Understanding
 if TYPE_CHECKING:
     from radpilot.knowledge.embedding import SentenceEmbedder
 
-_STUDY = r"(film|study|studies|x-?rays?|image|images|exam|radiograph|one)"
+_STUDY = r"(film|films|study|studies|x-?rays?|image|images|exam|radiographs?|one|ones|cxrs?)"
 _PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|last (week|month|year|time)|"
     r"interval|changed?|compared?|comparison|since|progress(ed|ion)?|better|worse|resolved|"
@@ -33,7 +33,50 @@ _EXPLICIT_PRIOR = re.compile(
     r"interval|since)\b",
     re.IGNORECASE,
 )
-_WHERE = re.compile(r"\b(where|which side|locali[sz]e|show me|point|highlight)\b", re.IGNORECASE)
+_WHERE = re.compile(
+    r"\b(where|which side|what side|same side|locali[sz]e|show me|point|pinpoint|highlight)\b",
+    re.IGNORECASE,
+)
+# Heart size said in words the phrase list cannot hold ("the heart looks a bit big").
+_HEART_SIZE = re.compile(
+    r"\bheart\b[^.?!]{0,25}\b(big|bigger|enlarged|large|larger|huge)\b|"
+    r"\b(big|bigger|enlarged|large|larger)\b[^.?!]{0,10}\bheart\b",
+    re.IGNORECASE,
+)
+# Decisions that belong to the treating clinician, never to a reading tool.
+_TREATMENT = re.compile(
+    r"\b(discharge|send (him|her|them) home|prescribe|dos(e|es|ing)|\d+ ?mg|prognosis|"
+    r"life expectancy|how long (will|does|has) (he|she|they)|start (him|her|them) on|"
+    r"antibiotics?|furosemide|steroids?)\b",
+    re.IGNORECASE,
+)
+# Another modality or body part than a chest radiograph.
+_OTHER_IMAGING = re.compile(
+    r"\b(look at|read|review|analy[sz]e|interpret|check)\b[^.?!]{0,30}\b(CT|MRI|MR|ultrasound|"
+    r"scan|abdomen|abdominal|pelvis|brain|head|spine|knee|hip|wrist)\b|"
+    r"\b(abdomen|abdominal|pelvi[cs]|brain|head|spine|knee|hip|wrist)\b[^.?!]{0,15}\b(CT|MRI|"
+    r"x-?ray|film|scan)\b",
+    re.IGNORECASE,
+)
+# General knowledge (criteria, scores, definitions): answered from the notes.
+_KNOWLEDGE = re.compile(
+    r"\b(criteria|scor(e|ed|ing)|defin(e|ed|ition)|what counts as|classification of|"
+    r"remind me|in general)\b",
+    re.IGNORECASE,
+)
+_DIFFERENTIAL = re.compile(r"\b(ddx|differentials?|what else could)\b", re.IGNORECASE)
+_COULD_IT_BE = re.compile(r"^\s*(could|might|can|would) (it|this|that) (be|just be)\b", re.I)
+# An open read phrased as a request about the assistant itself ("your impression?").
+_READ = re.compile(
+    r"\b(read (this|it|the)|your (read|impression|opinion|thoughts)|make of (this|it)|"
+    r"what do you (see|think))\b|^\s*(just |then )?(your )?read\b",
+    re.IGNORECASE,
+)
+_FILLER = re.compile(
+    r"\b(any|is|are|there|a|an|the|some|signs?|of|or|and|please|pls|rule|out|r/o|query|"
+    r"this|on|film|x-?ray|cxr|here|evidence|seen|visible|present|obvious|do|you|see)\b|[^\w\s]",
+    re.IGNORECASE,
+)
 _MEASURE = re.compile(
     r"\b(measure|ratio|ctr|how (big|large)|size of|area|diameter|cm|mm)\b", re.IGNORECASE
 )
@@ -76,7 +119,12 @@ class Vocabulary:
             finding = self.canonical[match.group(0).lower()]
             if finding not in found:
                 found.append(finding)
+        if "Cardiomegaly" not in found and _HEART_SIZE.search(text):
+            found.append("Cardiomegaly")
         return found
+
+    def without_findings(self, text: str) -> str:
+        return self._pattern.sub(" ", text.replace("_", " "))
 
     def unsupported_in(self, text: str) -> list[str]:
         return sorted({m.group(0).lower() for m in self._unsupported.finditer(text)})
@@ -142,14 +190,19 @@ class IntentRecognizer:
     def understand(self, question: str, focus: DialogueFocus | None = None) -> Understanding:
         question, ignored = split_instructions(question)
         if not question:
+            # "Pretend there was a prior that was clear": the answer says there is none.
+            about_prior = extract_slots(" ".join(ignored), self.vocabulary).mentions_prior
             return Understanding(
-                intent="out_of_scope", confidence=1.0, slots=Slots(),
-                method="only instructions to the system, no question", ignored=ignored,
+                intent="compare_prior" if about_prior else "out_of_scope", confidence=1.0,
+                slots=Slots(), method="only instructions to the system, no question",
+                ignored=ignored,
             )  # fmt: skip
         slots = extract_slots(question, self.vocabulary)
-        by_intent = self.classifier.probabilities(self.embedder.embed([question])[0])
+        clause = last_question(question)
+        by_intent = self.classifier.probabilities(self.embedder.embed([clause])[0])
         intent, confidence = max(by_intent.items(), key=lambda item: item[1])
-        refined, rule = refine(intent, question, slots)  # type: ignore[arg-type]
+        bare = is_bare_finding_question(clause, self.vocabulary)
+        refined, rule = refine(intent, question, slots, bare=bare)  # type: ignore[arg-type]
         understanding = Understanding(
             intent=refined,
             confidence=round(confidence, 3),
@@ -161,26 +214,60 @@ class IntentRecognizer:
         return resolve(understanding, focus or DialogueFocus())
 
 
-def refine(intent: Intent, question: str, slots: Slots) -> tuple[Intent, str]:
+def last_question(text: str) -> str:
+    """The sentence that asks, when clinical context comes first ("58F, breathless. Effusion?")."""
+    sentences = [part.strip() for part in re.findall(r"[^.!?]+[.!?]*", text) if part.strip()]
+    asking = [part for part in sentences if part.endswith("?")]
+    return asking[-1] if len(sentences) > 1 and asking else text
+
+
+def is_bare_finding_question(clause: str, vocabulary: Vocabulary) -> bool:
+    """'Atelectasis?', 'any consolidation', 'rule out a pneumothorax pls': a finding and
+    hardly anything else."""
+    if not vocabulary.findings_in(clause):
+        return False
+    rest = _FILLER.sub(" ", vocabulary.without_findings(clause)).split()
+    return len(rest) <= 1
+
+
+def refine(
+    intent: Intent, question: str, slots: Slots, *, bare: bool = False
+) -> tuple[Intent, str]:
     """Rules that correct the classifier where wording is decisive."""
-    if intent in ("out_of_scope", "explain"):
+    if _TREATMENT.search(question) or _OTHER_IMAGING.search(question):
+        return "out_of_scope", "asks for a clinical decision or another kind of imaging"
+    if bare and intent not in ("localize", "compare_prior", "report"):
+        return "ask_finding", "names a finding and little else"
+    if _GUIDELINE.search(question):
+        return "guideline", "asks what the guidelines say"
+    if _REPORT.search(question):
+        return "report", "mentions a report"
+    if intent == "out_of_scope":
+        return intent, ""
+    if intent == "explain":
+        if _READ.search(question):
+            return "detect_findings", "asks for a read"
         return intent, ""
     if _ANATOMY.search(question):
         return "segment_anatomy", "asks for the lung or heart outlines"
+    if _KNOWLEDGE.search(question):
+        return "guideline", "asks for criteria or a definition"
     if _STRONG_MEASURE.search(question):
         return "measure", "asks for a measurement"
-    if _GUIDELINE.search(question):
-        return "guideline", "asks what the guidelines say"
+    if _DIFFERENTIAL.search(question):
+        return "differential", "asks for a differential"
+    if _COULD_IT_BE.search(question) and slots.findings:
+        return "ask_finding", "asks whether it could be a named finding"
+    if intent not in ("compare_prior", "guideline", "management") and _EXPLICIT_PRIOR.search(
+        question
+    ):
+        return "compare_prior", "mentions a prior study"
     if intent in ("guideline", "management", "differential", "similar_cases", "segment_region"):
         return intent, ""
     if intent == "image_info" and not slots.findings:
         return intent, ""
     if intent == "image_info":  # a question about the image itself names no finding
         intent = "ask_finding"
-    if _REPORT.search(question):
-        return "report", "mentions a report"
-    if intent != "compare_prior" and _EXPLICIT_PRIOR.search(question):
-        return "compare_prior", "mentions a prior study"
     if _MEASURE.search(question) and intent in ("ask_finding", "detect_findings", "localize"):
         return "measure", "asks for a measurement"
     if _WHERE.search(question) and slots.findings and intent != "compare_prior":

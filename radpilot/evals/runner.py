@@ -21,6 +21,13 @@ from radpilot.evals.scenario import Expect, Scenario
 _PRIOR_WORDS = re.compile(r"\b(prior|previous|earlier study|old film)\b", re.IGNORECASE)
 
 
+def speaks_of_the_patient(claim: Any, ledger: list[Any]) -> bool:
+    """A claim that cites evidence about the patient's images. Guideline advice ("compare with
+    previous imaging") and reference cases cite general knowledge: they invent no prior."""
+    kinds = {e.kind for e in ledger if e.id in set(claim.evidence)}
+    return bool(kinds - {"guideline", "case"})
+
+
 class TurnRecord(BaseModel):
     scenario: str
     turn: int
@@ -145,8 +152,10 @@ def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]
                     grounded=sum(1 for c in answer.claims if set(c.evidence) & ledger),
                     fixed_statements=sum(1 for c in answer.claims if not c.evidence),
                     removed_by_verifier=removed,
-                    hallucinated_prior=not has_prior
-                    and any(_PRIOR_WORDS.search(c.text) and c.evidence for c in answer.claims),
+                    hallucinated_prior=not has_prior and any(
+                        _PRIOR_WORDS.search(c.text) and speaks_of_the_patient(c, state.evidence)
+                        for c in answer.claims
+                    ),
                     scored=scored_findings(turn.expect, answer),
                     expected_findings=dict(turn.expect.findings), attack=turn.attack,
                     probabilities={row.name: row.probability for row in answer.findings
