@@ -44,6 +44,7 @@ _SHOW = re.compile(r"^\s*(ok,? )?(show me|show it|pinpoint|point (to )?it|point 
                    r"highlight it|locali[sz]e it|mark it)\b", re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
 _HEART = re.compile(r"\b(heart|cardiac)\b", re.I)
+_NOT_A_PLACE = re.compile(r"\b(cases?|similar|examples?|comparable|evidence|why|report)\b", re.I)
 _SIDE_ONLY = re.compile(r"^\s*(and\s+)?(on\s+|what about\s+|how about\s+)?the (left|right)"
                         r"( side| lung)?\s*\??\s*$", re.I)  # fmt: skip
 
@@ -92,7 +93,8 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
             findings = focus_findings[:2]
             resolved.append(f"the {slots.laterality} side -> {focus.intent} for "
                             f"{', '.join(findings) or 'the image'}")  # fmt: skip
-    elif _SHOW.search(question) and _short(question) and focus_findings:
+    elif (_SHOW.search(question) and _short(question) and focus_findings
+          and not _NOT_A_PLACE.search(question)):  # fmt: skip
         intent = "localize"
         resolved.append("show it -> localize")
     elif _SIDE_ONLY.search(question) and focus.intent in REPEATABLE:

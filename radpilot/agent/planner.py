@@ -99,12 +99,12 @@ class EmbeddedPlanner:
             slots.mentions_prior and view.priors() and intent in ("ask_finding", "measure")
         ):  # "Has the effusion resolved?", "Is the heart bigger than before?" with a prior
             return self._compare(view)
+        if intent == "measure" or (intent == "ask_finding" and "Cardiomegaly" in slots.findings):
+            return self._heart(view)
         if intent in ("detect_findings", "report", "ask_finding", "localize"):
             return self._findings(view)
         if intent == "guideline":
             return self._guideline(view)
-        if intent == "measure" or (intent == "ask_finding" and "Cardiomegaly" in slots.findings):
-            return self._heart(view)
         if intent == "segment_anatomy":
             return self._once(view, "segment_anatomy", current, "the user asks for the anatomy")
         if intent == "segment_region":

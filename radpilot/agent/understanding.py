@@ -25,11 +25,12 @@ _STUDY = r"(film|films|study|studies|x-?rays?|image|images|exam|radiographs?|one
 _PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|last (week|month|year|time)|"
     r"interval|changed?|compared?|comparison|since|progress(ed|ion)?|better|worse|resolved|"
-    r"improv(ed|ing))\b",
+    r"improv(ed|ing)|before|than last)\b",
     re.IGNORECASE,
 )
 _EXPLICIT_PRIOR = re.compile(
-    rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|compar\w*|last (week|month|year)|"
+    rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|compar(e|ed|es|ing|ison)|"
+    r"last (week|month|year)|"
     r"interval|since)\b",
     re.IGNORECASE,
 )
@@ -74,9 +75,14 @@ _READ = re.compile(
 )
 _FILLER = re.compile(
     r"\b(any|is|are|there|a|an|the|some|signs?|of|or|and|please|pls|rule|out|r/o|query|"
-    r"this|on|film|x-?ray|cxr|here|evidence|seen|visible|present|obvious|do|you|see)\b|[^\w\s]",
+    r"this|on|film|x-?ray|cxr|here|evidence|seen|visible|present|obvious|do|you|see|at|in|"
+    r"bases?|apex|apices|zones?|lobes?|left|right|both|lungs?|sides?|today'?s?|now|still|too|"
+    r"also|what|about)\b|[^\w\s]",
     re.IGNORECASE,
 )
+# "Is there a ...?", "Any ...?", "Does she have ...?": a question about a named finding.
+_IS_THERE = re.compile(r"^\s*((is|are) there|any|(does|do|has|have) (he|she|they|the patient) "
+                       r"(have|got))\b", re.IGNORECASE)  # fmt: skip
 _MEASURE = re.compile(
     r"\b(measure|ratio|ctr|how (big|large)|size of|area|diameter|cm|mm)\b", re.IGNORECASE
 )
@@ -216,7 +222,8 @@ class IntentRecognizer:
 
 def last_question(text: str) -> str:
     """The sentence that asks, when clinical context comes first ("58F, breathless. Effusion?")."""
-    sentences = [part.strip() for part in re.findall(r"[^.!?]+[.!?]*", text) if part.strip()]
+    sentences = [part.strip() for part in re.findall(r"[^.!?;]+[.!?;]*", text.replace(" - ", "; "))
+                 if part.strip()]  # fmt: skip
     asking = [part for part in sentences if part.endswith("?")]
     return asking[-1] if len(sentences) > 1 and asking else text
 
@@ -226,8 +233,10 @@ def is_bare_finding_question(clause: str, vocabulary: Vocabulary) -> bool:
     hardly anything else."""
     if not vocabulary.findings_in(clause):
         return False
+    if _IS_THERE.search(clause):
+        return True
     rest = _FILLER.sub(" ", vocabulary.without_findings(clause)).split()
-    return len(rest) <= 1
+    return len(rest) <= 2
 
 
 def refine(
@@ -242,6 +251,10 @@ def refine(
         return "guideline", "asks what the guidelines say"
     if _REPORT.search(question):
         return "report", "mentions a report"
+    if _DIFFERENTIAL.search(question):
+        return "differential", "asks for a differential"
+    if _KNOWLEDGE.search(question):
+        return "guideline", "asks for criteria or a definition"
     if intent == "out_of_scope":
         return intent, ""
     if intent == "explain":
@@ -250,12 +263,8 @@ def refine(
         return intent, ""
     if _ANATOMY.search(question):
         return "segment_anatomy", "asks for the lung or heart outlines"
-    if _KNOWLEDGE.search(question):
-        return "guideline", "asks for criteria or a definition"
     if _STRONG_MEASURE.search(question):
         return "measure", "asks for a measurement"
-    if _DIFFERENTIAL.search(question):
-        return "differential", "asks for a differential"
     if _COULD_IT_BE.search(question) and slots.findings:
         return "ask_finding", "asks whether it could be a named finding"
     if intent not in ("compare_prior", "guideline", "management") and _EXPLICIT_PRIOR.search(

@@ -54,16 +54,17 @@ def assert_grounded(agent: Agent, session: str) -> None:
     assert any("not a diagnosis" in item for item in state.answer.limitations)
 
 
-def test_single_finding_question_classifies_and_localizes_when_positive(
+def test_single_finding_question_classifies_and_localizes_when_asked_where(
     agent: Agent, images: dict[str, bytes]
 ) -> None:
     session = session_with(agent, images["effusion"])
     answer = agent.ask(session, "Is there a pleural effusion?")
-    assert tools_called(agent, session)[0] == "classify_findings"
-    effusion = [c for c in answer.claims if "Effusion" in c.text]
-    assert effusion and all(c.evidence for c in effusion)
-    status = next(f.status for f in answer.findings if f.name == "Effusion")
-    assert ("localize_finding" in tools_called(agent, session)) == (status != "absent")
+    assert tools_called(agent, session) == ["classify_findings"]
+    assert answer.claims[0].text.startswith("Effusion is") and answer.claims[0].evidence
+    assert_grounded(agent, session)
+    agent.ask(session, "Where is it?")  # "it": the effusion the conversation is about
+    assert tools_called(agent, session) == ["localize_finding"]
+    assert agent.state(session).focus.region is not None
     assert_grounded(agent, session)
 
 
