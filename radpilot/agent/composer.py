@@ -33,9 +33,10 @@ PRIMARY: dict[Intent, str] = {
 
 
 def first_sentences(text: str, limit: int = 2) -> str:
-    """The opening sentences of a note: its main point, quoted verbatim."""
-    sentences = re.findall(r"[^.!?]+[.!?]+(?:\s|$)", text)
-    return "".join(sentences[:limit]).strip() or text
+    """The opening sentences of a note, quoted verbatim (a prefix of the text): its main point.
+    A sentence ends at . ! or ? followed by white space, so "0.6" does not end one."""
+    opening = re.match(rf"(?:.+?[.!?](?:\s+|$)){{1,{limit}}}", text, re.DOTALL)
+    return opening.group(0).strip() if opening else text
 
 
 def zone(y_centre: float, height: int) -> str:

@@ -191,7 +191,9 @@ class Verifier:
             if not _matches(written, values):
                 return f"number {written} is not in the cited evidence"
         named = self.vocabulary.findings_in(text)
-        known = _named(cited)
+        labels = " ".join(label for e in cited for case in e.values.get("cases", [])
+                          for label in case.get("labels", []))  # fmt: skip
+        known = _named(cited) | set(self.vocabulary.findings_in(labels))
         for finding in named:
             if finding not in known:
                 return f"{finding} is not in the cited evidence"
