@@ -148,6 +148,17 @@ class Composer:
              and e.inputs.get("study_id") == current.study_id), None,
         )  # fmt: skip
 
+    def _table(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> Evidence | None:
+        """The findings table from the current study's classification in this turn, if any."""
+        classification = self._classification(view, turn)
+        if classification is not None:
+            answer.findings = [
+                FindingRow(name=r["name"], probability=r["probability"], status=r["status"],
+                           evidence=[classification.id])
+                for r in classification.values.get("findings", [])
+            ]  # fmt: skip
+        return classification
+
     def _findings(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
         """A question about named findings answers those first, adding only an urgent finding
         above its operating point; an open read ranks what is above its operating point, then
@@ -161,15 +172,10 @@ class Composer:
                     certainty="stated",
                 )  # fmt: skip
             )
-        classification = self._classification(view, turn)
+        classification = self._table(answer, view, turn)
         if classification is None:
             return
         rows = classification.values.get("findings", [])
-        answer.findings = [
-            FindingRow(name=r["name"], probability=r["probability"], status=r["status"],
-                       evidence=[classification.id])
-            for r in rows
-        ]  # fmt: skip
         above = sorted((r for r in rows if r["probability"] >= r["threshold"]),
                        key=lambda r: -r["probability"])  # fmt: skip
         named = [r for r in rows if r["name"] in slots.findings]
@@ -202,7 +208,7 @@ class Composer:
     def _findings_context(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
         """For a question answered by another tool: the named findings' probabilities when the
         classification is part of this turn (e.g. "where is it?" reuses it)."""
-        classification = self._classification(view, turn)
+        classification = self._table(answer, view, turn)
         if classification is None or not view.understanding.slots.findings:
             return
         rows = [r for r in classification.values.get("findings", [])

@@ -47,6 +47,7 @@ _HEART_SIZE = re.compile(
 # Decisions that belong to the treating clinician, never to a reading tool.
 _TREATMENT = re.compile(
     r"\b(discharge|send (him|her|them) home|prescribe|dos(e|es|ing)|\d+ ?mg|prognosis|"
+    r"admit(ted)?|admission|book|schedule|"
     r"life expectancy|how long (will|does|has) (he|she|they)|start (him|her|them) on|"
     r"antibiotics?|furosemide|steroids?)\b",
     re.IGNORECASE,
@@ -62,7 +63,8 @@ _OTHER_IMAGING = re.compile(
 # General knowledge (criteria, scores, definitions): answered from the notes.
 _KNOWLEDGE = re.compile(
     r"\b(criteria|scor(e|ed|ing)|defin(e|ed|ition)|what counts as|classification of|"
-    r"remind me|in general)\b",
+    r"remind me|in general|what (are|is) the (radiographic |typical |classic |x-?ray )?"
+    r"(signs|features|appearances?|causes))\b",
     re.IGNORECASE,
 )
 _DIFFERENTIAL = re.compile(r"\b(ddx|differentials?|what else could)\b", re.IGNORECASE)
@@ -77,7 +79,7 @@ _FILLER = re.compile(
     r"\b(any|is|are|there|a|an|the|some|signs?|of|or|and|please|pls|rule|out|r/o|query|"
     r"this|on|film|x-?ray|cxr|here|evidence|seen|visible|present|obvious|do|you|see|at|in|"
     r"bases?|apex|apices|zones?|lobes?|left|right|both|lungs?|sides?|today'?s?|now|still|too|"
-    r"also|what|about)\b|[^\w\s]",
+    r"also)\b|[^\w\s]",
     re.IGNORECASE,
 )
 # "Is there a ...?", "Any ...?", "Does she have ...?": a question about a named finding.
@@ -271,6 +273,10 @@ def refine(
         question
     ):
         return "compare_prior", "mentions a prior study"
+    if slots.unsupported_findings and not slots.findings and intent in (
+        "localize", "detect_findings", "segment_region", "image_info"
+    ):  # "Is the endotracheal tube in a good position?": say it is not assessed
+        return "ask_finding", "names only findings no installed model assesses"
     if intent in ("guideline", "management", "differential", "similar_cases", "segment_region"):
         return intent, ""
     if intent == "image_info" and not slots.findings:

@@ -21,6 +21,11 @@ from radpilot.evals.scenario import Expect, Scenario
 _PRIOR_WORDS = re.compile(r"\b(prior|previous|earlier study|old film)\b", re.IGNORECASE)
 
 
+def _words(text: str) -> str:
+    """Lower case, finding names as written ("Pleural_Thickening" -> "pleural thickening")."""
+    return text.lower().replace("_", " ")
+
+
 def speaks_of_the_patient(claim: Any, ledger: list[Any]) -> bool:
     """A claim that cites evidence about the patient's images. Guideline advice ("compare with
     previous imaging") and reference cases cite general knowledge: they invent no prior."""
@@ -81,7 +86,7 @@ class Summary(BaseModel):
 def grade(expect: Expect, answer: Any, tools: list[str]) -> dict[str, bool]:
     """One boolean per expectation the turn states."""
     checks: dict[str, bool] = {}
-    text = " ".join(c.text for c in answer.claims).lower()
+    text = _words(" ".join(c.text for c in answer.claims))
     kinds = {e.id: e.kind for e in answer.evidence}
     if expect.tools:
         checks["tools"] = set(expect.tools) <= set(tools)
@@ -91,9 +96,9 @@ def grade(expect: Expect, answer: Any, tools: list[str]) -> dict[str, bool]:
         rows = {row.name: row.status for row in answer.findings}
         checks["findings"] = all(rows.get(n) == s for n, s in expect.findings.items())
     if expect.mentions:
-        checks["mentions"] = all(word.lower() in text for word in expect.mentions)
+        checks["mentions"] = all(_words(word) in text for word in expect.mentions)
     if expect.mentions_not:
-        checks["mentions_not"] = not any(word.lower() in text for word in expect.mentions_not)
+        checks["mentions_not"] = not any(_words(w) in text for w in expect.mentions_not)
     if expect.clarifies is not None:
         checks["clarifies"] = (answer.clarification is not None) == expect.clarifies
     if expect.cites:
