@@ -96,7 +96,7 @@ class Composer:
         primary = PRIMARY.get(intent)
         order = [primary] if primary else []
         order += [tool for tool in writers if tool != primary]
-        if intent == "compare_prior":
+        if intent == "compare_prior" or any(e.tool == "compare_studies" for e in turn):
             self._compare(answer, view, turn)
         elif intent == "image_info":
             self._image_info(answer, turn)

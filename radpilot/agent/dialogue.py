@@ -44,6 +44,7 @@ _SHOW = re.compile(r"^\s*(ok,? )?(show me|show it|pinpoint|point (to )?it|point 
                    r"highlight it|locali[sz]e it|mark it)\b", re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
 _HEART = re.compile(r"\b(heart|cardiac)\b", re.I)
+_ASKS_PRESENCE = re.compile(r"\b(any|is there|are there)\b", re.I)
 _NOT_A_PLACE = re.compile(r"\b(cases?|similar|examples?|comparable|evidence|why|report)\b", re.I)
 _SIDE_ONLY = re.compile(r"^\s*(and\s+)?(on\s+|what about\s+|how about\s+)?the (left|right)"
                         r"( side| lung)?\s*\??\s*$", re.I)  # fmt: skip
@@ -77,7 +78,9 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
         resolved.append(f"correction: {', '.join(findings)} instead of "
                         f"{', '.join(focus_findings) or 'the earlier subject'}")  # fmt: skip
     elif _FOLLOW_UP.search(question) and _short(question) and focus.intent in REPEATABLE:
-        if findings and intent not in ("compare_prior", "management", "differential"):
+        if findings and intent not in ("compare_prior", "management", "differential") and not (
+            _ASKS_PRESENCE.search(question)
+        ):
             intent = "ask_finding" if focus.intent == "measure" else focus.intent
             resolved.append(f"follow-up: {focus.intent} for {', '.join(findings)}")
         elif not findings and _HEART.search(question):
@@ -97,6 +100,10 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
           and not _NOT_A_PLACE.search(question)):  # fmt: skip
         intent = "localize"
         resolved.append("show it -> localize")
+    elif (focus.intent == "guideline" and intent in ("image_info", "explain")
+          and _REFERENCE.search(question) and _short(question)):  # fmt: skip
+        intent = "guideline"  # "does that hold for AP films too?"
+        resolved.append("follow-up: the same guideline question")
     elif _SIDE_ONLY.search(question) and focus.intent in REPEATABLE:
         intent = focus.intent
         findings = focus_findings[:2]

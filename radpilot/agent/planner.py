@@ -99,8 +99,8 @@ class EmbeddedPlanner:
             slots.mentions_prior and view.priors() and intent in ("ask_finding", "measure")
         ):  # "Has the effusion resolved?", "Is the heart bigger than before?" with a prior
             return self._compare(view)
-        if intent == "measure" or (intent == "ask_finding" and "Cardiomegaly" in slots.findings):
-            return self._heart(view)
+        if intent == "measure":
+            return self._once(view, "measure", current, "the user asks about heart size")
         if intent in ("detect_findings", "report", "ask_finding", "localize"):
             return self._findings(view)
         if intent == "guideline":
@@ -156,17 +156,6 @@ class EmbeddedPlanner:
             arguments["finding"] = findings[0]
         call = ToolCall(tool=tool, arguments=arguments, reason="cite what the guidelines say")
         return PlanDecision(action="call_tools", calls=[call])
-
-    def _heart(self, view: PlannerView) -> PlanDecision:
-        """Heart size: the measured ratio, and the classifier's cardiomegaly probability when
-        the question names it (either answers "is the heart big?")."""
-        current = view.current()
-        assert current is not None
-        if "Cardiomegaly" in view.understanding.slots.findings:
-            decision = self._findings(view)
-            if decision.action == "call_tools":
-                return decision
-        return self._once(view, "measure", current, "the user asks about heart size")
 
     def _subject(self, view: PlannerView) -> list[str] | PlanDecision:
         """The findings a question is about: named or resolved, else what the current study

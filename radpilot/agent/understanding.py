@@ -91,8 +91,12 @@ _MEASURE = re.compile(
 # Only decisive wording overrides the classifier: a named guideline body or the word itself,
 # or a normative "where should ..." question; everything else is the classifier's call.
 _GUIDELINE = re.compile(
-    r"\b(guidelines?|guidance|BTS|Fleischner|NICE|ESC|ATS|IDSA|ACR|where should)\b", re.IGNORECASE
+    r"\b(guidelines?|guidance|BTS|Fleischner|NICE|ESC|ATS|IDSA|ACR|GOLD|where should|"
+    r"(does|do|did) (the )?\w+ (say|recommend))\b",
+    re.IGNORECASE,
 )
+# "Is the heart big?", "heart size normal?": a yes/no question about cardiomegaly, not a measure.
+_YES_NO = re.compile(r"^\s*(is|are|does|do|has|any)\b|\b(normal|enlarged|big|ok)\s*\??\s*$", re.I)
 _STRONG_MEASURE = re.compile(r"\b(ctr|cardiothoracic|measure\w*)\b", re.IGNORECASE)
 _ANATOMY = re.compile(
     r"\b(outline|segment|mask|contour|delineate|draw)\w*\b[^?.]*\b(lungs|lung fields?|both lungs|"
@@ -247,10 +251,12 @@ def refine(
     """Rules that correct the classifier where wording is decisive."""
     if _TREATMENT.search(question) or _OTHER_IMAGING.search(question):
         return "out_of_scope", "asks for a clinical decision or another kind of imaging"
-    if bare and intent not in ("localize", "compare_prior", "report"):
-        return "ask_finding", "names a finding and little else"
     if _GUIDELINE.search(question):
         return "guideline", "asks what the guidelines say"
+    if bare and intent not in ("localize", "compare_prior", "report") and not _WHERE.search(
+        question
+    ):
+        return "ask_finding", "names a finding and little else"
     if _REPORT.search(question):
         return "report", "mentions a report"
     if _DIFFERENTIAL.search(question):
@@ -267,6 +273,8 @@ def refine(
         return "segment_anatomy", "asks for the lung or heart outlines"
     if _STRONG_MEASURE.search(question):
         return "measure", "asks for a measurement"
+    if intent == "measure" and "Cardiomegaly" in slots.findings and _YES_NO.search(question):
+        return "ask_finding", "asks whether the heart is enlarged"
     if _COULD_IT_BE.search(question) and slots.findings:
         return "ask_finding", "asks whether it could be a named finding"
     if intent not in ("compare_prior", "guideline", "management") and _EXPLICIT_PRIOR.search(
