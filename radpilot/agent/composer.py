@@ -111,7 +111,8 @@ class Composer:
                 # The intent's own answer comes first; context from reused evidence follows.
                 at = 0 if tool == primary else len(answer.claims)
                 answer.claims[at:at] = claims
-            elif tool == primary:
+            elif tool == primary and not any(f.tool == tool for f in view.failures):
+                # (a tool that ran and failed is explained by its failure, under limitations)
                 answer.claims.insert(0, self._missing(view, tool))
         for evidence in turn:
             if evidence.tool == "measure":

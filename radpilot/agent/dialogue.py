@@ -37,9 +37,9 @@ _REFERENCE = re.compile(
     r"opacity|one|thing|problem|change))\b",
     re.I,
 )
-_CORRECTION = re.compile(r"\b(i meant|i mean|i was asking about|i was asking|actually,? the)\b",
-                         re.I)  # fmt: skip
-_NOT_THAT = re.compile(r"\bnot (the |a |an |that )?([\w ]{3,30}?)(?=[,.;!?]|$)", re.I)
+_CORRECTION = re.compile(
+    r"\b(i meant|i mean|i was asking about|i was asking|actually,? the|typo|wrong one)\b", re.I
+)
 _SHOW = re.compile(r"^\s*(ok,? )?(show me|show it|pinpoint|point (to )?it|point it out|"
                    r"highlight it|locali[sz]e it|mark it)\b", re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
@@ -70,10 +70,8 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
         return understanding
     focus_findings = focus.finding_names()
     findings = list(slots.findings)
-    if _CORRECTION.search(whole) and findings and focus.intent in REPEATABLE:
-        refused = " ".join(m.group(2) for m in _NOT_THAT.finditer(whole)).lower()
-        kept = [f for f in findings if f.lower().replace("_", " ") not in refused]
-        findings = kept or findings
+    corrects = _CORRECTION.search(whole) or slots.excluded
+    if corrects and findings and focus.intent in REPEATABLE:
         intent = focus.intent
         resolved.append(f"correction: {', '.join(findings)} instead of "
                         f"{', '.join(focus_findings) or 'the earlier subject'}")  # fmt: skip
@@ -101,7 +99,7 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
         intent = "localize"
         resolved.append("show it -> localize")
     elif (focus.intent == "guideline" and intent in ("image_info", "explain")
-          and _REFERENCE.search(question) and _short(question)):  # fmt: skip
+          and _REFERENCE.search(question) and len(question.split()) <= 8):  # fmt: skip
         intent = "guideline"  # "does that hold for AP films too?"
         resolved.append("follow-up: the same guideline question")
     elif _SIDE_ONLY.search(question) and focus.intent in REPEATABLE:

@@ -45,6 +45,9 @@ class Slots(BaseModel):
     """What the planner understood from the question besides its intent."""
 
     findings: list[str] = Field(default_factory=list)
+    excluded: list[str] = Field(
+        default_factory=list, description="Findings the question sets aside ('not the effusion')."
+    )
     unsupported_findings: list[str] = Field(default_factory=list)
     laterality: Laterality | None = None
     mentions_prior: bool = False

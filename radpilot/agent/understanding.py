@@ -82,6 +82,8 @@ _FILLER = re.compile(
     r"also)\b|[^\w\s]",
     re.IGNORECASE,
 )
+# "nodule, not infiltrate", "not the effusion - the nodule"
+_NOT_THAT = re.compile(r"\bnot (the |a |an |that )?[\w ]{3,30}?(?=[,.;!?-]|$)", re.IGNORECASE)
 # "Is there a ...?", "Any ...?", "Does she have ...?": a question about a named finding.
 _IS_THERE = re.compile(r"^\s*((is|are) there|any|(does|do|has|have) (he|she|they|the patient) "
                        r"(have|got))\b", re.IGNORECASE)  # fmt: skip
@@ -96,7 +98,11 @@ _GUIDELINE = re.compile(
     re.IGNORECASE,
 )
 # "Is the heart big?", "heart size normal?": a yes/no question about cardiomegaly, not a measure.
-_YES_NO = re.compile(r"^\s*(is|are|does|do|has|any)\b|\b(normal|enlarged|big|ok)\s*\??\s*$", re.I)
+_YES_NO = re.compile(
+    r"^\s*(is|are|does|do|has|any)\b|\b(normal|enlarged|big|ok)\s*\??\s*$|"
+    r"\blooks? (a bit |a little |very )?(big|enlarged|large)\b",
+    re.IGNORECASE,
+)
 _STRONG_MEASURE = re.compile(r"\b(ctr|cardiothoracic|measure\w*)\b", re.IGNORECASE)
 _ANATOMY = re.compile(
     r"\b(outline|segment|mask|contour|delineate|draw)\w*\b[^?.]*\b(lungs|lung fields?|both lungs|"
@@ -151,8 +157,12 @@ def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:
         laterality = "left"
     elif right:
         laterality = "right"
+    named = vocabulary.findings_in(text)
+    excluded = vocabulary.findings_in(" ".join(m.group(0) for m in _NOT_THAT.finditer(text)))
+    kept = [f for f in named if f not in excluded]
     return Slots(
-        findings=vocabulary.findings_in(text),
+        findings=kept or named,
+        excluded=excluded if kept else [],
         unsupported_findings=vocabulary.unsupported_in(text),
         laterality=laterality,  # type: ignore[arg-type]
         mentions_prior=bool(_PRIOR.search(text)),
@@ -256,6 +266,10 @@ def refine(
     if bare and intent not in ("localize", "compare_prior", "report") and not _WHERE.search(
         question
     ):
+        if slots.findings == ["Cardiomegaly"] and "size" in question.lower() and not (
+            _YES_NO.search(question)
+        ):  # "heart size?": the measured ratio
+            return "measure", "asks for the heart's size"
         return "ask_finding", "names a finding and little else"
     if _REPORT.search(question):
         return "report", "mentions a report"

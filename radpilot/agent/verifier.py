@@ -122,6 +122,10 @@ def _sides(evidence: list[Evidence]) -> set[str]:
               if any(key.startswith(f"{side}_") for key in e.values)}  # fmt: skip
     found |= {side for e in evidence for s in e.values.get("structures", [])
               for side in ("left", "right") if str(s.get("name", "")).startswith(side)}  # fmt: skip
+    # A reference case's labels ("Pleural Effusion/left/large") state their own side.
+    found |= {side for e in evidence for case in e.values.get("cases", [])
+              for side in ("left", "right")
+              if any(f"/{side}" in label.lower() for label in case.get("labels", []))}  # fmt: skip
     return {side for side in found if side}
 
 
