@@ -94,7 +94,7 @@ _MEASURE = re.compile(
 # or a normative "where should ..." question; everything else is the classifier's call.
 _GUIDELINE = re.compile(
     r"\b(guidelines?|guidance|BTS|Fleischner|NICE|ESC|ATS|IDSA|ACR|GOLD|where should|"
-    r"(does|do|did) (the )?\w+ (say|recommend))\b",
+    r"(does|do|did) (the )?(?!you\b)\w+ (say|recommend))\b",
     re.IGNORECASE,
 )
 # "Is the heart big?", "heart size normal?": a yes/no question about cardiomegaly, not a measure.
@@ -263,6 +263,8 @@ def refine(
         return "out_of_scope", "asks for a clinical decision or another kind of imaging"
     if _GUIDELINE.search(question):
         return "guideline", "asks what the guidelines say"
+    if _KNOWLEDGE.search(question):
+        return "guideline", "asks for criteria or a definition"
     if bare and intent not in ("localize", "compare_prior", "report") and not _WHERE.search(
         question
     ):
@@ -275,8 +277,6 @@ def refine(
         return "report", "mentions a report"
     if _DIFFERENTIAL.search(question):
         return "differential", "asks for a differential"
-    if _KNOWLEDGE.search(question):
-        return "guideline", "asks for criteria or a definition"
     if intent == "out_of_scope":
         return intent, ""
     if intent == "explain":
