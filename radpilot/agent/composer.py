@@ -28,7 +28,7 @@ PRIMARY: dict[Intent, str] = {
     "localize": "localize_finding", "measure": "measure", "segment_anatomy": "segment_anatomy",
     "segment_region": "segment_region", "management": "knowledge_graph",
     "differential": "knowledge_graph", "similar_cases": "similar_cases",
-    "guideline": "search_guidelines",
+    "guideline": "search_guidelines", "image_info": "image_info",
 }  # fmt: skip
 
 
@@ -91,15 +91,13 @@ class Composer:
             "localize_finding": self._locations, "measure": self._measure,
             "segment_anatomy": self._anatomy, "segment_region": self._region,
             "knowledge_graph": self._graph, "similar_cases": self._cases,
-            "search_guidelines": self._guideline,
+            "search_guidelines": self._guideline, "image_info": self._image_info,
         }  # fmt: skip
         primary = PRIMARY.get(intent)
         order = [primary] if primary else []
         order += [tool for tool in writers if tool != primary]
         if intent == "compare_prior" or any(e.tool == "compare_studies" for e in turn):
             self._compare(answer, view, turn)
-        elif intent == "image_info":
-            self._image_info(answer, turn)
         elif primary is None:  # findings questions, open reads and reports
             self._findings(answer, view, turn)
         else:
@@ -331,16 +329,16 @@ class Composer:
         ]  # fmt: skip
         return [Claim(text=t, evidence=[measured.id], certainty="stated") for t in texts]
 
-    def _image_info(self, answer: Answer, turn: list[Evidence]) -> None:
-        for evidence in turn:
-            if evidence.tool == "image_info":
-                v = evidence.values
-                qc = "passed" if v["qc_ok"] else "failed"
-                text = self.text["image_info"].format(
-                    width=v["width"], height=v["height"], modality=v["modality"],
-                    view=v["view"], qc=qc,
-                )  # fmt: skip
-                answer.claims.append(Claim(text=text, evidence=[evidence.id], certainty="stated"))
+    def _image_info(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+        claims = []
+        for item in evidence:
+            v = item.values
+            text = self.text["image_info"].format(
+                width=v["width"], height=v["height"], modality=v["modality"], view=v["view"],
+                qc="passed" if v["qc_ok"] else "failed",
+            )  # fmt: skip
+            claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
+        return claims
 
     def _compare(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
         if not view.priors():

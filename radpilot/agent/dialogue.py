@@ -40,8 +40,9 @@ _REFERENCE = re.compile(
 _CORRECTION = re.compile(
     r"\b(i meant|i mean|i was asking about|i was asking|actually,? the|typo|wrong one)\b", re.I
 )
-_SHOW = re.compile(r"^\s*(ok,? )?(show me|show it|pinpoint|point (to )?it|point it out|"
-                   r"highlight it|locali[sz]e it|mark it)\b", re.I)  # fmt: skip
+_SHOW = re.compile(r"^\s*(ok,? |so,? |can you |could you |please )?(show me|show it|pinpoint|"
+                   r"point (to )?it|point it out|highlight it|locali[sz]e it|mark it)\b",
+                   re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
 _HEART = re.compile(r"\b(heart|cardiac)\b", re.I)
 _ASKS_PRESENCE = re.compile(r"\b(any|is there|are there)\b", re.I)
@@ -54,8 +55,12 @@ def _short(question: str) -> bool:
     return len(question.split()) <= 6
 
 
+def _sentences(text: str) -> list[str]:
+    return [part.strip() for part in re.findall(r"[^.!?]+[.!?]*", text) if part.strip()]
+
+
 def _last_sentence(text: str) -> str:
-    sentences = [part.strip() for part in re.findall(r"[^.!?]+[.!?]*", text) if part.strip()]
+    sentences = _sentences(text)
     return sentences[-1] if sentences else text
 
 
@@ -94,8 +99,8 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
             findings = focus_findings[:2]
             resolved.append(f"the {slots.laterality} side -> {focus.intent} for "
                             f"{', '.join(findings) or 'the image'}")  # fmt: skip
-    elif (_SHOW.search(question) and _short(question) and focus_findings
-          and not _NOT_A_PLACE.search(question)):  # fmt: skip
+    elif (focus_findings and not _NOT_A_PLACE.search(whole)
+          and any(_SHOW.search(part) and _short(part) for part in _sentences(whole))):  # fmt: skip
         intent = "localize"
         resolved.append("show it -> localize")
     elif (focus.intent == "guideline" and intent in ("image_info", "explain")

@@ -25,12 +25,15 @@ _STUDY = r"(film|films|study|studies|x-?rays?|image|images|exam|radiographs?|one
 _PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|last (week|month|year|time)|"
     r"interval|changed?|compared?|comparison|since|progress(ed|ion)?|better|worse|resolved|"
-    r"improv(ed|ing)|before|than last)\b",
+    r"improv(ed|ing)|before|than last|new|newly|anymore|again|persist\w*|earlier|cleared|"
+    r"different|differ|the previous|yesterday'?s?|last one|"
+    r"(was|were) (it|this|that|they) there|used to)\b",
     re.IGNORECASE,
 )
 _EXPLICIT_PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|compar(e|ed|es|ing|ison)|"
-    r"last (week|month|year)|"
+    r"last (week|month|year)|(worse|better|bigger|smaller|larger) than (on )?(the |her |his )?"
+    r"\w*\s?(film|x-?ray|cxr|one|study|image|before|last)|"
     r"interval|since)\b",
     re.IGNORECASE,
 )
@@ -47,7 +50,7 @@ _HEART_SIZE = re.compile(
 # Decisions that belong to the treating clinician, never to a reading tool.
 _TREATMENT = re.compile(
     r"\b(discharge|send (him|her|them) home|prescribe|dos(e|es|ing)|\d+ ?mg|prognosis|"
-    r"admit(ted)?|admission|book|schedule|"
+    r"admit (him|her|them)|be admitted|book (a|an|him|her)|schedule|"
     r"life expectancy|how long (will|does|has) (he|she|they)|start (him|her|them) on|"
     r"antibiotics?|furosemide|steroids?)\b",
     re.IGNORECASE,
@@ -55,9 +58,9 @@ _TREATMENT = re.compile(
 # Another modality or body part than a chest radiograph.
 _OTHER_IMAGING = re.compile(
     r"\b(look at|read|review|analy[sz]e|interpret|check)\b[^.?!]{0,30}\b(CT|MRI|MR|ultrasound|"
-    r"scan|abdomen|abdominal|pelvis|brain|head|spine|knee|hip|wrist)\b|"
-    r"\b(abdomen|abdominal|pelvi[cs]|brain|head|spine|knee|hip|wrist)\b[^.?!]{0,15}\b(CT|MRI|"
-    r"x-?ray|film|scan)\b",
+    r"scan|abdomen|abdo|abdominal|pelvis|brain|head|spine|knee|hip|wrist|liver)\b|"
+    r"\b(abdomen|abdo|abdominal|pelvi[cs]|brain|head|spine|knee|hip|wrist)\b[^.?!]{0,15}\b(CT|"
+    r"MRI|x-?ray|film|scan)\b|\bCT (abdo|abdomen|head|brain|pelvis)\w*\b",
     re.IGNORECASE,
 )
 # General knowledge (criteria, scores, definitions): answered from the notes.
@@ -221,6 +224,9 @@ class IntentRecognizer:
             )  # fmt: skip
         slots = extract_slots(question, self.vocabulary)
         clause = last_question(question)
+        # "had a pneumothorax on that side before. Nodule?": only the asking sentence says
+        # whether a comparison is wanted.
+        slots.mentions_prior = bool(_PRIOR.search(clause))
         by_intent = self.classifier.probabilities(self.embedder.embed([clause])[0])
         intent, confidence = max(by_intent.items(), key=lambda item: item[1])
         bare = is_bare_finding_question(clause, self.vocabulary)
@@ -240,8 +246,13 @@ def last_question(text: str) -> str:
     """The sentence that asks, when clinical context comes first ("58F, breathless. Effusion?")."""
     sentences = [part.strip() for part in re.findall(r"[^.!?;]+[.!?;]*", text.replace(" - ", "; "))
                  if part.strip()]  # fmt: skip
+    if len(sentences) < 2:
+        return text
+    last = sentences[-1]
+    if not last.endswith("."):  # the last sentence asks ("... what's the next step")
+        return last
     asking = [part for part in sentences if part.endswith("?")]
-    return asking[-1] if len(sentences) > 1 and asking else text
+    return asking[-1] if asking else text
 
 
 def is_bare_finding_question(clause: str, vocabulary: Vocabulary) -> bool:
@@ -277,8 +288,13 @@ def refine(
         return "report", "mentions a report"
     if _DIFFERENTIAL.search(question):
         return "differential", "asks for a differential"
+    if _STRONG_MEASURE.search(question) and intent == "out_of_scope":
+        return "measure", "asks for a measurement"
     if intent == "out_of_scope":
         return intent, ""
+    if intent == "compare_prior" and not slots.mentions_prior:
+        # A change over time needs words about time; otherwise it is a question about now.
+        intent = "ask_finding" if slots.findings else "detect_findings"
     if intent == "explain":
         if _READ.search(question):
             return "detect_findings", "asks for a read"
