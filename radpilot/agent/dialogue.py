@@ -23,6 +23,7 @@ from radpilot.agent.types import (
 from radpilot.tools.base import Evidence
 
 RECENT_QUESTIONS = 6  # the focus keeps this many questions (the LLM planner's history)
+EVIDENCE_PER_FINDING = 5  # the focus keeps this many evidence ids per finding
 HISTORY_CHARS = 1200  # about 300 tokens: the LLM planner's history budget
 # Intents whose subject is a finding: with none named, the finding in focus is meant.
 ABOUT_A_FINDING: set[Intent] = {"ask_finding", "localize", "compare_prior", "management",
@@ -166,7 +167,14 @@ def advance(
         for finding in _named_in(claim.text, answer):
             cited.setdefault(finding, []).extend(claim.evidence)
     names = _answered(understanding, answer, turn) or focus.finding_names()
-    findings = [FocusFinding(name=n, evidence=sorted(set(cited.get(n, [])))) for n in names]
+    earlier = {f.name: f.evidence for f in focus.findings}
+
+    def evidence_for(name: str) -> list[str]:
+        """The evidence that answered it, this turn's and earlier (the latest few)."""
+        ids = set(cited.get(name, [])) | set(earlier.get(name, []))
+        return sorted(ids, key=lambda i: int(i[1:]))[-EVIDENCE_PER_FINDING:]
+
+    findings = [FocusFinding(name=n, evidence=evidence_for(n)) for n in names]
     region = focus.region
     for evidence in turn:
         regions = evidence.values.get("regions") if evidence.tool == "localize_finding" else None

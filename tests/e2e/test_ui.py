@@ -43,6 +43,10 @@ def test_ask_about_an_uploaded_study(browser, tmp_path: Path, data_dir: Path) ->
         assert "Cardiomegaly" in chat and "[E1]" in chat
         page.locator("#chat details summary").first.click()  # a marker opens its evidence
         assert "classify_findings" in page.inner_text("#chat details")
+        # A follow-up about the finding in focus: "it" is the cardiomegaly, now localized.
+        page.locator("#question textarea").fill("Where is it?")
+        page.locator("#ask").click()
+        page.locator("#chat").get_by_text("is strongest").first.wait_for(timeout=180_000)
         page.get_by_role("tab", name="Overlays").click()
         page.wait_for_selector("#overlays img", timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)

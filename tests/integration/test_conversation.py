@@ -113,7 +113,7 @@ def test_the_llm_planner_sees_the_conversation(agent: Agent, session: str) -> No
     from radpilot.agent.dialogue import history
 
     text = history(agent.state(session).focus)
-    assert "Findings discussed: Effusion" in text and "Is there a pleural effusion?" in text
+    assert "Findings discussed: Effusion (E" in text and "- how sure are you?" in text
 
 
 def test_the_hand_written_conversations_in_ci_size(data_dir: Path, tmp_path: Path) -> None:

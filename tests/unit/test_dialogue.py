@@ -120,6 +120,10 @@ def test_the_focus_follows_the_answered_findings_and_the_last_box(vocabulary: Vo
     assert focus.region == FocusRegion(study_id="st_a", finding="Effusion",
                                        box=(10.0, 20.0, 30.0, 40.0), side="left", evidence="E2")
     assert focus.intent == "localize" and focus.questions == ["Where is the effusion?"]
+    # Later turns keep the evidence that answered the finding earlier.
+    again = advance(focus, understood(vocabulary, "segment that", "segment_region"), Answer(),
+                    [], "st_a")  # fmt: skip
+    assert again.findings[0].evidence == ["E1"]
     # An explanation leaves the subject where it was.
     why = understood(vocabulary, "Why?", "explain")
     assert advance(focus, why, Answer(), [], "st_a").finding_names() == ["Effusion"]
