@@ -111,23 +111,27 @@ class Composer:
                 answer.claims[at:at] = claims
             elif tool == primary and not any(f.tool == tool for f in view.failures):
                 # (a tool that ran and failed is explained by its failure, under limitations)
-                answer.claims.insert(0, self._missing(view, tool))
+                missing = self._missing(view, tool)
+                if missing is not None and "compare_studies" not in produced:
+                    answer.claims.insert(0, missing)
         for evidence in turn:
             if evidence.tool == "measure":
                 answer.limitations.extend(evidence.values.get("notes", []))
 
-    def _missing(self, view: PlannerView, tool: str) -> Claim:
+    def _missing(self, view: PlannerView, tool: str) -> Claim | None:
         """The fixed statement for a question whose tool produced nothing this turn."""
-        installed = tool in view.available_tools
+        if tool not in view.available_tools:
+            known = {"search_guidelines": "no_guideline_tool", "measure": "no_measure_tool"}
+            return self._stated(known.get(tool, "tool_unavailable"))
         if tool == "search_guidelines":
-            return self._stated("no_guideline_match" if installed else "no_guideline_tool")
-        if tool == "measure" and not installed:
-            return self._stated("no_measure_tool")
-        if tool == "segment_region" and installed:
+            return self._stated("no_guideline_match")
+        if tool == "segment_region":
             return self._stated("no_region")
-        if tool in ("knowledge_graph", "similar_cases") and installed:
+        if tool in ("knowledge_graph", "similar_cases"):
             return self._stated("no_focus")
-        return self._stated("tool_unavailable")
+        if tool == "localize_finding":
+            return self._stated("nothing_to_localize")
+        return None  # installed but not needed this turn (e.g. a comparison answered it)
 
     def _stated(self, key: str) -> Claim:
         return Claim(text=self.text[key], evidence=[], certainty="stated")

@@ -39,8 +39,11 @@ _REFERENCE = re.compile(
     re.I,
 )
 _CORRECTION = re.compile(
-    r"\b(i meant|i mean|i was asking about|i was asking|actually,? the|typo|wrong one)\b", re.I
+    r"\b(i meant|i mean|i was asking about|i was asking|typo|wrong one)\b|^\s*actually,? the\b",
+    re.I,
 )
+# "Has anything changed?", "anything else?": about everything, not the finding in focus.
+_EVERYTHING = re.compile(r"\b(anything|everything|any other|all the|overall)\b", re.I)
 _SHOW = re.compile(r"^\s*(ok,? |so,? |can you |could you |please )?(show me|show it|pinpoint|"
                    r"point (to )?it|point it out|highlight it|locali[sz]e it|mark it)\b",
                    re.I)  # fmt: skip
@@ -78,7 +81,10 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
     findings = list(slots.findings)
     corrects = _CORRECTION.search(whole) or slots.excluded
     if corrects and findings and focus.intent in REPEATABLE:
-        intent = focus.intent
+        # The earlier kind of question, unless this one asks another kind ("I meant the nodule:
+        # what's the differential?"); a measurement takes no finding, so it becomes a question.
+        if intent in ("ask_finding", "detect_findings", "localize"):
+            intent = "ask_finding" if focus.intent == "measure" else focus.intent
         resolved.append(f"correction: {', '.join(findings)} instead of "
                         f"{', '.join(focus_findings) or 'the earlier subject'}")  # fmt: skip
     elif _FOLLOW_UP.search(question) and _short(question) and focus.intent in REPEATABLE:
@@ -101,6 +107,7 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
             resolved.append(f"the {slots.laterality} side -> {focus.intent} for "
                             f"{', '.join(findings) or 'the image'}")  # fmt: skip
     elif (focus_findings and not _NOT_A_PLACE.search(whole)
+          and intent in ("ask_finding", "detect_findings", "explain", "image_info", "localize")
           and any(_SHOW.search(part) and _short(part) for part in _sentences(whole))):  # fmt: skip
         intent = "localize"
         resolved.append("show it -> localize")
@@ -117,7 +124,7 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
         resolved.append(f"the report covers {', '.join(findings)}")
     elif not findings and focus_findings and intent in ABOUT_A_FINDING:
         wanted = focus_findings if _PLURAL.search(question) else focus_findings[:1]
-        if _REFERENCE.search(question) or _short(question) or intent != "guideline":
+        if (_REFERENCE.search(question) or _short(question)) and not _EVERYTHING.search(question):
             findings = wanted[:2]
             word = m.group(0) if (m := _REFERENCE.search(question)) else "(implied)"
             resolved.append(f"{word.lower()} -> {', '.join(findings)}")

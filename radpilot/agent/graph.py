@@ -18,7 +18,7 @@ from radpilot.agent.ledger import by_id, evidence_from_result, find_reusable, ne
 from radpilot.agent.llm.drafter import Drafter
 from radpilot.agent.planner import Planner, PlannerView, ToolFailure
 from radpilot.agent.state import AgentState
-from radpilot.agent.types import Message, ToolCall, TraceEvent
+from radpilot.agent.types import DialogueFocus, Message, ToolCall, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
 from radpilot.agent.verifier import Verifier
 from radpilot.errors import RadpilotError
@@ -62,7 +62,12 @@ def _view(state: AgentState, runtime: Runtime) -> PlannerView:
 
 def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
     def understand(state: AgentState) -> dict[str, Any]:
-        understanding = runtime.recognizer.understand(state.question, state.focus)
+        currents = [s.study_id for s in state.studies if s.role == "current"]
+        focus = state.focus
+        if focus.study_id is not None and currents and focus.study_id != currents[-1]:
+            # A new current study: "it" no longer means what was found on the last one.
+            focus = DialogueFocus(questions=focus.questions)
+        understanding = runtime.recognizer.understand(state.question, focus)
         event = _emit(TraceEvent(kind="understand", data=understanding.model_dump(mode="json")))
         return {"understanding": understanding, "trace": [*state.trace, event]}
 

@@ -228,8 +228,13 @@ class EmbeddedPlanner:
         box = None
         if located:
             box = located[-1].values["regions"][0]["box"]
-        elif view.focus.region is not None and view.focus.region.study_id == current.study_id:
-            box = list(view.focus.region.box)
+        elif (
+            (region := view.focus.region) is not None
+            and region.study_id == current.study_id
+            and (not view.understanding.slots.findings
+                 or region.finding in view.understanding.slots.findings)
+        ):  # fmt: skip
+            box = list(region.box)  # the box in focus, unless another finding is named
         if box is None:
             subject = self._subject(view)
             if isinstance(subject, PlanDecision):

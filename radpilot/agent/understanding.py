@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 _STUDY = r"(film|films|study|studies|x-?rays?|image|images|exam|radiographs?|one|ones|cxrs?)"
 _PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|last (week|month|year|time)|"
-    r"interval|changed?|compared?|comparison|since|progress(ed|ion)?|better|worse|resolved|"
-    r"improv(ed|ing)|before|than last|new|newly|anymore|again|persist\w*|earlier|cleared|"
-    r"different|differ|the previous|yesterday'?s?|last one|"
+    r"interval|changed?|compared?|comparison|since (the|her|his|last|previous|prior|then|"
+    r"yesterday|\d)|progress(ed|ion)?|better|worse|resolved|improv(ed|ing)|before|than last|"
+    r"new|newly|anymore|persist\w*|earlier|cleared|differ(ent)? from|the previous|"
+    r"yesterday'?s|last one|"
     r"(was|were) (it|this|that|they) there|used to)\b",
     re.IGNORECASE,
 )
@@ -34,7 +35,7 @@ _EXPLICIT_PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|compar(e|ed|es|ing|ison)|"
     r"last (week|month|year)|(worse|better|bigger|smaller|larger) than (on )?(the |her |his )?"
     r"\w*\s?(film|x-?ray|cxr|one|study|image|before|last)|"
-    r"interval|since)\b",
+    r"interval|since (the|her|his|last|previous|prior|then|\d))\b",
     re.IGNORECASE,
 )
 _WHERE = re.compile(
@@ -47,26 +48,26 @@ _HEART_SIZE = re.compile(
     r"\b(big|bigger|enlarged|large|larger)\b[^.?!]{0,10}\bheart\b",
     re.IGNORECASE,
 )
+_PLEURA_THICK = re.compile(r"\bpleura\w*\b[^.?!]{0,25}\bthicken\w*", re.IGNORECASE)
 # Decisions that belong to the treating clinician, never to a reading tool.
 _TREATMENT = re.compile(
     r"\b(discharge|send (him|her|them) home|prescribe|dos(e|es|ing)|\d+ ?mg|prognosis|"
-    r"admit (him|her|them)|be admitted|book (a|an|him|her)|schedule|"
+    r"admit (him|her|them)|be admitted|book (a|an|him|her)|"
     r"life expectancy|how long (will|does|has) (he|she|they)|start (him|her|them) on|"
     r"antibiotics?|furosemide|steroids?)\b",
     re.IGNORECASE,
 )
 # Another modality or body part than a chest radiograph.
 _OTHER_IMAGING = re.compile(
-    r"\b(look at|read|review|analy[sz]e|interpret|check)\b[^.?!]{0,30}\b(CT|MRI|MR|ultrasound|"
-    r"scan|abdomen|abdo|abdominal|pelvis|brain|head|spine|knee|hip|wrist|liver)\b|"
-    r"\b(abdomen|abdo|abdominal|pelvi[cs]|brain|head|spine|knee|hip|wrist)\b[^.?!]{0,15}\b(CT|"
-    r"MRI|x-?ray|film|scan)\b|\bCT (abdo|abdomen|head|brain|pelvis)\w*\b",
-    re.IGNORECASE,
+    r"\b(?i:look at|read|review|analy[sz]e|interpret|check)\b[^.?!]{0,30}(\b(CT|MRI)\b|"
+    r"(?i:\b(ultrasound|abdomen|abdo|abdominal|pelvis|brain|spine|knee|hip|wrist|liver)\b))|"
+    r"(?i:\b(abdomen|abdo|abdominal|pelvi[cs]|brain|spine|knee|hip|wrist)\b[^.?!]{0,15}"
+    r"\b(x-?ray|film|scan)\b)|\bCT (?i:abdo|abdomen|head|brain|pelvis)\w*\b"
 )
 # General knowledge (criteria, scores, definitions): answered from the notes.
 _KNOWLEDGE = re.compile(
-    r"\b(criteria|scor(e|ed|ing)|defin(e|ed|ition)|what counts as|classification of|"
-    r"remind me|in general|what (are|is) the (radiographic |typical |classic |x-?ray )?"
+    r"\b(criteria|scored|scoring( system)?|definition of|define|what counts as|"
+    r"classification of|in general|what (are|is) the (radiographic |typical |classic |x-?ray )?"
     r"(signs|features|appearances?|causes))\b",
     re.IGNORECASE,
 )
@@ -95,10 +96,11 @@ _MEASURE = re.compile(
 )
 # Only decisive wording overrides the classifier: a named guideline body or the word itself,
 # or a normative "where should ..." question; everything else is the classifier's call.
+_BODIES = r"BTS|NICE|ESC|ATS|IDSA|ACR|GOLD|ERS|ACCP|CURB-65"  # acronyms: case-sensitive
 _GUIDELINE = re.compile(
-    r"\b(guidelines?|guidance|BTS|Fleischner|NICE|ESC|ATS|IDSA|ACR|GOLD|where should|"
-    r"(does|do|did) (the )?(?!you\b)\w+ (say|recommend))\b",
-    re.IGNORECASE,
+    rf"\b({_BODIES})\b|(?i:\b(guidelines?|guidance|Fleischner|where should|"
+    rf"(does|do|did) (the )?({_BODIES}|Fleischner|society|literature|evidence base) "
+    r"(say|recommend)))\b"
 )
 # "Is the heart big?", "heart size normal?": a yes/no question about cardiomegaly, not a measure.
 _YES_NO = re.compile(
@@ -142,6 +144,8 @@ class Vocabulary:
                 found.append(finding)
         if "Cardiomegaly" not in found and _HEART_SIZE.search(text):
             found.append("Cardiomegaly")
+        if "Pleural_Thickening" not in found and _PLEURA_THICK.search(text):
+            found.append("Pleural_Thickening")
         return found
 
     def without_findings(self, text: str) -> str:
@@ -230,7 +234,8 @@ class IntentRecognizer:
         by_intent = self.classifier.probabilities(self.embedder.embed([clause])[0])
         intent, confidence = max(by_intent.items(), key=lambda item: item[1])
         bare = is_bare_finding_question(clause, self.vocabulary)
-        refined, rule = refine(intent, question, slots, bare=bare)  # type: ignore[arg-type]
+        refined, rule = refine(intent, question, slots, bare=bare,  # type: ignore[arg-type]
+                               clause=clause)  # fmt: skip
         understanding = Understanding(
             intent=refined,
             confidence=round(confidence, 3),
@@ -267,10 +272,13 @@ def is_bare_finding_question(clause: str, vocabulary: Vocabulary) -> bool:
 
 
 def refine(
-    intent: Intent, question: str, slots: Slots, *, bare: bool = False
+    intent: Intent, question: str, slots: Slots, *, bare: bool = False, clause: str | None = None
 ) -> tuple[Intent, str]:
-    """Rules that correct the classifier where wording is decisive."""
-    if _TREATMENT.search(question) or _OTHER_IMAGING.search(question):
+    """Rules that correct the classifier where wording is decisive. Treatment decisions and
+    other imaging are read in the asking sentence (`clause`) only: "on furosemide, any
+    oedema?" is a question about the film."""
+    asking = clause or question
+    if _TREATMENT.search(asking) or _OTHER_IMAGING.search(asking):
         return "out_of_scope", "asks for a clinical decision or another kind of imaging"
     if _GUIDELINE.search(question):
         return "guideline", "asks what the guidelines say"

@@ -146,3 +146,15 @@ def test_the_llm_history_stays_within_its_budget() -> None:
     assert "Effusion (E1)" in text
     assert "question 5" in text  # the newest question is kept first
     assert history(DialogueFocus()) == "none (first question)"
+
+
+def test_a_question_about_everything_is_not_narrowed_to_the_focus(vocabulary: Vocabulary) -> None:
+    question = understood(vocabulary, "Has anything changed since last week?", "compare_prior")
+    assert resolve(question, EFFUSION_FOCUS).slots.findings == []
+
+
+def test_a_correction_that_asks_another_kind_of_question_keeps_it(vocabulary: Vocabulary) -> None:
+    focus = EFFUSION_FOCUS.model_copy(update={"intent": "measure"})
+    resolved = resolve(understood(vocabulary, "I meant the nodule: what's the differential?",
+                                  "differential"), focus)  # fmt: skip
+    assert (resolved.intent, resolved.slots.findings) == ("differential", ["Nodule"])

@@ -59,3 +59,28 @@ def test_rules_refine_the_nearest_exemplar(
 ) -> None:
     refined, _ = refine(intent, question, extract_slots(question, vocabulary))  # type: ignore[arg-type]
     assert refined == expected
+
+
+@pytest.mark.parametrize(
+    ("intent", "question", "expected"),
+    [
+        ("ask_finding", "Nice, thanks. Is there an effusion?", "ask_finding"),  # not NICE
+        ("ask_finding", "Known CCF on furosemide. Any pulmonary oedema?", "ask_finding"),
+        ("ask_finding", "CT head normal. Any pneumothorax?", "ask_finding"),
+        ("detect_findings", "Could you look at Mr Patel's film?", "detect_findings"),
+        ("ask_finding", "Is the nodule well defined?", "ask_finding"),
+        ("management", "What follow-up does Fleischner recommend?", "guideline"),
+        ("detect_findings", "can you look at her CT abdomen from yesterday?", "out_of_scope"),
+        ("management", "Should I start him on antibiotics?", "out_of_scope"),
+        ("compare_prior", "Is there an effusion?", "ask_finding"),  # no time words: about now
+    ],
+)
+def test_context_before_the_question_does_not_decide_it(
+    vocabulary: Vocabulary, intent: str, question: str, expected: str
+) -> None:
+    from radpilot.agent.understanding import last_question
+
+    slots = extract_slots(question, vocabulary)
+    slots.mentions_prior = extract_slots(last_question(question), vocabulary).mentions_prior
+    refined, _ = refine(intent, question, slots, clause=last_question(question))  # type: ignore[arg-type]
+    assert refined == expected
