@@ -52,7 +52,8 @@ _PLEURA_THICK = re.compile(r"\bpleura\w*\b[^.?!]{0,25}\bthicken\w*", re.IGNORECA
 # Decisions that belong to the treating clinician, never to a reading tool.
 _TREATMENT = re.compile(
     r"\b(discharge|send (him|her|them) home|prescribe|dos(e|es|ing)|\d+ ?mg|prognosis|"
-    r"admit (him|her|them)|be admitted|book (a|an|him|her)|"
+    r"admit (him|her|them)|be admitted|book (a|an|him|her)|fit for|medically fit|"
+    r"sign (him|her|them|it) off|sign off|clear (him|her|them) for|"
     r"life expectancy|how long (will|does|has) (he|she|they)|start (him|her|them) on|"
     r"antibiotics?|furosemide|steroids?)\b",
     re.IGNORECASE,
@@ -177,13 +178,16 @@ def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:
     )
 
 
+CONFIDENT_REFUSAL = 0.35  # the classifier's "out of scope" counts only this sure
+
+
 class IntentClassifier:
     """Multinomial logistic regression over sentence embeddings, trained at start-up on the
     hand-written phrasings of `prompts/intents.yaml` (a few hundred: well under a second).
     Zero initialisation and full-batch gradient descent make it deterministic."""
 
-    def __init__(self, vectors: np.ndarray, labels: list[str], *, steps: int = 300,
-                 rate: float = 4.0, l2: float = 1e-3) -> None:  # fmt: skip
+    def __init__(self, vectors: np.ndarray, labels: list[str], *, steps: int = 1000,
+                 rate: float = 8.0, l2: float = 1e-3) -> None:  # fmt: skip
         self.intents = sorted(set(labels))
         targets = np.zeros((len(labels), len(self.intents)), dtype=np.float32)
         targets[np.arange(len(labels)), [self.intents.index(x) for x in labels]] = 1.0
@@ -232,7 +236,12 @@ class IntentRecognizer:
         # whether a comparison is wanted.
         slots.mentions_prior = bool(_PRIOR.search(clause))
         by_intent = self.classifier.probabilities(self.embedder.embed([clause])[0])
-        intent, confidence = max(by_intent.items(), key=lambda item: item[1])
+        ranked = sorted(by_intent.items(), key=lambda item: -item[1])
+        intent, confidence = ranked[0]
+        if intent == "out_of_scope" and confidence < CONFIDENT_REFUSAL:
+            # Refusing a question about the film costs more than answering from the tools:
+            # an unsure "out of scope" gives way (decisions and other imaging have rules).
+            intent, confidence = ranked[1]
         bare = is_bare_finding_question(clause, self.vocabulary)
         refined, rule = refine(intent, question, slots, bare=bare,  # type: ignore[arg-type]
                                clause=clause)  # fmt: skip

@@ -72,6 +72,7 @@ def test_rules_refine_the_nearest_exemplar(
         ("management", "What follow-up does Fleischner recommend?", "guideline"),
         ("detect_findings", "can you look at her CT abdomen from yesterday?", "out_of_scope"),
         ("management", "Should I start him on antibiotics?", "out_of_scope"),
+        ("management", "so he's fit for theatre tomorrow, yes?", "out_of_scope"),
         ("compare_prior", "Is there an effusion?", "ask_finding"),  # no time words: about now
     ],
 )
