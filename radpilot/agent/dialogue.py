@@ -59,13 +59,14 @@ def _short(question: str) -> bool:
     return len(question.split()) <= 6
 
 
-def _sentences(text: str) -> list[str]:
-    return [part.strip() for part in re.findall(r"[^.!?]+[.!?]*", text) if part.strip()]
+def sentences(text: str) -> list[str]:
+    """The sentences (or ;-separated clauses) of a question, each with its end mark."""
+    return [part.strip() for part in re.findall(r"[^.!?;]+[.!?;]*", text) if part.strip()]
 
 
 def _last_sentence(text: str) -> str:
-    sentences = _sentences(text)
-    return sentences[-1] if sentences else text
+    parts = sentences(text)
+    return parts[-1] if parts else text
 
 
 def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding:
@@ -108,7 +109,7 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
                             f"{', '.join(findings) or 'the image'}")  # fmt: skip
     elif (focus_findings and not _NOT_A_PLACE.search(whole)
           and intent in ("ask_finding", "detect_findings", "explain", "image_info", "localize")
-          and any(_SHOW.search(part) and _short(part) for part in _sentences(whole))):  # fmt: skip
+          and any(_SHOW.search(part) and _short(part) for part in sentences(whole))):  # fmt: skip
         intent = "localize"
         resolved.append("show it -> localize")
     elif (focus.intent == "guideline" and intent in ("image_info", "explain")

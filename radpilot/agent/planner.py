@@ -67,6 +67,13 @@ class PlannerView(BaseModel):
                 return evidence
         return None
 
+    def settled(self, tool: str) -> bool:
+        """`tool` already ran this turn (its evidence is here, or it failed): not again."""
+        wanted = set(self.turn_evidence)
+        return any(e.tool == tool for e in self.ledger if e.id in wanted) or any(
+            f.tool == tool for f in self.failures
+        )
+
     def failed(self, tool: str, study_id: str) -> bool:
         return any(f.tool == tool and f.arguments.get("study_id") == study_id
                    for f in self.failures)  # fmt: skip
@@ -128,8 +135,7 @@ class EmbeddedPlanner:
 
     def _guideline(self, view: PlannerView) -> PlanDecision:
         tool = "search_guidelines"
-        done = any(e.tool == tool for e in view.ledger if e.id in set(view.turn_evidence))
-        if tool not in view.available_tools or done or any(f.tool == tool for f in view.failures):
+        if tool not in view.available_tools or view.settled(tool):
             return compose()
         findings = list(view.understanding.slots.findings)
         current = view.current()
@@ -185,15 +191,13 @@ class EmbeddedPlanner:
         if not subject:
             return compose("no finding to reason about")
         finding = subject[0]
-        done = {e.tool for e in view.ledger if e.id in set(view.turn_evidence)}
-        failed = {f.tool for f in view.failures}
         calls = []
-        if "knowledge_graph" in view.available_tools and not {"knowledge_graph"} & (done | failed):
+        if "knowledge_graph" in view.available_tools and not view.settled("knowledge_graph"):
             calls.append(ToolCall(tool="knowledge_graph", arguments={"finding": finding},
                                   reason=f"differential and next steps for {finding}"))  # fmt: skip
         wants_notes = view.understanding.intent == "management"
         tool = "search_guidelines"
-        if wants_notes and tool in view.available_tools and not {tool} & (done | failed):
+        if wants_notes and tool in view.available_tools and not view.settled(tool):
             query = f"{finding.replace('_', ' ')}: {MANAGEMENT_TERMS}"
             calls.append(ToolCall(tool=tool, arguments={"query": query, "k": 3, "finding": finding},
                                   reason=f"what the guidelines advise doing about {finding}"))
@@ -201,8 +205,7 @@ class EmbeddedPlanner:
 
     def _similar_cases(self, view: PlannerView) -> PlanDecision:
         tool = "similar_cases"
-        done = any(e.tool == tool for e in view.ledger if e.id in set(view.turn_evidence))
-        if tool not in view.available_tools or done or any(f.tool == tool for f in view.failures):
+        if tool not in view.available_tools or view.settled(tool):
             return compose()
         arguments: dict[str, object] = {"k": 3}
         current = view.current()

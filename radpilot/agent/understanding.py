@@ -8,13 +8,12 @@ select one of the fixed intents; it never names tools or arguments directly.
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from radpilot import prompts
-from radpilot.agent.dialogue import resolve
+from radpilot.agent.dialogue import resolve, sentences
 from radpilot.agent.injection import split_instructions
 from radpilot.agent.types import DialogueFocus, Intent, Slots, Understanding
 
@@ -213,12 +212,11 @@ class IntentRecognizer:
         self.embedder = embedder
         self.vocabulary = Vocabulary()
         exemplars: dict[str, list[str]] = prompts.load("intents")
-        self._labels = [intent for intent, texts in exemplars.items() for _ in texts]
-        self._texts = [text for texts in exemplars.values() for text in texts]
-
-    @cached_property
-    def classifier(self) -> IntentClassifier:
-        return IntentClassifier(self.embedder.embed(self._texts), self._labels)
+        labels = [intent for intent, texts in exemplars.items() for _ in texts]
+        texts = [text for texts in exemplars.values() for text in texts]
+        # Trained once when the agent starts, with the models (~3 s on 2 cores), so the first
+        # question does not pay for it.
+        self.classifier = IntentClassifier(self.embedder.embed(texts), labels)
 
     def understand(self, question: str, focus: DialogueFocus | None = None) -> Understanding:
         question, ignored = split_instructions(question)
@@ -258,14 +256,13 @@ class IntentRecognizer:
 
 def last_question(text: str) -> str:
     """The sentence that asks, when clinical context comes first ("58F, breathless. Effusion?")."""
-    sentences = [part.strip() for part in re.findall(r"[^.!?;]+[.!?;]*", text.replace(" - ", "; "))
-                 if part.strip()]  # fmt: skip
-    if len(sentences) < 2:
+    parts = sentences(text.replace(" - ", "; "))
+    if len(parts) < 2:
         return text
-    last = sentences[-1]
+    last = parts[-1]
     if not last.endswith("."):  # the last sentence asks ("... what's the next step")
         return last
-    asking = [part for part in sentences if part.endswith("?")]
+    asking = [part for part in parts if part.endswith("?")]
     return asking[-1] if asking else text
 
 

@@ -109,8 +109,6 @@ def _rows(evidence: list[Evidence]) -> dict[str, dict[str, Any]]:
 def _named(evidence: list[Evidence]) -> set[str]:
     names = set(_rows(evidence))
     names.update(str(e.values["finding"]) for e in evidence if "finding" in e.values)
-    names.update(label for e in evidence for case in e.values.get("cases", [])
-                 for label in case.get("labels", []))  # fmt: skip
     return names
 
 
@@ -197,7 +195,7 @@ class Verifier:
         named = self.vocabulary.findings_in(text)
         labels = " ".join(label for e in cited for case in e.values.get("cases", [])
                           for label in case.get("labels", []))  # fmt: skip
-        known = _named(cited) | set(self.vocabulary.findings_in(labels))
+        known = _named(cited) | set(self.vocabulary.findings_in(labels))  # cases name theirs
         for finding in named:
             if finding not in known:
                 return f"{finding} is not in the cited evidence"
