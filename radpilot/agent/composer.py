@@ -60,7 +60,7 @@ class Composer:
         if intent == "out_of_scope":
             answer.claims.append(self._stated("out_of_scope"))
         elif intent == "explain":
-            self._explain(answer, history, ledger)
+            self._explain(answer, view, history, ledger)
         elif view.current() is None and not self._about_knowledge(intent, turn):
             answer.claims.append(self._stated("no_study"))
         else:
@@ -197,10 +197,10 @@ class Composer:
         answer.claims.extend(self._finding_claim(r, classification) for r in named
                              if r["name"] not in stated)  # fmt: skip
         stated |= {r["name"] for r in named}
-        considered = [r for r in above[READ_FINDINGS:]] + [
+        considered = sorted([*above[READ_FINDINGS:], *(
             r for r in rows if r["status"] == "uncertain" and r["name"] not in stated
             and r["probability"] < r["threshold"]
-        ]  # fmt: skip
+        )], key=lambda r: -r["probability"])  # fmt: skip
         if considered:  # one sentence, not one claim each: an open read stays readable
             items = ", ".join(f"{display(r['name'])} ({r['probability']:.2f})" for r in considered)
             answer.claims.append(
@@ -404,10 +404,15 @@ class Composer:
             text = self.text["change_ctr"].format(prior=measured["prior_ctr"], now=measured["ctr"])
             answer.claims.append(Claim(text=text, evidence=[comparison.id], certainty="stated"))
 
-    def _explain(self, answer: Answer, history: list[Message], ledger: dict[str, Evidence]) -> None:
+    def _explain(self, answer: Answer, view: PlannerView, history: list[Message],
+                 ledger: dict[str, Evidence]) -> None:  # fmt: skip
+        """What the previous answer rests on; when that answer quoted only general knowledge
+        ("how sure are you?" after next steps), what the findings in focus rest on."""
         previous = next((m.answer for m in reversed(history)
                          if m.role == "assistant" and m.answer is not None), None)  # fmt: skip
         cited = [c for c in previous.claims if c.evidence] if previous else []
+        if all(ledger[c.evidence[0]].kind in ("guideline", "case") for c in cited):
+            cited = self._focus_claims(view, ledger) or cited
         if not cited:
             answer.claims.append(self._stated("explain_none"))
             return
@@ -421,6 +426,19 @@ class Composer:
                                        certainty=claim.certainty))  # fmt: skip
             if evidence not in answer.evidence:
                 answer.evidence.append(evidence)
+
+    def _focus_claims(self, view: PlannerView, ledger: dict[str, Evidence]) -> list[Claim]:
+        """The findings in focus as the latest classification of the current study states them."""
+        current = view.current()
+        classification = next(
+            (e for e in reversed(list(ledger.values())) if e.tool == "classify_findings"
+             and current is not None and e.inputs.get("study_id") == current.study_id), None,
+        )  # fmt: skip
+        if classification is None:
+            return []
+        wanted = view.focus.finding_names()
+        return [self._finding_claim(row, classification)
+                for row in classification.values.get("findings", []) if row["name"] in wanted]
 
     def _limitations(self, answer: Answer, turn: list[Evidence]) -> None:
         for evidence in turn:

@@ -161,3 +161,20 @@ def test_a_question_whose_tool_produced_nothing_says_so(composer: Composer) -> N
     assert answer.claims[0].certainty == "stated" and "no localized region" in answer.claims[0].text
     answer = composer.compose(view("differential", []), [])
     assert "which finding you mean" in answer.claims[0].text
+
+
+def test_how_sure_after_general_knowledge_explains_the_finding_in_focus(
+    verifier: Verifier, composer: Composer
+) -> None:
+    from radpilot.agent.types import DialogueFocus, FocusFinding, Message
+
+    steps = composer.compose(view("management", ["E2"], ("Effusion",)), [])
+    history = [Message(role="user", text="what should we do?"),
+               Message(role="assistant", text="", answer=steps)]  # fmt: skip
+    sure = view("explain", []).model_copy(update={"focus": DialogueFocus(
+        findings=[FocusFinding(name="Effusion", evidence=["E1"])])})  # fmt: skip
+    answer = composer.compose(sure, history)
+    assert answer.claims[0].text.startswith("Effusion is likely (model probability 0.81")
+    assert "from classify_findings" in answer.claims[0].text
+    checked, report = verifier.verify(answer, by_id(LEDGER), sure.studies)
+    assert report.removed == [] and checked.claims == answer.claims
