@@ -116,7 +116,9 @@ def test_two_invalid_calls_fall_back_to_the_embedded_planner(vllm_url: str) -> N
 
 def test_a_slow_llm_degrades_to_the_embedded_planner(vllm_url: str) -> None:
     breaker = CircuitBreaker(threshold=2, cooldown_s=600)
-    planner = LLMPlanner(client(vllm_url, timeout_s=0.001), REGISTRY, breaker=breaker)
+    # Not streamed: a whole completion cannot arrive within the 1 ms timeout, a first chunk can.
+    planner = LLMPlanner(client(vllm_url, stream=False, timeout_s=0.001), REGISTRY,
+                         breaker=breaker)  # fmt: skip
     outcomes = [planner.plan(view()).attempts[0].outcome for _ in range(3)]
     assert outcomes == ["error", "error", "circuit_open"]
 
