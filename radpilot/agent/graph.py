@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from radpilot.agent.composer import Composer
 from radpilot.agent.dialogue import advance
-from radpilot.agent.ledger import by_id, evidence_from_result, find_reusable, next_evidence_id
+from radpilot.agent.history import SessionHistory
+from radpilot.agent.ledger import by_id, evidence_from_result, evidence_id, find_reusable
 from radpilot.agent.llm.drafter import Drafter
 from radpilot.agent.planner import Planner, PlannerView, ToolFailure
-from radpilot.agent.state import AgentState
+from radpilot.agent.state import RECENT_MESSAGES, AgentState, working_ledger
 from radpilot.agent.types import DialogueFocus, Message, ToolCall, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
 from radpilot.agent.verifier import Verifier
@@ -32,6 +34,7 @@ class Runtime:
 
     registry: ToolRegistry
     tools: ToolContext
+    history: SessionHistory
     recognizer: IntentRecognizer
     planner: Planner
     composer: Composer
@@ -83,9 +86,10 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
         ledger, turn = list(state.evidence), list(state.turn_evidence)
         failures, trace = list(state.failures), list(state.trace)
         session_studies = {s.study_id for s in state.studies}
+        issued = state.evidence_count
         for call in state.decision.calls:
             trace.append(_emit(TraceEvent(kind="tool_start", data=call.model_dump(mode="json"))))
-            outcome = _run_call(runtime, call, ledger, session_studies)
+            outcome = _run_call(runtime, call, ledger, session_studies, evidence_id(issued + 1))
             if isinstance(outcome, ToolFailure):
                 failures.append(outcome)
                 data = {"tool": call.tool, "ok": False, "error": outcome.message}
@@ -93,13 +97,14 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
                 evidence, reused, elapsed = outcome
                 if not reused:
                     ledger.append(evidence)
+                    issued += 1
                 if evidence.id not in turn:
                     turn.append(evidence.id)
                 data = {"tool": call.tool, "ok": True, "reused": reused, "elapsed_ms": elapsed,
                         "evidence": evidence.model_dump(mode="json")}  # fmt: skip
             trace.append(_emit(TraceEvent(kind="tool_end", data=data)))
-        return {"evidence": ledger, "turn_evidence": turn, "failures": failures,
-                "trace": trace, "step": state.step + 1}  # fmt: skip
+        return {"evidence": ledger, "evidence_count": issued, "turn_evidence": turn,
+                "failures": failures, "trace": trace, "step": state.step + 1}  # fmt: skip
 
     def compose(state: AgentState) -> dict[str, Any]:
         answer = runtime.composer.compose(_view(state, runtime), state.messages)
@@ -124,7 +129,7 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
         event = _emit(TraceEvent(kind="verify", data=report.model_dump(mode="json")))
         return {"answer": answer, "trace": [*state.trace, event]}
 
-    def respond(state: AgentState) -> dict[str, Any]:
+    def respond(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         assert state.answer is not None
         answer = state.answer.model_copy(update={"trace_id": state.trace_id})
         trace = list(state.trace)
@@ -133,20 +138,29 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
         trace.append(_emit(TraceEvent(kind="final", data=answer.model_dump(mode="json"))))
         text = answer.clarification or " ".join(c.text for c in answer.claims)
         focus = state.focus
+        ledger = by_id(state.evidence)
+        turn = [ledger[i] for i in state.turn_evidence if i in ledger]
         if state.understanding is not None and answer.clarification is None:
-            ledger = by_id(state.evidence)
-            turn = [ledger[i] for i in state.turn_evidence if i in ledger]
             currents = [s.study_id for s in state.studies if s.role == "current"]
             focus = advance(focus, state.understanding, answer, turn,
                             currents[-1] if currents else None)  # fmt: skip
+        exchange = [Message(role="user", text=state.question),
+                    Message(role="assistant", text=text, answer=answer)]  # fmt: skip
+        # The whole session goes to the history, the state keeps what the next turn needs.
+        # Both are written before the turn's one checkpoint, whose counters say what
+        # happened: a turn cut off by a crash leaves no half-written exchange behind.
+        # (Reused evidence is written again, unchanged: cheaper than telling it apart.)
+        count = state.message_count
+        runtime.history.write(config["configurable"]["thread_id"],
+                              list(enumerate(exchange, start=count)), turn)  # fmt: skip
+        recent = [*state.messages, *exchange][-RECENT_MESSAGES:]
         return {
             "answer": answer,
             "trace": trace,
             "focus": focus,
-            # The question and its answer are written in one checkpoint: a turn cut off by a
-            # crash leaves no half-written exchange in the conversation.
-            "messages": [*state.messages, Message(role="user", text=state.question),
-                         Message(role="assistant", text=text, answer=answer)],  # fmt: skip
+            "messages": recent,
+            "message_count": count + len(exchange),
+            "evidence": working_ledger(state.evidence, focus, recent, state.turn_evidence),
         }
 
     def after_plan(state: AgentState) -> str:
@@ -159,9 +173,9 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
 
     graph = StateGraph(AgentState)
     for name, node in [("understand", understand), ("plan", plan), ("execute", execute),
-                       ("compose", compose), ("clarify", clarify), ("verify", verify),
-                       ("respond", respond)]:  # fmt: skip
+                       ("compose", compose), ("clarify", clarify), ("verify", verify)]:  # fmt: skip
         graph.add_node(name, node)
+    graph.add_node("respond", respond)  # reads the session id from its config
     graph.add_edge(START, "understand")
     graph.add_edge("understand", "plan")
     graph.add_conditional_edges("plan", after_plan, ["execute", "compose", "clarify"])
@@ -174,7 +188,7 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
 
 
 def _run_call(
-    runtime: Runtime, call: ToolCall, ledger: list[Any], session_studies: set[str]
+    runtime: Runtime, call: ToolCall, ledger: list[Any], session_studies: set[str], new_id: str
 ) -> ToolFailure | tuple[Any, bool, float]:
     """Validate, check session ownership of studies, reuse or run; never raises."""
     try:
@@ -195,4 +209,4 @@ def _run_call(
         return ToolFailure(tool=call.tool, arguments=call.arguments,
                            code=failure.code if failure else "error",
                            message=failure.message if failure else "failed")  # fmt: skip
-    return evidence_from_result(result, next_evidence_id(ledger)), False, result.elapsed_ms
+    return evidence_from_result(result, new_id), False, result.elapsed_ms

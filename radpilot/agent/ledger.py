@@ -7,8 +7,9 @@ from typing import Any
 from radpilot.tools.base import Artefact, Evidence, ModelIdentity, ToolResult
 
 
-def next_evidence_id(ledger: list[Evidence]) -> str:
-    return f"E{len(ledger) + 1}"
+def evidence_id(number: int) -> str:
+    """The session's `number`-th evidence (numbered from 1 over the whole session)."""
+    return f"E{number}"
 
 
 def evidence_from_result(result: ToolResult, evidence_id: str) -> Evidence:

@@ -60,6 +60,27 @@ def open_sqlite(state_dir: Path) -> Any:
     return saver
 
 
+def keep_latest_checkpoint(checkpointer: Any, thread_id: str) -> None:
+    """Delete a thread's older checkpoints and their writes: crash recovery resumes from the
+    latest one only (turns are checkpointed once, at their end), and the session's history
+    is in `radpilot.agent.history`, so older ones are dead weight that grows every turn.
+    PostgresSaver prunes natively (its channel blobs are shared between checkpoints); the
+    SQLite saver has no `prune`, and with no `DeltaChannel` in the graph two deletes do."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    if not isinstance(checkpointer, SqliteSaver):
+        checkpointer.prune([thread_id], strategy="keep_latest")
+        return
+    with checkpointer.cursor() as cursor:
+        for table in ("checkpoints", "writes"):
+            cursor.execute(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id < ("
+                " SELECT MAX(checkpoint_id) FROM checkpoints"
+                f" WHERE thread_id = ? AND checkpoint_ns = {table}.checkpoint_ns)",
+                (thread_id, thread_id),
+            )
+
+
 def shown_url(url: str) -> str:
     """The URL (or libpq `key=value` string) without its password, for messages."""
     if "://" not in url:

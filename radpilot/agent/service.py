@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 from radpilot.agent.composer import Composer
 from radpilot.agent.graph import Runtime, build_graph
+from radpilot.agent.history import SessionRecord, open_history
 from radpilot.agent.llm.drafter import drafter_for
 from radpilot.agent.llm.planner import planner_for
-from radpilot.agent.memory import open_checkpointer
+from radpilot.agent.memory import keep_latest_checkpoint, open_checkpointer
 from radpilot.agent.planner import Planner
 from radpilot.agent.state import AgentState, turn_reset
 from radpilot.agent.types import Answer, StudyRef, TraceEvent
@@ -68,9 +69,11 @@ class Agent:
         recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
         registry = registry or default_registry(settings)
         verifier = Verifier(recognizer.vocabulary)
+        self.history = open_history(checkpointer)
         self.runtime = Runtime(
             registry=registry,
             tools=self.tools,
+            history=self.history,
             recognizer=recognizer,
             planner=planner or planner_for(settings, registry),
             composer=Composer(),
@@ -84,16 +87,30 @@ class Agent:
     def _config(session_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": session_id}}
 
+    def _update(self, session_id: str, values: dict[str, Any]) -> None:
+        self.graph.update_state(self._config(session_id), values, as_node="respond")
+        keep_latest_checkpoint(self.graph.checkpointer, session_id)
+
     def new_session(self) -> str:
         session_id = "se_" + secrets.token_urlsafe(16)
-        self.graph.update_state(self._config(session_id), {"studies": []}, as_node="respond")
+        self._update(session_id, {"studies": []})
         return session_id
 
     def state(self, session_id: str) -> AgentState:
+        """What the next turn needs (the recent messages, the working ledger); the whole
+        conversation is `session`."""
         snapshot = self.graph.get_state(self._config(session_id))
         if not snapshot.created_at:
             raise SessionNotFoundError(f"unknown session {session_id!r}")
         return AgentState.model_validate(snapshot.values)
+
+    def session(self, session_id: str) -> SessionRecord:
+        """Every message and every piece of evidence of the session, in order."""
+        state = self.state(session_id)
+        stored = self.history.read(
+            session_id, messages=state.message_count, evidence=state.evidence_count
+        )
+        return _completed(stored, state)
 
     def delete_session(self, session_id: str) -> None:
         """Delete the session and the data it put on disk: its studies and its artefacts.
@@ -102,10 +119,12 @@ class Agent:
         a retry finishes the job (files already gone are fine), whereas the other order would
         leave files that no session id reaches any more."""
         state = self.state(session_id)
-        for artefact_id in state.artefact_ids():
+        # Every row, those of a turn cut off by a crash too: their artefacts are on disk.
+        for artefact_id in _completed(self.history.read_all(session_id), state).artefact_ids():
             self.tools.artefacts.delete(artefact_id)
         for study in state.studies:
             self.tools.studies.delete(study.study_id)
+        self.history.delete(session_id)
         self.graph.checkpointer.delete_thread(session_id)
 
     def add_study(
@@ -128,7 +147,7 @@ class Agent:
             label=f"{role} study {len([s for s in state.studies if s.role == role]) + 1}",
         )
         studies = link_by_patient([*state.studies, ref])
-        self.graph.update_state(self._config(session_id), {"studies": studies}, as_node="respond")
+        self._update(session_id, {"studies": studies})
         return next(s for s in studies if s.study_id == ref.study_id)
 
     def ask(self, session_id: str, question: str) -> Answer:
@@ -162,8 +181,20 @@ class Agent:
                 final = event
             else:
                 yield event
+        keep_latest_checkpoint(self.graph.checkpointer, session_id)
         if final is not None:
             yield final
+
+
+def _completed(stored: SessionRecord, state: AgentState) -> SessionRecord:
+    """The history completed by the state's own copies: sessions checkpointed before the
+    history existed kept every message and all evidence in the state."""
+    older = stored.messages[: state.message_count - len(state.messages)]
+    known = {e.id for e in stored.evidence}
+    return SessionRecord(
+        messages=[*older, *state.messages],
+        evidence=[*stored.evidence, *(e for e in state.evidence if e.id not in known)],
+    )
 
 
 def link_by_patient(studies: list[StudyRef]) -> list[StudyRef]:

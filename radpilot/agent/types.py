@@ -132,6 +132,11 @@ class DialogueFocus(BaseModel):
     def finding_names(self) -> list[str]:
         return [f.name for f in self.findings]
 
+    def evidence_ids(self) -> set[str]:
+        """The evidence the focus stands on (kept in the working ledger)."""
+        ids = {i for f in self.findings for i in f.evidence}
+        return ids | {self.region.evidence} if self.region is not None else ids
+
 
 class Claim(BaseModel):
     text: str

@@ -68,13 +68,19 @@ def test_single_finding_question_classifies_and_localizes_when_asked_where(
     assert_grounded(agent, session)
 
 
-def test_a_turn_is_checkpointed_once_when_it_ends(agent: Agent, images: dict[str, bytes]) -> None:
+def test_a_turn_is_checkpointed_once_when_it_ends(
+    agent: Agent, images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     session = session_with(agent, images["effusion"])
     config = agent._config(session)
-    before = len(list(agent.graph.get_state_history(config)))
+    saver = agent.graph.checkpointer
+    writes: list[str] = []
+    put = saver.put
+    monkeypatch.setattr(saver, "put", lambda *a, **k: writes.append("put") or put(*a, **k))
     answer = agent.ask(session, "Is there a pleural effusion?")
+    assert len(writes) == 1  # not one per node (understand, plan, execute, ...)
     history = list(agent.graph.get_state_history(config))
-    assert len(history) == before + 1  # not one per node (understand, plan, execute, ...)
+    assert len(history) == 1  # older checkpoints are pruned: the latest is all recovery needs
     assert history[0].values["answer"].claims == answer.claims
 
 
@@ -225,6 +231,7 @@ def test_sessions_are_isolated(agent: Agent, images: dict[str, bytes]) -> None:
         ToolCall(tool="image_info", arguments={"study_id": foreign}, reason="attack"),
         [],
         {s.study_id for s in agent.state(second).studies},
+        "E1",
     )
     assert getattr(outcome, "code", None) == "unknown_study"
     with pytest.raises(SessionNotFoundError):

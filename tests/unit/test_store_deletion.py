@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from radpilot.agent.state import AgentState
+from radpilot.agent.history import SessionRecord
 from radpilot.agent.types import Answer, Message
 from radpilot.errors import RadpilotError, StudyNotFoundError
 from radpilot.tools.artefacts import ArtefactStore
@@ -55,8 +55,8 @@ def test_the_session_lists_every_artefact_it_produced_once() -> None:
         return Evidence(id=f"E{number}", kind="model_output", tool="t", artefacts=artefacts)
 
     shown = Answer(evidence=[evidence(1, "ar_a"), evidence(3, "ar_c")])
-    state = AgentState(
+    session = SessionRecord(
         evidence=[evidence(1, "ar_a"), evidence(2, "ar_b")],
         messages=[Message(role="assistant", text="", answer=shown)],
     )
-    assert state.artefact_ids() == ["ar_a", "ar_b", "ar_c"]
+    assert session.artefact_ids() == ["ar_a", "ar_b", "ar_c"]

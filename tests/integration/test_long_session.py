@@ -1,0 +1,84 @@
+"""Long sessions on SQLite and PostgreSQL: a turn's state stays bounded, one checkpoint per
+thread is kept, and nothing is lost: the whole history and evidence read back, after a restart
+too, and deletion removes all of it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radpilot.agent.service import Agent, SessionNotFoundError
+from radpilot.agent.state import RECENT_MESSAGES
+from radpilot.settings import Settings
+from radpilot.tools.artefacts import png_name
+from tests.factories import chest_like, png_bytes
+from tests.integration.test_backends import Cluster, close, postgres  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.integration
+
+TURNS = 24
+QUESTIONS = [
+    "Is there a pleural effusion?",
+    "Where is it?",
+    "How big is the heart?",
+    "What do you see?",
+    "Why did you say that?",
+    "Is there a pneumothorax?",
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    if request.param == "sqlite":
+        yield Settings(state_dir=tmp_path / "state")
+        return
+    cluster: Cluster = request.getfixturevalue("postgres")
+    yield Settings(state_dir=tmp_path / "state", checkpoint_url=cluster.url())
+
+
+def checkpoints_of(agent: Agent, session: str) -> int:
+    return len(list(agent.graph.checkpointer.list({"configurable": {"thread_id": session}})))
+
+
+def test_a_long_session_keeps_a_bounded_state_and_loses_nothing(settings: Settings) -> None:
+    agent = Agent(settings)
+    session = agent.new_session()
+    agent.add_study(session, png_bytes(chest_like()), "cxr.png")
+    answers = [agent.ask(session, QUESTIONS[turn % len(QUESTIONS)]) for turn in range(TURNS)]
+    state = agent.state(session)
+    assert len(state.messages) == RECENT_MESSAGES
+    assert state.message_count == 2 * TURNS
+    assert checkpoints_of(agent, session) == 1
+
+    restarted = Agent(settings)  # another process on the same store
+    record = restarted.session(session)
+    assert [m.role for m in record.messages] == ["user", "assistant"] * TURNS
+    assert [m.answer for m in record.messages[1::2]] == answers
+    assert [m.text for m in record.messages[::2]] == [
+        QUESTIONS[turn % len(QUESTIONS)] for turn in range(TURNS)
+    ]
+    ids = [e.id for e in record.evidence]
+    assert ids == [f"E{n}" for n in range(1, state.evidence_count + 1)]
+    cited = {i for answer in answers for claim in answer.claims for i in claim.evidence}
+    assert cited <= set(ids)  # every claim ever made still finds its evidence
+    assert restarted.ask(session, "Is there a pleural effusion?").claims
+
+    artefacts = [restarted.tools.artefacts.root / png_name(a) for a in record.artefact_ids()]
+    assert artefacts and all(path.exists() for path in artefacts)
+    restarted.delete_session(session)
+    with pytest.raises(SessionNotFoundError):
+        agent.session(session)
+    assert restarted.history.read_all(session).messages == []
+    assert not any(path.exists() for path in artefacts)
+    if not settings.checkpoint_url:
+        with sqlite3.connect(settings.state_dir / "sessions.sqlite") as connection:
+            left = connection.execute(
+                "SELECT COUNT(*) FROM radpilot_session_messages WHERE session_id = ?", (session,)
+            ).fetchone()[0]
+        assert left == 0
+    else:
+        close(agent)
+        close(restarted)
