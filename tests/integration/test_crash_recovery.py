@@ -34,7 +34,9 @@ from tests.server import ServerProcess, server_process
 pytestmark = pytest.mark.integration
 
 SESSIONS = 3
-SETUP_QUESTIONS = ["Is there a pleural effusion?", "Why did you say that?"]
+# Long enough that every session's early turns live only in the session history, no longer in
+# the checkpointed state (which keeps the last few messages): the kill must lose neither.
+SETUP_QUESTIONS = ["Is there a pleural effusion?", "Why did you say that?"] * 5
 # Questions that run a new tool the first time a session asks them (then reuse its evidence),
 # so the kill finds real work in flight, not only cached turns.
 LOAD_QUESTIONS = [
