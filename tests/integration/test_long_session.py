@@ -43,11 +43,39 @@ def checkpoints_of(agent: Agent, session: str) -> int:
     return len(list(agent.graph.checkpointer.list({"configurable": {"thread_id": session}})))
 
 
+def checkpoint_bytes(settings: Settings, session: str) -> int:
+    """The session's bytes in LangGraph's tables (what every turn reads and writes)."""
+    if not settings.checkpoint_url:
+        with sqlite3.connect(settings.state_dir / "sessions.sqlite") as connection:
+            return int(connection.execute(
+                "SELECT (SELECT COALESCE(SUM(LENGTH(checkpoint) + LENGTH(metadata)), 0)"
+                " FROM checkpoints WHERE thread_id = ?) + (SELECT COALESCE(SUM(LENGTH(value)),"
+                " 0) FROM writes WHERE thread_id = ?)", (session, session),
+            ).fetchone()[0])  # fmt: skip
+    import psycopg
+
+    with psycopg.connect(settings.checkpoint_url) as connection:
+        row = connection.execute(
+            "SELECT (SELECT COALESCE(SUM(pg_column_size(checkpoint)), 0) FROM checkpoints"
+            " WHERE thread_id = %s) + (SELECT COALESCE(SUM(octet_length(blob)), 0) FROM"
+            " checkpoint_blobs WHERE thread_id = %s) + (SELECT COALESCE(SUM(octet_length(blob)),"
+            " 0) FROM checkpoint_writes WHERE thread_id = %s)", (session, session, session),
+        ).fetchone()  # fmt: skip
+    assert row is not None
+    return int(row[0])
+
+
 def test_a_long_session_keeps_a_bounded_state_and_loses_nothing(settings: Settings) -> None:
     agent = Agent(settings)
     session = agent.new_session()
     agent.add_study(session, png_bytes(chest_like()), "cxr.png")
-    answers = [agent.ask(session, QUESTIONS[turn % len(QUESTIONS)]) for turn in range(TURNS)]
+    answers, sizes = [], []
+    for turn in range(TURNS):
+        answers.append(agent.ask(session, QUESTIONS[turn % len(QUESTIONS)]))
+        if turn + 1 in (TURNS // 2, TURNS):
+            sizes.append(checkpoint_bytes(settings, session))
+    # Twice the turns, not twice the state: what a turn reads and writes stays bounded.
+    assert sizes[1] < 1.3 * sizes[0], sizes
     state = agent.state(session)
     assert len(state.messages) == RECENT_MESSAGES
     assert state.message_count == 2 * TURNS
