@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         description="A tool service (e.g. Ray Serve) that runs the imaging tools; it mounts "
         "the same state dir. Unset: every tool runs in this process.",
     )
+    import_dir: Path | None = Field(
+        default=None,
+        description="The only folder whose files MCP's `add_study` may read by `path`; unset: "
+        "paths are refused over HTTP (a local stdio client may name any file it can read).",
+    )
+    upload_limit_mb: float = Field(
+        default=50.0, gt=0, description="Largest study accepted (REST upload, MCP base64)."
+    )
     max_image_megapixels: float = Field(
         default=50.0, gt=0, description="Images above this size are refused before decoding."
     )

@@ -192,14 +192,10 @@ def _run_call(
 ) -> ToolFailure | tuple[Any, bool, float]:
     """Validate, check session ownership of studies, reuse or run; never raises."""
     try:
-        inputs = runtime.registry.validate(call.tool, call.arguments).model_dump(mode="json")
+        inputs = runtime.registry.validate_call(call.tool, call.arguments, session_studies)
     except RadpilotError as error:
         return ToolFailure(tool=call.tool, arguments=call.arguments, code=error.code,
                            message=error.message)  # fmt: skip
-    foreign = [v for k, v in inputs.items() if k.endswith("_id") and v not in session_studies]
-    if foreign:
-        return ToolFailure(tool=call.tool, arguments=call.arguments, code="unknown_study",
-                           message="a study in this call is not part of this session")  # fmt: skip
     reusable = find_reusable(ledger, call.tool, inputs)
     if reusable is not None:
         return reusable, True, 0.0

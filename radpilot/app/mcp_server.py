@@ -3,18 +3,47 @@
 Exposes `new_session`, `add_study`, `ask` (the whole agent, cited Answer JSON) and every
 registered expert tool under its own name and input schema. Runs over stdio or streamable
 HTTP with the official `mcp` SDK. Answers remain decision support, not a diagnosis.
+
+Every expert tool runs inside a session, on that session's studies only, through the same
+check the agent's executor uses (`ToolRegistry.validate_call`). `add_study` reads a file by
+`path` only under the import folder (`RADPILOT_IMPORT_DIR`); without one, only a local stdio
+client may name files. A refusal is a tool error whose text is the REST API's error body,
+`{"error": {"code", "message"}}`, never a bare "Error executing tool".
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from radpilot.errors import RadpilotError
 
+Function = TypeVar("Function", bound=Callable[..., Any])
 
-def build_mcp_server(agent: Any) -> Any:
+
+def refusals_as_errors(function: Function) -> Function:
+    """A client's mistake (a `RadpilotError`) becomes an MCP tool error carrying its code and
+    message; anything else stays a crash, whose text the SDK keeps on the server."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except RadpilotError as error:
+            body = {"error": {"code": error.code, "message": error.message}}
+            raise ToolError(json.dumps(body)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
+    """The MCP server over `agent`. `paths_allowed`: whether `add_study` may read a `path`
+    anywhere when no import folder is set (a local stdio client: its own files)."""
     from mcp.server.mcpserver import MCPServer
 
     server = MCPServer(
@@ -24,21 +53,27 @@ def build_mcp_server(agent: Any) -> Any:
         "Decision support, not a diagnosis.",
     )
 
+    settings = agent.settings
+
     @server.tool(description="Start a conversation; returns its session id.")
+    @refusals_as_errors
     def new_session() -> str:
         return str(agent.new_session())
 
     @server.tool(
         description="Add a PNG, JPEG or DICOM study to a session (de-identified on ingest). "
-        "Give `path` (a file on the server's machine) or `image_base64`."
+        "Give `image_base64`, or `path`: a file in the server's import folder."
     )
+    @refusals_as_errors
     def add_study(
         session_id: str,
         path: str | None = None,
         image_base64: str | None = None,
         role: Literal["current", "prior"] = "current",
     ) -> dict[str, Any]:
-        data = _image_bytes(path, image_base64)
+        limit = int(settings.upload_limit_mb * 1024 * 1024)
+        import_dir = settings.import_dir
+        data = _image_bytes(path, image_base64, limit, import_dir, paths_allowed)
         ref = agent.add_study(session_id, data, Path(path).name if path else "", role=role)
         study = agent.tools.studies.get(ref.study_id)
         return {"study_id": ref.study_id, "qc_ok": study.qc.ok,
@@ -46,6 +81,7 @@ def build_mcp_server(agent: Any) -> Any:
 
     @server.tool(description="Ask a question about the session's studies; returns the Answer "
                  "(claims with evidence ids, evidence, findings, limitations).")  # fmt: skip
+    @refusals_as_errors
     def ask(session_id: str, question: str) -> dict[str, Any]:
         answer: dict[str, Any] = agent.ask(session_id, question).model_dump(mode="json")
         return answer
@@ -55,39 +91,72 @@ def build_mcp_server(agent: Any) -> Any:
     return server
 
 
-def _image_bytes(path: str | None, image_base64: str | None) -> bytes:
+def _image_bytes(
+    path: str | None, image_base64: str | None, limit: int, import_dir: Path | None,
+    paths_allowed: bool,
+) -> bytes:  # fmt: skip
     if (path is None) == (image_base64 is None):
-        raise RadpilotError("give exactly one of `path` or `image_base64`")
+        raise RadpilotError("give exactly one of `path` or `image_base64`", code="bad_request")
     if image_base64 is not None:
+        if len(image_base64) > limit * 4 // 3 + 4:
+            raise RadpilotError(f"image over the {limit / 2**20:g} MB limit",
+                                code="upload_too_large")  # fmt: skip
         try:
             return base64.b64decode(image_base64, validate=True)
         except ValueError:
-            raise RadpilotError("image_base64 is not valid base64") from None
+            raise RadpilotError("image_base64 is not valid base64", code="bad_request") from None
+    return _read_importable(Path(str(path)), limit, import_dir, paths_allowed)
+
+
+def _read_importable(path: Path, limit: int, import_dir: Path | None, anywhere: bool) -> bytes:
+    """The file's bytes if the caller may read it: under the import folder, or anywhere for a
+    local client without one. The refusal is the same whether or not the file exists."""
+    resolved = path.expanduser().resolve()
+    if import_dir is not None:
+        allowed = resolved.is_relative_to(import_dir.expanduser().resolve())
+    else:
+        allowed = anywhere
+    if not allowed:
+        rule = (
+            "reads studies by path only from its import folder (RADPILOT_IMPORT_DIR)"
+            if import_dir
+            else "reads no study by path (no RADPILOT_IMPORT_DIR is set)"
+        )
+        raise RadpilotError(
+            f"this server {rule}; send the file as image_base64 instead", code="path_not_allowed"
+        )
     try:
-        return Path(str(path)).read_bytes()
+        if resolved.stat().st_size > limit:
+            raise RadpilotError(f"file over the {limit / 2**20:g} MB limit",
+                                code="upload_too_large")  # fmt: skip
+        return resolved.read_bytes()
     except OSError as error:
-        raise RadpilotError(f"cannot read {path}: {error.strerror}") from None
+        raise RadpilotError(f"cannot read {path}: {error.strerror}", code="unreadable") from None
 
 
 def _expose_tool(server: Any, agent: Any, name: str, description: str) -> None:
-    """Register one registry tool under its own name, validated by its own Input model."""
+    """Register one registry tool under its own name: it runs in a session, on that
+    session's studies, with the arguments validated by the tool's own Input model."""
     tool = agent.runtime.registry.get(name)
 
-    def run(arguments: Any) -> dict[str, Any]:
-        result = agent.runtime.registry.run(name, arguments.model_dump(), agent.tools)
-        data: dict[str, Any] = result.model_dump(mode="json")
+    def run(session_id: str, arguments: Any) -> dict[str, Any]:
+        studies = {s.study_id for s in agent.state(session_id).studies}
+        registry = agent.runtime.registry
+        inputs = registry.validate_call(name, arguments.model_dump(mode="json"), studies)
+        data: dict[str, Any] = registry.run(name, inputs, agent.tools).model_dump(mode="json")
         return data
 
-    run.__annotations__ = {"arguments": tool.Input, "return": dict[str, Any]}
+    run.__annotations__ = {"session_id": str, "arguments": tool.Input, "return": dict[str, Any]}
     run.__name__ = name
-    server.tool(name=name, description=description)(run)
+    described = f"{description} Runs on the session's studies only."
+    server.tool(name=name, description=described)(refusals_as_errors(run))
 
 
 def serve_mcp(transport: Literal["stdio", "http"], host: str, port: int) -> None:
     from radpilot.agent.service import Agent
     from radpilot.settings import Settings
 
-    server = build_mcp_server(Agent(Settings()))
+    server = build_mcp_server(Agent(Settings()), paths_allowed=transport == "stdio")
     if transport == "stdio":
         server.run("stdio")
     else:

@@ -82,6 +82,21 @@ class ToolRegistry:
                 f"bad arguments for {name}: {describe_validation_error(error)}"
             ) from None
 
+    def validate_call(
+        self, name: str, arguments: Mapping[str, Any], session_studies: set[str]
+    ) -> dict[str, Any]:
+        """A call's validated inputs, refused unless every study it names belongs to the
+        session: the one check the agent's executor, the LLM planner and MCP all use. An
+        optional study id left out (a text-only `similar_cases`) names no study."""
+        inputs = self.validate(name, arguments).model_dump(mode="json")
+        foreign = [str(v) for k, v in inputs.items()
+                   if k.endswith("_id") and v is not None and v not in session_studies]  # fmt: skip
+        if foreign:
+            raise RadpilotError(
+                f"study id(s) {', '.join(foreign)} are not in this session", code="unknown_study"
+            )
+        return inputs
+
     def run(self, name: str, arguments: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
         """Validate and run one call.
 

@@ -27,7 +27,8 @@ async def conversation(server: object, image: Path) -> dict[str, object]:
         session = (await client.call_tool("new_session", {})).content[0].text  # type: ignore[union-attr]
         added = await client.call_tool("add_study", {"session_id": session, "path": str(image)})
         study = json.loads(added.content[0].text)  # type: ignore[union-attr]
-        info = await client.call_tool("image_info", {"arguments": {"study_id": study["study_id"]}})
+        scoped = {"session_id": session, "arguments": {"study_id": study["study_id"]}}
+        info = await client.call_tool("image_info", scoped)
         answer = await client.call_tool("ask", {"session_id": session,
                                                 "question": "Is there an effusion?"})  # fmt: skip
         return {
@@ -36,6 +37,33 @@ async def conversation(server: object, image: Path) -> dict[str, object]:
             "info": json.loads(info.content[0].text),  # type: ignore[union-attr]
             "answer": json.loads(answer.content[0].text),  # type: ignore[union-attr]
         }
+
+
+def refusal(result: object) -> dict[str, str]:
+    """The `{code, message}` of a refused call (the REST API's error body)."""
+    assert result.is_error  # type: ignore[attr-defined]
+    text = result.content[0].text  # type: ignore[attr-defined]
+    error: dict[str, str] = json.loads(text[text.index("{"):])["error"]
+    return error
+
+
+async def attacks(server: object, image: Path) -> list[dict[str, str]]:
+    """What another session, a path outside the import folder and a made-up session get."""
+    from mcp import Client
+
+    async with Client(server) as client:  # type: ignore[arg-type]
+        owner = (await client.call_tool("new_session", {})).content[0].text  # type: ignore[union-attr]
+        added = await client.call_tool("add_study", {"session_id": owner, "path": str(image)})
+        study = json.loads(added.content[0].text)["study_id"]  # type: ignore[union-attr]
+        intruder = (await client.call_tool("new_session", {})).content[0].text  # type: ignore[union-attr]
+        calls = [
+            ("classify_findings", {"session_id": intruder, "arguments": {"study_id": study}}),
+            ("image_info", {"session_id": "se_made_up", "arguments": {"study_id": study}}),
+            ("add_study", {"session_id": intruder, "path": "/etc/passwd"}),
+            ("add_study", {"session_id": intruder, "path": str(image.parent / ".." / "x.png")}),
+            ("add_study", {"session_id": intruder, "path": "/no/such/file.png"}),
+        ]
+        return [refusal(await client.call_tool(name, arguments)) for name, arguments in calls]
 
 
 def check(result: dict[str, object]) -> None:
@@ -63,10 +91,13 @@ def test_stdio(tmp_path: Path, image: Path) -> None:
 
 
 def test_streamable_http(tmp_path: Path, image: Path) -> None:
+    """Over HTTP the tools are session-scoped, paths are read only from the import folder,
+    and every refusal carries its reason (the same for a missing file as for /etc/passwd)."""
     port = free_port()
     process = subprocess.Popen(
         command("--transport", "http", "--port", str(port)),
-        env={**os.environ, "RADPILOT_STATE_DIR": str(tmp_path)},
+        env={**os.environ, "RADPILOT_STATE_DIR": str(tmp_path),
+             "RADPILOT_IMPORT_DIR": str(image.parent)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -80,6 +111,9 @@ def test_streamable_http(tmp_path: Path, image: Path) -> None:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise
                 time.sleep(1)
+        codes = [error["code"] for error in asyncio.run(attacks(url, image))]
+        assert codes == ["unknown_study", "unknown_session", "path_not_allowed",
+                         "path_not_allowed", "path_not_allowed"]  # fmt: skip
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -229,17 +229,11 @@ class LLMPlanner:
                 raise InvalidCallError("ask_user needs a non-empty 'question' string")
             return PlanDecision(action="clarify", question=question.strip())
         try:
-            inputs = self.registry.validate(call.name, arguments).model_dump(mode="json")
+            inputs = self.registry.validate_call(
+                call.name, arguments, {s.study_id for s in view.studies}
+            )
         except RadpilotError as error:
             raise InvalidCallError(error.message) from None
-        session = {s.study_id for s in view.studies}
-        foreign = [
-            str(v)
-            for k, v in inputs.items()
-            if k.endswith("_id") and v is not None and v not in session
-        ]
-        if foreign:
-            raise InvalidCallError(f"study id(s) {', '.join(foreign)} are not in this session")
         if self._already_done(view, call.name, inputs):
             return PlanDecision(
                 action="compose",
