@@ -148,7 +148,10 @@ def create_app(
     from radpilot.tools.registry import default_registry
 
     # Tool specs never change while the server runs: built once, not per request.
-    tool_specs = ToolsList(tools=[s.model_dump(mode="json") for s in default_registry().specs()])
+    # The registry the agent builds from these settings (describe_image with a VLM, remote
+    # tools with a tool service), so the list names what a turn can actually use.
+    registry = default_registry(settings)
+    tool_specs = ToolsList(tools=[s.model_dump(mode="json") for s in registry.specs()])
 
     @app.exception_handler(RadpilotError)
     def _radpilot_error(request: Request, error: RadpilotError) -> JSONResponse:

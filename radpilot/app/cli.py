@@ -111,9 +111,10 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _tools_list(args: argparse.Namespace) -> int:
+    from radpilot.settings import Settings
     from radpilot.tools.registry import default_registry
 
-    specs = default_registry().specs()
+    specs = default_registry(Settings()).specs()  # what the agent would be offered
     if args.json:
         print(json.dumps([spec.model_dump(mode="json") for spec in specs], indent=2))
         return 0

@@ -46,6 +46,16 @@ def test_tools_list_shows_name_description_and_schema() -> None:
     assert specs["classify_findings"]["model_cards"][0]["name"] == "starter-classifier"
 
 
+def test_tools_list_names_what_the_agent_is_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a vision-language model configured the agent has `describe_image`: so does the
+    list (it is built from the same settings); without one, neither has it."""
+    assert "describe_image" not in radpilot("tools", "list").stdout
+    monkeypatch.setenv("RADPILOT_VLM_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("RADPILOT_VLM_MODEL", "medgemma")
+    names = {spec["name"] for spec in json.loads(radpilot("tools", "list", "--json").stdout)}
+    assert "describe_image" in names
+
+
 def test_tools_run_prints_the_result_json(tmp_path: Path) -> None:
     image = write(tmp_path / "cxr.dcm", make_dicom(modality="CR"))
     result = radpilot("tools", "run", "image_info", "--image", str(image))
