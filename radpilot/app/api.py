@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from radpilot import __version__
 from radpilot.agent.types import Answer
 from radpilot.app.keys import KeyStore
-from radpilot.app.ownership import open_ownership
+from radpilot.app.ownership import LOCAL_OWNER, open_ownership
 from radpilot.app.schemas import (
     ErrorBody,
     Health,
@@ -46,7 +46,6 @@ from radpilot.app.schemas import (
 from radpilot.errors import RadpilotError
 from radpilot.settings import Settings
 
-LOCAL_OWNER = "local"
 STATUS_BY_CODE = {
     "unknown_session": 404, "unknown_study": 404, "unknown_artefact": 404, "not_found": 404,
     "image_too_large": 413, "upload_too_large": 413, "unauthorized": 401,

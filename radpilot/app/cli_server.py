@@ -36,9 +36,22 @@ def add_server_commands(commands: Any) -> None:
     revoke.set_defaults(handler=_keys_revoke)
 
 
+def refuse_open_network(host: str) -> None:
+    """Every network listener's rule: without API keys, loopback only."""
+    from radpilot.errors import RadpilotError
+
+    if host not in LOOPBACK and not _keys().names():
+        raise RadpilotError(
+            f"refusing to serve on {host} without API keys: anyone on the network could "
+            "read sessions. Create one with `radpilot keys create NAME`, or serve on 127.0.0.1"
+        )
+
+
 def _mcp(args: argparse.Namespace) -> int:
     from radpilot.app.mcp_server import serve_mcp
 
+    if args.transport == "http":
+        refuse_open_network(args.host)
     serve_mcp(args.transport, args.host, args.port)
     return 0
 
@@ -91,15 +104,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from radpilot.app.api import create_app
-    from radpilot.errors import RadpilotError
     from radpilot.settings import Settings
 
     settings = Settings(**endpoint_overrides(args))
-    if args.host not in LOOPBACK and not _keys().names():
-        raise RadpilotError(
-            f"refusing to serve on {args.host} without API keys: anyone on the network could "
-            "read sessions. Create one with `radpilot keys create NAME`, or serve on 127.0.0.1"
-        )
+    refuse_open_network(args.host)
     limit_malloc_arenas()  # before create_app starts the model-loading thread
     app = create_app(settings, upload_limit_mb=args.upload_limit_mb,
                      requests_per_minute=args.rate_limit)  # fmt: skip

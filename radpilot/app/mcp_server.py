@@ -20,6 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from mcp.server.mcpserver import Context
+
+from radpilot.app.keys import KeyStore
+from radpilot.app.ownership import LOCAL_OWNER, Ownership, open_ownership
 from radpilot.errors import RadpilotError
 
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -41,6 +45,32 @@ def refusals_as_errors(function: Function) -> Function:
     return wrapper  # type: ignore[return-value]
 
 
+class Access:
+    """The REST API's access policy, for MCP: over HTTP with keys configured, a call needs
+    `Authorization: Bearer <key>` (the same key store); a session belongs to the key that
+    created it (the same ownership store), and other keys get "unknown session". Over stdio,
+    or with no key configured (loopback only), the caller is the local user."""
+
+    def __init__(self, keys: KeyStore, owners: Ownership) -> None:
+        self.keys, self.owners = keys, owners
+
+    def caller(self, ctx: Context) -> str:
+        headers = ctx.headers
+        if headers is None or not self.keys.names():
+            return LOCAL_OWNER
+        token = (headers.get("authorization") or "").removeprefix("Bearer ").strip()
+        name = self.keys.identify(token) if token else None
+        if name is None:
+            raise RadpilotError("a valid API key is required: Authorization: Bearer <key>",
+                                code="unauthorized")  # fmt: skip
+        return name
+
+    def session(self, ctx: Context, session_id: str) -> str:
+        if not self.owners.owns_session(self.caller(ctx), session_id):
+            raise RadpilotError(f"unknown session {session_id!r}", code="unknown_session")
+        return session_id
+
+
 def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
     """The MCP server over `agent`. `paths_allowed`: whether `add_study` may read a `path`
     anywhere when no import folder is set (a local stdio client: its own files)."""
@@ -54,11 +84,15 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
     )
 
     settings = agent.settings
+    access = Access(KeyStore(settings.state_dir), open_ownership(settings))
 
     @server.tool(description="Start a conversation; returns its session id.")
     @refusals_as_errors
-    def new_session() -> str:
-        return str(agent.new_session())
+    def new_session(ctx: Context) -> str:
+        owner = access.caller(ctx)
+        session_id = str(agent.new_session())
+        access.owners.add_session(session_id, owner)
+        return session_id
 
     @server.tool(
         description="Add a PNG, JPEG or DICOM study to a session (de-identified on ingest). "
@@ -67,10 +101,12 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
     @refusals_as_errors
     def add_study(
         session_id: str,
+        ctx: Context,
         path: str | None = None,
         image_base64: str | None = None,
         role: Literal["current", "prior"] = "current",
     ) -> dict[str, Any]:
+        access.session(ctx, session_id)
         limit = int(settings.upload_limit_mb * 1024 * 1024)
         import_dir = settings.import_dir
         data = _image_bytes(path, image_base64, limit, import_dir, paths_allowed)
@@ -82,12 +118,13 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
     @server.tool(description="Ask a question about the session's studies; returns the Answer "
                  "(claims with evidence ids, evidence, findings, limitations).")  # fmt: skip
     @refusals_as_errors
-    def ask(session_id: str, question: str) -> dict[str, Any]:
+    def ask(session_id: str, question: str, ctx: Context) -> dict[str, Any]:
+        access.session(ctx, session_id)
         answer: dict[str, Any] = agent.ask(session_id, question).model_dump(mode="json")
         return answer
 
     for spec in agent.runtime.registry.specs():
-        _expose_tool(server, agent, spec.name, spec.description)
+        _expose_tool(server, agent, access, spec.name, spec.description)
     return server
 
 
@@ -134,19 +171,21 @@ def _read_importable(path: Path, limit: int, import_dir: Path | None, anywhere: 
         raise RadpilotError(f"cannot read {path}: {error.strerror}", code="unreadable") from None
 
 
-def _expose_tool(server: Any, agent: Any, name: str, description: str) -> None:
+def _expose_tool(server: Any, agent: Any, access: Access, name: str, description: str) -> None:
     """Register one registry tool under its own name: it runs in a session, on that
     session's studies, with the arguments validated by the tool's own Input model."""
     tool = agent.runtime.registry.get(name)
 
-    def run(session_id: str, arguments: Any) -> dict[str, Any]:
+    def run(session_id: str, arguments: Any, ctx: Context) -> dict[str, Any]:
+        access.session(ctx, session_id)
         studies = {s.study_id for s in agent.state(session_id).studies}
         registry = agent.runtime.registry
         inputs = registry.validate_call(name, arguments.model_dump(mode="json"), studies)
         data: dict[str, Any] = registry.run(name, inputs, agent.tools).model_dump(mode="json")
         return data
 
-    run.__annotations__ = {"session_id": str, "arguments": tool.Input, "return": dict[str, Any]}
+    run.__annotations__ = {"session_id": str, "arguments": tool.Input, "ctx": Context,
+                           "return": dict[str, Any]}  # fmt: skip
     run.__name__ = name
     described = f"{description} Runs on the session's studies only."
     server.tool(name=name, description=described)(refusals_as_errors(run))

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from radpilot.settings import Settings
 
+# The owner of every session when no API key is configured (loopback-only use).
+LOCAL_OWNER = "local"
 # Connections per API process: each ownership check is one short query, so a few suffice
 # beside the checkpointer's pool (radpilot.agent.memory.POOL_MAX_SIZE).
 POOL_MAX_SIZE = 4

@@ -117,3 +117,74 @@ def test_streamable_http(tmp_path: Path, image: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def keyed_client(url: str, key: str | None) -> object:
+    """An MCP client transport that sends `Authorization: Bearer <key>` (or no key)."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+
+
+async def cross_key(url: str, keys: dict[str, str], image: Path) -> list[object]:
+    """Key A's session and study as seen by no key, a wrong key and key B."""
+    from mcp import Client
+
+    async with Client(keyed_client(url, keys["a"])) as client:  # type: ignore[arg-type]
+        session = (await client.call_tool("new_session", {})).content[0].text  # type: ignore[union-attr]
+        added = await client.call_tool("add_study", {"session_id": session, "path": str(image)})
+        study = json.loads(added.content[0].text)["study_id"]  # type: ignore[union-attr]
+        own = await client.call_tool("image_info", {"session_id": session,
+                                                    "arguments": {"study_id": study}})  # fmt: skip
+    outcomes: list[object] = [not own.is_error]
+    for key in (None, "rp_wrong", keys["b"]):
+        async with Client(keyed_client(url, key)) as client:  # type: ignore[arg-type]
+            for name, arguments in (
+                ("image_info", {"session_id": session, "arguments": {"study_id": study}}),
+                ("ask", {"session_id": session, "question": "Is there an effusion?"}),
+            ):
+                outcomes.append(refusal(await client.call_tool(name, arguments))["code"])
+    return outcomes
+
+
+def test_http_with_keys_scopes_sessions_to_the_key_that_made_them(
+    tmp_path: Path, image: Path
+) -> None:
+    env = {**os.environ, "RADPILOT_STATE_DIR": str(tmp_path),
+           "RADPILOT_IMPORT_DIR": str(image.parent)}  # fmt: skip
+    keys = {}
+    for name in ("a", "b"):
+        made = subprocess.run([sys.executable, "-m", "radpilot.app.cli", "keys", "create", name],
+                              env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        keys[name] = made.stdout.strip()
+    port = free_port()
+    process = subprocess.Popen(command("--transport", "http", "--port", str(port)), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                outcomes = asyncio.run(cross_key(url, keys, image))
+                break
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(1)
+        assert outcomes == [True, "unauthorized", "unauthorized", "unauthorized",
+                            "unauthorized", "unknown_session", "unknown_session"]  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_http_refuses_a_network_address_without_keys(tmp_path: Path) -> None:
+    reply = subprocess.run(
+        command("--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())),
+        env={**os.environ, "RADPILOT_STATE_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert reply.returncode != 0
+    assert "without API keys" in reply.stderr and "Traceback" not in reply.stderr
