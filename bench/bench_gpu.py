@@ -1,4 +1,4 @@
-"""Classifier and lung-segmentation throughput on a GPU: fp32 against fp16 autocast, and the
+"""Classifier and anatomy-segmentation throughput on a GPU: fp32 against fp16 autocast, and the
 CPU, side by side in one run (`bench/gpu.sh` runs it under a time limit); and whether the
 product's CUDA outputs (fp16 where it is used) agree with the CPU's.
 
@@ -64,9 +64,10 @@ def classifier(device: str, half: bool, frames: list[np.ndarray], batch: int) ->
 def lungs(device: str, half: bool, frames: list[np.ndarray]) -> float:
     import torch
 
-    from radpilot.tools.models.lungs import LungSegmenter, model_input
+    from radpilot.tools.models.anatomy_model import AnatomySegmenter
+    from radpilot.tools.models.unet import model_input
 
-    segmenter = LungSegmenter(device=device)
+    segmenter = AnatomySegmenter(device=device)
     # The bare forward pass, as for the classifier: `probabilities` would apply the product's
     # own fp16 autocast on CUDA and make the fp32 figure an fp16 one.
     inputs = [torch.from_numpy(model_input(frame, segmenter.size)[0][None]).to(device)
@@ -84,13 +85,18 @@ def lungs(device: str, half: bool, frames: list[np.ndarray]) -> float:
 def agreement(frames: list[np.ndarray], device: str = "cuda") -> dict[str, float]:
     """The product's path on `device` (fp16 autocast where `precision` allows it) against the
     CPU's fp32 on the same images: is fp16 safe here?"""
+    from radpilot.tools.models.anatomy_model import AnatomySegmenter
+    from radpilot.tools.models.evaluate_anatomy import dice
     from radpilot.tools.models.findings import StarterFindingsModel
-    from radpilot.tools.models.lungs import LungSegmenter
-    from radpilot.tools.models.train_lungs import dice
 
     on_device, on_cpu = (StarterFindingsModel(device=d).predict(frames) for d in (device, "cpu"))
-    device_lungs, cpu_lungs = LungSegmenter(device=device), LungSegmenter(device="cpu")
-    lowest = min(dice(device_lungs.predict(f), cpu_lungs.predict(f)) for f in frames)
+    device_anatomy, cpu_anatomy = AnatomySegmenter(device=device), AnatomySegmenter(device="cpu")
+
+    def lungs_of(segmenter: AnatomySegmenter, frame: np.ndarray) -> np.ndarray:
+        masks = segmenter.predict(frame)
+        return masks.right_lung | masks.left_lung
+
+    lowest = min(dice(lungs_of(device_anatomy, f), lungs_of(cpu_anatomy, f)) for f in frames)
     largest = float(np.abs(on_device - on_cpu).max())
     return {"classifier_max_abs_probability_difference": round(largest, 4),
             "lungs_min_dice": round(lowest, 4)}  # fmt: skip

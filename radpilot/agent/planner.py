@@ -266,6 +266,10 @@ class EmbeddedPlanner:
         if classification is None:
             return self._once(view, "classify_findings", current,
                               "establish which findings are present")  # fmt: skip
+        if understanding.intent == "ask_finding" and "Cardiomegaly" in understanding.slots.findings:
+            # "Is the heart big?": the classifier's probability and the measured
+            # cardiothoracic ratio (with its limits) answer it together.
+            return self._once(view, "measure", current, "heart size is measured, not only read")
         if understanding.intent in ("ask_finding", "detect_findings", "measure"):
             return compose()  # where a finding lies is shown when asked ("where is it?")
         if "localize_finding" not in view.available_tools:

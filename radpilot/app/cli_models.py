@@ -34,7 +34,7 @@ def add_models_commands(commands: Any) -> None:
     pull.set_defaults(handler=_pull)
 
     train = actions.add_parser("train", help="train a starter model on the development data")
-    train.add_argument("which", choices=["classifier", "lungs", "detector"])
+    train.add_argument("which", choices=["classifier", "anatomy", "detector"])
     train.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
     train.add_argument("--out", type=Path, help="bundle folder (default: the packaged starter)")
     train.add_argument("--epochs", type=int, default=None)
@@ -52,9 +52,9 @@ def add_models_commands(commands: Any) -> None:
     evaluate.add_argument(
         "name",
         help="a findings classifier, `starter-detector` for the box detector (next to "
-        "Grad-CAM), `lungs` for the starter lung segmenter, `ctr` for the "
-        "cardiothoracic ratio against NIH Cardiomegaly labels, or `temporal` for change "
-        "verdicts on the same-patient pairs (test-split patients)",
+        "Grad-CAM), `anatomy` for the heart-and-lung segmenter (Dice, HD95), `ctr` for the "
+        "cardiothoracic ratio against the reference CTR and NIH Cardiomegaly labels, or "
+        "`temporal` for change verdicts on the same-patient pairs (test-split patients)",
     )
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument(
@@ -158,8 +158,8 @@ def _nih_records(args: argparse.Namespace) -> list[Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.which == "lungs":
-        return _train_lungs(args)
+    if args.which == "anatomy":
+        return _train_anatomy(args)
     if args.which == "detector":
         return _train_detector(args)
     from radpilot.tools.models.starter_bundle import write_bundle
@@ -173,18 +173,18 @@ def _train(args: argparse.Namespace) -> int:
     return _write_bundle(write_bundle, model, trained, data, folder)
 
 
-def _train_lungs(args: argparse.Namespace) -> int:
-    from radpilot.tools.models.lungs import NAME
-    from radpilot.tools.models.starter_bundle import write_lung_bundle
+def _train_anatomy(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.anatomy_bundle import write_anatomy_bundle
+    from radpilot.tools.models.anatomy_model import NAME
     from radpilot.tools.models.store import bundled_dir
-    from radpilot.tools.models.train_lungs import LungRecipe, train_lungs
+    from radpilot.tools.models.train_anatomy import AnatomyRecipe, train_anatomy
 
-    recipe = LungRecipe(**_recipe_overrides(args))
+    recipe = AnatomyRecipe(**_recipe_overrides(args))
     data = _data_dir(args.data)
-    model, trained = train_lungs(data, recipe, progress=_progress)
+    model, trained = train_anatomy(data, recipe, progress=_progress)
     _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
     folder = args.out or bundled_dir(NAME)
-    return _write_bundle(write_lung_bundle, model, trained, data, folder, exclude={"per_image"})
+    return _write_bundle(write_anatomy_bundle, model, trained, data, folder, exclude={"per_image"})
 
 
 def _train_detector(args: argparse.Namespace) -> int:
@@ -216,35 +216,35 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_lungs(args: argparse.Namespace) -> int:
-    from radpilot.tools.models.devdata import read_lung_masks
-    from radpilot.tools.models.lungs import starter_lung_segmenter
-    from radpilot.tools.models.train_lungs import evaluate_lungs, records_of_split
+def _evaluate_anatomy(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.anatomy_model import AnatomySegmenter
+    from radpilot.tools.models.evaluate_anatomy import evaluate_anatomy
 
-    records = read_lung_masks(args.data)
-    chosen = records_of_split(records, args.split)
-    chosen = chosen[: args.limit] if args.limit else chosen
-    evaluation = evaluate_lungs(
-        starter_lung_segmenter(),
-        chosen,
-        args.data,
-        split=args.split,
-        all_records=records,
-        progress=_progress,
+    evaluation = evaluate_anatomy(
+        AnatomySegmenter(), args.data, split=args.split, limit=args.limit, progress=_progress
     )
     if args.json:
         print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
         return 0
-    print(json.dumps(evaluation.model_dump(mode="json", exclude={"per_image"}), indent=2))
-    for score in sorted(evaluation.per_image, key=lambda s: s.dice)[:5]:
-        print(f"lowest Dice: {score.dice:.4f}  HD95 {score.hd95:6.1f} px  {score.image}")
+    covid = [evaluation.covid_lungs] if evaluation.covid_lungs else []
+    for s in [*evaluation.structures, *covid]:
+        print(
+            f"{s.structure:18} images {s.images:3}  Dice mean {s.dice_mean:.4f} (min "
+            f"{s.dice_min:.4f})  HD95 mean {s.hd95_mean:.1f} px (max {s.hd95_max:.1f})"
+        )
+    worst = sorted(evaluation.per_image, key=lambda i: i.dice["heart"])[:3]
+    for image in worst:
+        print(f"lowest heart Dice: {image.dice['heart']:.4f}  {image.image}")
     return 0
 
 
 def _evaluate_ctr(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.anatomy_model import AnatomySegmenter
     from radpilot.tools.models.evaluate_ctr import evaluate_ctr
 
-    evaluation = evaluate_ctr(args.data, args.split, limit=args.limit, progress=_progress)
+    evaluation = evaluate_ctr(
+        AnatomySegmenter(), args.data, args.split, limit=args.limit, progress=_progress
+    )
     print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
     return 0
 
@@ -258,8 +258,8 @@ def _evaluate_temporal(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    if args.name in ("lungs", "starter-lungs"):
-        return _evaluate_lungs(args)
+    if args.name in ("anatomy", "starter-anatomy"):
+        return _evaluate_anatomy(args)
     if args.name == "ctr":
         return _evaluate_ctr(args)
     if args.name == "temporal":

@@ -1,14 +1,14 @@
 """Anatomy masks of a study (lungs, heart) shared by `segment_anatomy` and `measure`.
 
-With the torchxrayvision PSPNet installed, all structures come from it. Otherwise the lungs
-come from the bundled starter U-Net, and, as no starter model segments the heart (there are no
-heart masks to train one on here), the heart's width is estimated from brightness profiles
-between the lungs: what a reader measures for the cardiothoracic ratio, not the true outline.
+With the torchxrayvision PSPNet installed, all structures come from it. Otherwise the heart and
+both lungs come from the bundled starter anatomy U-Net (trained here on radiologists' heart and
+lung masks), through the model hub.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,23 +16,17 @@ from radpilot.errors import RadpilotError
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore
+
+if TYPE_CHECKING:
+    from radpilot.tools.models.findings import ModelHub
 from radpilot.tools.study_cache import StudyCache
 
-# Rows of the both-lungs extent (0 = apex, 1 = lowest row with both lungs) searched for the
-# heart's borders, and only rows where each lung is at least WIDE_ROW of its widest: above lie
-# the great vessels, below the diaphragm domes. Chosen on 250 training-split NIH images
-# (Cardiomegaly AUROC of the ratio), never on the test split.
-CARDIAC_ROWS = (0.5, 0.8)
-WIDE_ROW = 0.5
 CACHED_STUDIES = 32
 
 PSPNET_METHOD = "torchxrayvision ChestX-Det PSPNet"
 HEART_FROM_PSPNET = f"heart segmented by the {PSPNET_METHOD}"
-HEART_FROM_PROFILES = (
-    "heart width estimated from brightness profiles between the lungs (dense cardiac shadow "
-    "against aerated lung, row by row, lower half of the lung fields); the starter models do "
-    "not segment the heart itself"
-)
+STARTER_METHOD = "starter anatomy U-Net (MONAI), trained here on JSRT/SCR and Wingspan masks"
+HEART_FROM_STARTER = f"heart segmented by the {STARTER_METHOD}"
 
 
 @dataclass
@@ -44,7 +38,7 @@ class Anatomy:
     heart: np.ndarray
     heart_method: str
     models: list[ModelIdentity]
-    lung_method: str = "starter lung U-Net (MONAI), trained here"
+    lung_method: str = STARTER_METHOD
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # PSPNet's other structures
 
     @property
@@ -83,48 +77,6 @@ def thoracic_span(right: np.ndarray, left: np.ndarray) -> Span:
     return best
 
 
-def heart_from_profiles(pixels: np.ndarray, right: np.ndarray, left: np.ndarray) -> np.ndarray:
-    """The cardiac silhouette, row by row, as a mask (Nakamori et al.'s profile idea).
-
-    On each cardiac row (both lungs wide there, between the upper and lower cardiac fractions
-    of the lung height), walk out from the thoracic midline while the smoothed image stays
-    brighter than halfway between aerated lung (the upper lung fields) and the mediastinum.
-    The lung masks cannot give the heart: they include the lung behind it.
-    """
-    from scipy import ndimage
-
-    heart = np.zeros(right.shape, dtype=bool)
-    rows = both_lung_rows(right, left)
-    if rows.size == 0:
-        return heart
-    thorax = thoracic_span(right, left)
-    midline = (thorax.x_start + thorax.x_end) // 2
-    image = ndimage.gaussian_filter(np.asarray(pixels, dtype=np.float32), 2)
-    top, bottom = int(rows[0]), int(rows[-1])
-    upper_lungs = right | left
-    upper_lungs[top + (bottom - top) // 2 :] = False
-    right_widths, left_widths = right.sum(axis=1), left.sum(axis=1)
-    lo, hi = (top + f * (bottom - top) for f in CARDIAC_ROWS)
-    cardiac = [
-        int(y) for y in rows
-        if lo <= y <= hi and right_widths[y] >= WIDE_ROW * right_widths.max()
-        and left_widths[y] >= WIDE_ROW * left_widths.max()
-    ]  # fmt: skip
-    if not cardiac or not upper_lungs.any():
-        return heart
-    band = image[cardiac, max(midline - 10, 0) : midline + 10]
-    threshold = (float(np.median(image[upper_lungs])) + float(np.median(band))) / 2
-    for y in cardiac:
-        bright = image[y] > threshold
-        x_right, x_left = midline, midline
-        while x_right > thorax.x_start and bright[x_right - 1]:
-            x_right -= 1
-        while x_left < thorax.x_end and bright[x_left + 1]:
-            x_left += 1
-        heart[y, x_right : x_left + 1] = True
-    return heart
-
-
 def widest_row(mask: np.ndarray) -> Span:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -152,18 +104,17 @@ def mask_png(mask: np.ndarray) -> bytes:
 _cache: StudyCache[Anatomy] = StudyCache(CACHED_STUDIES)
 
 
-def anatomy_of(study_id: str, pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
+def anatomy_of(study_id: str, pixels: np.ndarray, hub: ModelHub) -> Anatomy:
     """Lungs (right/left) and heart of one study, computed once per process: from the
-    torchxrayvision PSPNet when its weights are installed, else from the starter lung U-Net
-    and brightness profiles."""
+    torchxrayvision PSPNet when its weights are installed, else from the starter anatomy
+    U-Net."""
     from radpilot.tools.models.pspnet import pspnet_installed
 
-    use_pspnet = pspnet_installed(store)
-    if use_pspnet:
+    if pspnet_installed(hub.store):
         return _cache.get_or_compute(
-            f"{study_id}:pspnet", lambda: pspnet_anatomy(pixels, store, device)
+            f"{study_id}:pspnet", lambda: pspnet_anatomy(pixels, hub.store, hub.device)
         )
-    return _cache.get_or_compute(f"{study_id}:starter", lambda: starter_anatomy(pixels, device))
+    return _cache.get_or_compute(f"{study_id}:starter", lambda: starter_anatomy(pixels, hub))
 
 
 def pspnet_anatomy(pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
@@ -178,15 +129,13 @@ def pspnet_anatomy(pixels: np.ndarray, store: ModelStore, device: str) -> Anatom
     )  # fmt: skip
 
 
-def starter_anatomy(pixels: np.ndarray, device: str = "cpu") -> Anatomy:
-    from radpilot.tools.models.lungs import split_left_right, starter_lung_segmenter
-
-    segmenter = starter_lung_segmenter(device)
-    right, left = split_left_right(segmenter.predict(pixels))
+def starter_anatomy(pixels: np.ndarray, hub: ModelHub) -> Anatomy:
+    segmenter = hub.anatomy()
+    masks = segmenter.predict(pixels)
     return Anatomy(
-        right_lung=right,
-        left_lung=left,
-        heart=heart_from_profiles(pixels, right, left),
-        heart_method=HEART_FROM_PROFILES,
+        right_lung=masks.right_lung,
+        left_lung=masks.left_lung,
+        heart=masks.heart,
+        heart_method=HEART_FROM_STARTER,
         models=[segmenter.identity],
     )

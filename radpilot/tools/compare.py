@@ -255,8 +255,7 @@ class CompareStudiesTool(FindingsModelTool[CompareInput, CompareOutput]):
             change.region_px = region_area(model, pixels, change.name)
         measurements = None
         try:
-            store, device = ctx.models.store, ctx.settings.device
-            both = [anatomy_of(s.id, p, store, device)
+            both = [anatomy_of(s.id, p, ctx.models)
                     for s, p in ((prior, prior_pixels), (current, pixels))]  # fmt: skip
             lines = [cardiothoracic(a.right_lung, a.left_lung, a.heart) for a in both]
             ctrs = [heart.width / thorax.width for heart, thorax in lines]

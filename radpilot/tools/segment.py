@@ -99,7 +99,7 @@ class AnatomyTool(Tool[InputT, OutputT]):
     """A tool that reads the anatomy (lungs, heart) of one study."""
 
     def cards(self) -> list[ModelCard]:
-        return [bundled_card("starter-lungs")]
+        return [bundled_card("starter-anatomy")]
 
     @staticmethod
     def analysed(ctx: ToolContext, study_id: str) -> tuple[Study, np.ndarray, Anatomy]:
@@ -107,7 +107,7 @@ class AnatomyTool(Tool[InputT, OutputT]):
         study = ctx.studies.get(study_id)
         require_analysable(study)
         pixels = ctx.studies.pixels(study.id)
-        return study, pixels, anatomy_of(study.id, pixels, ctx.models.store, ctx.settings.device)
+        return study, pixels, anatomy_of(study.id, pixels, ctx.models)
 
 
 class SegmentAnatomyTool(AnatomyTool[SegmentAnatomyInput, SegmentAnatomyOutput]):

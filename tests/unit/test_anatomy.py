@@ -10,12 +10,8 @@ import pytest
 from PIL import Image
 
 from radpilot.errors import RadpilotError
-from radpilot.tools.anatomy import (
-    heart_from_profiles,
-    mask_png,
-    thoracic_span,
-    widest_row,
-)
+from radpilot.tools.anatomy import mask_png, thoracic_span, widest_row
+from radpilot.tools.models.evaluate_ctr import heart_from_profiles
 
 
 def phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,22 +70,25 @@ def test_the_starter_anatomy_runs_on_the_configured_device(
 ) -> None:
     from radpilot.tools import anatomy
     from radpilot.tools.base import ModelIdentity
-    from radpilot.tools.models import lungs
+    from radpilot.tools.models import findings
+    from radpilot.tools.models.anatomy_model import AnatomyMasks
+    from radpilot.tools.models.findings import ModelHub
     from radpilot.tools.models.store import ModelStore
 
     pixels, right, left = phantom()
     devices: list[str] = []
 
     class Segmenter:  # stands in for the U-Net: only where it was asked to run matters here
-        identity = ModelIdentity(name="starter-lungs", version="test", sha256="0" * 64)
+        identity = ModelIdentity(name="starter-anatomy", version="test", sha256="0" * 64)
 
-        def predict(self, _: np.ndarray) -> np.ndarray:
-            return right | left
+        def predict(self, _: np.ndarray) -> AnatomyMasks:
+            return AnatomyMasks(heart=pixels > 0.7, right_lung=right, left_lung=left)
 
     def segmenter_on(device: str = "cpu") -> Segmenter:
         devices.append(device)
         return Segmenter()
 
-    monkeypatch.setattr(lungs, "starter_lung_segmenter", segmenter_on)
-    result = anatomy.anatomy_of("st_device_test", pixels, ModelStore(tmp_path), "cuda")
-    assert devices == ["cuda"] and result.right_lung.any() and result.left_lung.any()
+    monkeypatch.setattr(findings, "shipped_anatomy_segmenter", segmenter_on)
+    hub = ModelHub(ModelStore(tmp_path), device="cuda")
+    result = anatomy.anatomy_of("st_device_test", pixels, hub)
+    assert devices == ["cuda"] and result.right_lung.any() and result.heart.any()

@@ -20,7 +20,7 @@ Family = Literal[
     "sam",
     "medsam",
     "starter-classifier",
-    "starter-lungs",
+    "starter-anatomy",
     "starter-detector",
 ]
 
@@ -160,18 +160,20 @@ CATALOG: dict[str, KnownWeights] = {
             bundled=True,
         ),
         KnownWeights(
-            name="starter-lungs",
-            family="starter-lungs",
-            architecture="MONAI UNet 2-D, 6 levels (16-256 channels), trained here",
+            name="starter-anatomy",
+            family="starter-anatomy",
+            architecture="MONAI UNet 2-D, 6 levels (16-256 channels), 4 softmax classes, "
+            "trained here",
             filename="model.safetensors",
             folder="bundled",
             url="bundled with the radpilot package",
-            licence="NON-COMMERCIAL: trained on COVID-19 image data collection images that "
-            "include CC BY-NC-SA; V7 Labs lung masks. See the model card",
+            licence="NON-COMMERCIAL, research and education: trained on JSRT/SCR (research and "
+            "education use), Wingspan (MIT) and COVID-19 image data collection images that "
+            "include CC BY-NC-SA, with V7 Labs lung masks. See the model card",
             input=InputConvention(size=256, scale=1),
-            labels=["lung"],
-            intended_use="Offline default lung-field segmentation (both lungs) on adult frontal "
-            "chest radiographs; not for diagnosis.",
+            labels=["heart", "right_lung", "left_lung"],
+            intended_use="Offline default segmentation of the heart and each lung on adult "
+            "frontal chest radiographs, for the cardiothoracic ratio; not for diagnosis.",
             bundled=True,
         ),
         KnownWeights(

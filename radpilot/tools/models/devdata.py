@@ -88,3 +88,27 @@ def read_lung_masks(data_dir: Path) -> list[LungMaskRecord]:
         "covid/labels.jsonl, covid/images/ and covid/lung_masks/",
     )
     return [LungMaskRecord.model_validate(row) for row in rows if row.get("lung_mask")]
+
+
+class CardiacRecord(BaseModel):
+    """A `cardiac/` image (JSRT with SCR masks, or Wingspan) with heart, right-lung and
+    left-lung masks (the patient's sides) and, for Wingspan, the reference CTR."""
+
+    image: str
+    patient_id: str
+    dataset: str
+    heart_mask: str
+    right_lung_mask: str
+    left_lung_mask: str
+    view: str | None = None
+    ctr_reference: float | None = None
+    license: str = ""
+
+
+def read_cardiac(data_dir: Path) -> list[CardiacRecord]:
+    """The `cardiac/` records; one image per patient, split by the same rule as NIH."""
+    rows = read_rows(
+        data_dir / "cardiac" / "labels.jsonl",
+        "cardiac/labels.jsonl, cardiac/images/ and cardiac/masks/",
+    )
+    return [CardiacRecord.model_validate(row) for row in rows]

@@ -19,6 +19,7 @@ import numpy as np
 from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
+from radpilot.tools.models.anatomy_model import AnatomySegmenter, shipped_anatomy_segmenter
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
 from radpilot.tools.models.detector import StarterDetector, shipped_detector
@@ -246,6 +247,10 @@ class ModelHub:
     def detector(self) -> StarterDetector | None:
         """The shipped box detector on this hub's device; None where a build has no bundle."""
         return shipped_detector(self.device, self.batch_wait_s)
+
+    def anatomy(self) -> AnatomySegmenter:
+        """The shipped heart-and-lung segmenter on this hub's device."""
+        return shipped_anatomy_segmenter(self.device)
 
     def findings_model(self) -> FindingsModel:
         with self._lock:
