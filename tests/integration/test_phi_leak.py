@@ -339,7 +339,8 @@ def through_the_agent_and_mcp(state: Path, inputs: Inputs, haystacks: Haystacks)
                 texts.append(result.model_dump_json())
             study = json.loads(json.loads(texts[1])["content"][0]["text"])["study_id"]
             for tool in ("image_info", "classify_findings"):
-                result = await client.call_tool(tool, {"arguments": {"study_id": study}})
+                scoped = {"session_id": session_id, "arguments": {"study_id": study}}
+                result = await client.call_tool(tool, scoped)
                 assert not result.is_error, result
                 texts.append(result.model_dump_json())
             bad = await client.call_tool("add_study", {"session_id": session_id,
