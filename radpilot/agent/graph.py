@@ -149,10 +149,12 @@ def build_graph(runtime: Runtime, checkpointer: Any) -> Any:
         # The whole session goes to the history, the state keeps what the next turn needs.
         # Both are written before the turn's one checkpoint, whose counters say what
         # happened: a turn cut off by a crash leaves no half-written exchange behind.
-        # (Reused evidence is written again, unchanged: cheaper than telling it apart.)
+        ran = [e.data for e in state.trace if e.kind == "tool_end" and e.data["ok"]]
+        fresh = {data["evidence"]["id"] for data in ran if not data["reused"]}
         count = state.message_count
         runtime.history.write(config["configurable"]["thread_id"],
-                              list(enumerate(exchange, start=count)), turn)  # fmt: skip
+                              list(enumerate(exchange, start=count)),
+                              [e for e in turn if e.id in fresh])  # fmt: skip
         recent = [*state.messages, *exchange][-RECENT_MESSAGES:]
         return {
             "answer": answer,

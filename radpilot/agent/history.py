@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from radpilot.agent.memory import SETUP_LOCK_KEY
-from radpilot.agent.types import Message
+from radpilot.agent.types import Message, StudyRef
 from radpilot.tools.base import Evidence
 
 MESSAGES, EVIDENCE = "radpilot_session_messages", "radpilot_session_evidence"
@@ -56,6 +56,7 @@ class SessionRecord(BaseModel):
 
     messages: list[Message]
     evidence: list[Evidence]
+    studies: list[StudyRef] = []
 
     def artefact_ids(self) -> list[str]:
         """Every artefact the session's turns produced: the ledger's, and those of the

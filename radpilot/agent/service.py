@@ -194,6 +194,7 @@ def _completed(stored: SessionRecord, state: AgentState) -> SessionRecord:
     return SessionRecord(
         messages=[*older, *state.messages],
         evidence=[*stored.evidence, *(e for e in state.evidence if e.id not in known)],
+        studies=state.studies,
     )
 
 

@@ -234,11 +234,9 @@ def create_app(
 
     @app.get("/v1/sessions/{session_id}", response_model=SessionView, responses=ERROR_RESPONSES)
     def get_session(session_id: str, owner: Caller) -> SessionView:
-        agent = holder.get()
-        record = agent.session(owned_session(session_id, owner))
+        record = holder.get().session(owned_session(session_id, owner))
         return SessionView(session_id=session_id, messages=record.messages,
-                           studies=agent.state(session_id).studies,
-                           evidence=record.evidence)  # fmt: skip
+                           studies=record.studies, evidence=record.evidence)  # fmt: skip
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, responses=ERROR_RESPONSES)
     def delete_session(session_id: str, owner: Caller) -> Response:
