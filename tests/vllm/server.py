@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import httpx
 
 from tests.server import free_port, wait_until_answers
 
@@ -68,3 +73,38 @@ def vllm_server(python: Path, model: Path, scratch: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+@contextmanager
+def slow_proxy(url: str, delay_s: float) -> Iterator[str]:
+    """A loopback proxy that holds every request `delay_s` before passing it to the server at
+    `url`: a slow LLM on demand, independent of how fast the real one happens to be."""
+    upstream = url.rstrip("/")
+
+    class Delaying(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(delay_s)
+            path = self.path.removeprefix("/v1")
+            reply = httpx.post(upstream + path, content=body, timeout=120,
+                               headers={"Content-Type": "application/json"})  # fmt: skip
+            try:
+                self.send_response(reply.status_code)
+                self.send_header("Content-Type", reply.headers.get("content-type", "text/plain"))
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+            except OSError:
+                pass  # the client gave up waiting, which is what the tests want
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Delaying)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -22,6 +22,7 @@ from radpilot.settings import Settings
 from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, png_bytes
 from tests.unit.test_llm_planner import view
+from tests.vllm.server import slow_proxy
 
 pytestmark = pytest.mark.vllm
 REGISTRY = default_registry()
@@ -116,10 +117,10 @@ def test_two_invalid_calls_fall_back_to_the_embedded_planner(vllm_url: str) -> N
 
 def test_a_slow_llm_degrades_to_the_embedded_planner(vllm_url: str) -> None:
     breaker = CircuitBreaker(threshold=2, cooldown_s=600)
-    # Not streamed: a whole completion cannot arrive within the 1 ms timeout, a first chunk can.
-    planner = LLMPlanner(client(vllm_url, stream=False, timeout_s=0.001), REGISTRY,
-                         breaker=breaker)  # fmt: skip
-    outcomes = [planner.plan(view()).attempts[0].outcome for _ in range(3)]
+    # The proxy holds each request well past the client's timeout, however fast vLLM answers.
+    with slow_proxy(vllm_url, delay_s=2.0) as slow_url:
+        planner = LLMPlanner(client(slow_url, timeout_s=0.5), REGISTRY, breaker=breaker)
+        outcomes = [planner.plan(view()).attempts[0].outcome for _ in range(3)]
     assert outcomes == ["error", "error", "circuit_open"]
 
 
