@@ -12,7 +12,6 @@ dependency types of the routes, which are defined inside `create_app`.)
 import json
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -20,6 +19,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -28,11 +28,11 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from radpilot import __version__
 from radpilot.agent.types import Answer
-from radpilot.app.keys import KeyStore
-from radpilot.app.ownership import LOCAL_OWNER, open_ownership
+from radpilot.app.access import DEFAULT_REQUESTS_PER_MINUTE, open_access
 from radpilot.app.schemas import (
     ErrorBody,
     Health,
@@ -43,6 +43,7 @@ from radpilot.app.schemas import (
     StudyUploaded,
     ToolsList,
 )
+from radpilot.app.ui import UiFiles
 from radpilot.errors import RadpilotError
 from radpilot.settings import Settings
 
@@ -52,7 +53,7 @@ STATUS_BY_CODE = {
     "rate_limited": 429, "starting": 503, "no_answer": 409,
 }  # fmt: skip
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 405, 409, 413, 422, 429, 503)
 }
 
 
@@ -76,26 +77,6 @@ class Metrics:
                                       ["tool"], registry=self.registry)  # fmt: skip
         self.errors = Counter("radpilot_errors_total", "Error responses by code",
                               ["code"], registry=self.registry)  # fmt: skip
-
-
-class RateLimiter:
-    """At most `per_minute` requests per key in any sliding minute."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            seen = self._seen[key]
-            while seen and now - seen[0] > 60:
-                seen.popleft()
-            if len(seen) >= self.per_minute:
-                return False
-            seen.append(now)
-            return True
 
 
 class AgentHolder:
@@ -128,7 +109,7 @@ def create_app(
     *,
     agent: Any = None,
     upload_limit_mb: float = 50.0,
-    requests_per_minute: int = 600,
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE,
     ui: bool = True,
 ) -> FastAPI:
     app = FastAPI(
@@ -138,11 +119,10 @@ def create_app(
         "not a diagnosis: a clinician must confirm every finding.",
     )
     # Before the agent starts loading: an unreachable owner database fails start-up at once.
-    owners = open_ownership(settings)  # in PostgreSQL with the sessions, when they are there
+    # The owner store is in PostgreSQL with the sessions, when they are there.
+    access = open_access(settings, requests_per_minute)
     holder = AgentHolder(settings, agent)
-    keys = KeyStore(settings.state_dir)
     metrics = Metrics()
-    limiter = RateLimiter(requests_per_minute)
     upload_limit = int(upload_limit_mb * 1024 * 1024)
     from radpilot.tools.registry import default_registry
 
@@ -185,24 +165,39 @@ def create_app(
         metrics.latency.labels(route).observe(time.perf_counter() - started)
         return response
 
+    @app.middleware("http")
+    async def _method_not_allowed(request: Request, call_next: Any) -> Response:
+        """405 with `Allow` for a documented path asked with a method it does not have (the
+        UI mounted at `/` would otherwise answer 404)."""
+        allowed = set()
+        for route in app.routes:
+            if isinstance(route, APIRoute) and route.include_in_schema:
+                match, _ = route.matches(request.scope)
+                if match is Match.FULL:
+                    return await call_next(request)
+                if match is Match.PARTIAL:
+                    allowed |= route.methods or set()
+        if not allowed:
+            return await call_next(request)
+        response = _error(405, "method_not_allowed",
+                          f"{request.method} is not allowed here; use {', '.join(sorted(allowed))}")
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
     def caller(authorization: Annotated[str | None, Header()] = None) -> str:
-        if not keys.names():
-            return LOCAL_OWNER
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        name = keys.identify(token) if token else None
-        if name is None:
-            raise ApiError("a valid API key is required: Authorization: Bearer <key>",
-                           code="unauthorized")  # fmt: skip
-        if not limiter.allow(name):
-            raise ApiError("rate limit exceeded; slow down", code="rate_limited")
-        return name
+        return access.caller(authorization)
 
     Caller = Annotated[str, Depends(caller)]
+    owned_session = access.session
+    ui_files = UiFiles() if ui else None
 
-    def owned_session(session_id: str, owner: str) -> str:
-        if not owners.owns_session(owner, session_id):
-            raise ApiError(f"unknown session {session_id!r}", code="unknown_session")
-        return session_id
+    def forget(session_id: str) -> None:
+        """Delete the session everywhere: the agent's state and files, the UI's downloads,
+        then its ownership (last, so that a failure leaves it deletable by its owner)."""
+        holder.get().delete_session(session_id)
+        if ui_files is not None:
+            ui_files.remove(session_id)
+        access.owners.remove_session(session_id)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -228,20 +223,17 @@ def create_app(
     @app.post("/v1/sessions", status_code=201, response_model=SessionCreated,
               responses=ERROR_RESPONSES)  # fmt: skip
     def create_session(owner: Caller) -> SessionCreated:
-        session_id = holder.get().new_session()
-        owners.add_session(session_id, owner)
-        return SessionCreated(session_id=session_id)
+        return SessionCreated(session_id=access.new_session(owner, holder.get().new_session()))
 
     @app.get("/v1/sessions/{session_id}", response_model=SessionView, responses=ERROR_RESPONSES)
     def get_session(session_id: str, owner: Caller) -> SessionView:
-        record = holder.get().session(owned_session(session_id, owner))
+        record = holder.get().session(owned_session(owner, session_id))
         return SessionView(session_id=session_id, messages=record.messages,
                            studies=record.studies, evidence=record.evidence)  # fmt: skip
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, responses=ERROR_RESPONSES)
     def delete_session(session_id: str, owner: Caller) -> Response:
-        holder.get().delete_session(owned_session(session_id, owner))
-        owners.remove_session(session_id)
+        forget(owned_session(owner, session_id))
         return Response(status_code=204)
 
     @app.post("/v1/sessions/{session_id}/studies", status_code=201,
@@ -249,11 +241,14 @@ def create_app(
     def upload_study(
         session_id: str,
         owner: Caller,
-        file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM")],
+        file: Annotated[UploadFile, File(description="PNG, JPEG or DICOM (not empty)",
+                                         json_schema_extra={"minLength": 1})],
         role: Annotated[Literal["current", "prior"], Form()] = "current",
-        acquired: Annotated[date | None, Form()] = None,
+        # Omitted when unknown (a form field cannot be null): the file's own date is used.
+        acquired: Annotated[date, Form(description="When the study was acquired, YYYY-MM-DD; "
+                                       "for a prior whose file carries no date")] = None,  # type: ignore[assignment]  # fmt: skip
     ) -> StudyUploaded:
-        owned_session(session_id, owner)
+        owned_session(owner, session_id)
         data = file.file.read(upload_limit + 1)
         if len(data) > upload_limit:
             raise ApiError(f"upload over the {upload_limit_mb:g} MB limit",
@@ -275,11 +270,7 @@ def create_app(
         accept: Annotated[str | None, Header()] = None,
     ) -> Any:
         agent = holder.get()
-        state = agent.state(owned_session(session_id, owner))
-        known = {s.study_id for s in state.studies}
-        if any(study_id not in known for study_id in body.study_ids or []):
-            raise ApiError("a study id is not part of this session", code="unknown_study")
-        events = agent.stream(session_id, body.text)
+        events = agent.stream(owned_session(owner, session_id), body.text)
         if accept and "text/event-stream" in accept:
             first = next(events)  # validation errors surface before the stream starts
             return StreamingResponse(sse(first, events, session_id),
@@ -294,15 +285,22 @@ def create_app(
             metrics.tool_seconds.labels(event.data["tool"]).observe(
                 event.data.get("elapsed_ms", 0.0) / 1000
             )
-            artefacts = event.data["evidence"].get("artefacts", [])
-            owners.add_artefacts(session_id, [a["id"] for a in artefacts])
+        access.record_artefacts(session_id, event)
 
     def sse(first: Any, events: Iterator[Any], session_id: str) -> Iterator[str]:
         for event in _chain(first, events):
             record_turn(event, session_id)
             yield f"event: {event.kind}\ndata: {json.dumps(event.data)}\n\n"
 
-    @app.get("/v1/sessions/{session_id}/report", responses=ERROR_RESPONSES)
+    reports: dict[int | str, dict[str, Any]] = {200: {
+        "description": "The latest answer as a report: Markdown (`md`), the Answer JSON "
+        "(`json`) or a FHIR R4 DiagnosticReport (`fhir`)",
+        "content": {"text/markdown": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Answer"}},
+                    "application/fhir+json": {"schema": {"type": "object"}}},
+    }}  # fmt: skip
+
+    @app.get("/v1/sessions/{session_id}/report", responses={**ERROR_RESPONSES, **reports})
     def report(
         session_id: str,
         owner: Caller,
@@ -310,7 +308,7 @@ def create_app(
     ) -> Response:
         from radpilot.agent.report import render_markdown, to_fhir
 
-        state = holder.get().state(owned_session(session_id, owner))
+        state = holder.get().state(owned_session(owner, session_id))
         answers = [m.answer for m in state.messages if m.answer is not None]
         if not answers:
             raise ApiError("no answer in this session yet; ask a question first",
@@ -325,9 +323,7 @@ def create_app(
     @app.get("/v1/artefacts/{artefact_id}", responses=ERROR_RESPONSES,
              response_class=FileResponse)  # fmt: skip
     def artefact(artefact_id: str, owner: Caller) -> FileResponse:
-        session_id = owners.session_of_artefact(artefact_id)
-        if session_id is None or not owners.owns_session(owner, session_id):
-            raise ApiError(f"unknown artefact {artefact_id!r}", code="unknown_artefact")
+        access.artefact(owner, artefact_id)
         from radpilot.tools.base import Artefact
 
         path = holder.get().tools.artefacts.path(
@@ -347,8 +343,10 @@ def create_app(
         from radpilot.app.ui import build_ui
 
         examples = settings.data / "nih" / "images" if settings.data else None
-        blocks = build_ui(holder, keys, owners, examples)
-        allowed = [str(settings.state_dir), *([str(examples)] if examples else [])]
+        assert ui_files is not None
+        blocks = build_ui(holder, access, ui_files, forget, examples)
+        # Never the state dir: Gradio serves every file under an allowed path to anyone.
+        allowed = [str(examples)] if examples else []
         app = gr.mount_gradio_app(app, blocks, path="/", allowed_paths=allowed)
     return app
 

@@ -110,8 +110,8 @@ class Client:
         )
         return StudyUploaded.model_validate(_check(reply).json())
 
-    def ask(self, session_id: str, text: str, study_ids: list[str] | None = None) -> Answer:
-        body = {"text": text, **({"study_ids": study_ids} if study_ids else {})}
+    def ask(self, session_id: str, text: str) -> Answer:
+        body = {"text": text}
         reply = self.http.post(f"/v1/sessions/{session_id}/messages", json=body)
         return Answer.model_validate(_check(reply).json())
 

@@ -22,8 +22,8 @@ from typing import Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context
 
-from radpilot.app.keys import KeyStore
-from radpilot.app.ownership import LOCAL_OWNER, Ownership, open_ownership
+from radpilot.app.access import AccessPolicy, open_access
+from radpilot.app.ownership import LOCAL_OWNER
 from radpilot.errors import RadpilotError
 
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -46,29 +46,22 @@ def refusals_as_errors(function: Function) -> Function:
 
 
 class Access:
-    """The REST API's access policy, for MCP: over HTTP with keys configured, a call needs
-    `Authorization: Bearer <key>` (the same key store); a session belongs to the key that
-    created it (the same ownership store), and other keys get "unknown session". Over stdio,
-    or with no key configured (loopback only), the caller is the local user."""
+    """The interfaces' access policy (`radpilot.app.access`) over MCP: over HTTP with keys
+    configured, a call needs `Authorization: Bearer <key>` and counts against the key's rate
+    limit; a session belongs to the key that created it, and other keys get "unknown session".
+    Over stdio (no headers) the caller is the local user."""
 
-    def __init__(self, keys: KeyStore, owners: Ownership) -> None:
-        self.keys, self.owners = keys, owners
+    def __init__(self, policy: AccessPolicy) -> None:
+        self.policy = policy
 
     def caller(self, ctx: Context) -> str:
         headers = ctx.headers
-        if headers is None or not self.keys.names():
+        if headers is None:
             return LOCAL_OWNER
-        token = (headers.get("authorization") or "").removeprefix("Bearer ").strip()
-        name = self.keys.identify(token) if token else None
-        if name is None:
-            raise RadpilotError("a valid API key is required: Authorization: Bearer <key>",
-                                code="unauthorized")  # fmt: skip
-        return name
+        return self.policy.caller(headers.get("authorization"))
 
     def session(self, ctx: Context, session_id: str) -> str:
-        if not self.owners.owns_session(self.caller(ctx), session_id):
-            raise RadpilotError(f"unknown session {session_id!r}", code="unknown_session")
-        return session_id
+        return self.policy.session(self.caller(ctx), session_id)
 
 
 def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
@@ -84,15 +77,12 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
     )
 
     settings = agent.settings
-    access = Access(KeyStore(settings.state_dir), open_ownership(settings))
+    access = Access(open_access(settings))
 
     @server.tool(description="Start a conversation; returns its session id.")
     @refusals_as_errors
     def new_session(ctx: Context) -> str:
-        owner = access.caller(ctx)
-        session_id = str(agent.new_session())
-        access.owners.add_session(session_id, owner)
-        return session_id
+        return access.policy.new_session(access.caller(ctx), str(agent.new_session()))
 
     @server.tool(
         description="Add a PNG, JPEG or DICOM study to a session (de-identified on ingest). "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from radpilot.agent.types import Message, StudyRef
 from radpilot.tools.base import Evidence
@@ -38,13 +39,29 @@ class StudyUploaded(BaseModel):
     qc: list[QCIssue]
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """JSON may carry an unpaired surrogate (`"\\ud800"`), which is no character at all: it
+    becomes U+FFFD, so that a question containing one is read rather than refused."""
+    return LONE_SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 class MessageRequest(BaseModel):
+    """A question about the session's studies. The agent reads every study of the session
+    and keeps track of which one a conversation is about."""
+
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=4000)
-    study_ids: list[str] | None = Field(
-        default=None, description="Studies the question is about; each must be in the session."
-    )
+    text: Annotated[
+        str,
+        Field(min_length=1, max_length=4000, pattern=r"\w",
+              description="The question: at least one letter or digit, at most 4,000 "
+              "characters; control characters are removed."),  # fmt: skip
+        # After the constraints, so that it wraps them: it runs first.
+        BeforeValidator(_without_lone_surrogates),
+    ]
 
 
 class Health(BaseModel):

@@ -4,6 +4,11 @@ Chat with a current (and optional prior) study; answers show each claim with its
 markers, which open to the evidence behind them (tool, model, values); overlays in a gallery;
 the findings table; the report with Markdown and FHIR downloads. Progress is streamed from the
 agent's events while tools run.
+
+The UI follows the REST API's access policy (`radpilot.app.access`): the same keys and rate
+limit, conversations owned by the key that started them. Gradio serves only the example
+studies and the files the UI hands out (`UiFiles`), never the state dir; an uploaded original
+is deleted from Gradio's upload folder once it has been ingested (de-identified).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Iterator
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +92,58 @@ def findings_rows(answer: Any) -> list[list[Any]]:
     return [[f.name, f.probability, f.status, ", ".join(f.evidence)] for f in answer.findings]
 
 
-def overlays(answer: Any, agent: Any) -> list[tuple[str, str]]:
-    """Pictures for the gallery: overlays and plots (e.g. a knowledge-graph neighbourhood);
-    raw masks stay downloadable through the API but would only clutter it."""
-    return [
-        (str(agent.tools.artefacts.path(a)), f"{e.id}: {e.values.get('finding', e.tool)}")
-        for e in answer.evidence
-        for a in e.artefacts
-        if a.kind in ("overlay", "plot")
-    ]
+class UiFiles:
+    """What the UI hands to the browser (overlay copies, report downloads): one folder per
+    session inside Gradio's upload folder, which Gradio serves without copying, so removing a
+    session's folder removes every copy the browser was given. A random folder per turn keeps
+    the paths unguessable even to someone who knows the session id."""
+
+    def __init__(self, upload_folder: Path | None = None) -> None:
+        if upload_folder is None:
+            from gradio.utils import get_upload_folder
+
+            upload_folder = Path(get_upload_folder())
+        self.uploads = upload_folder.resolve()
+        self.root = self.uploads / "radpilot"
+
+    def turn_folder(self, session_id: str) -> Path:
+        folder = self.root / session_id / secrets.token_urlsafe(16)
+        folder.mkdir(parents=True, mode=0o700)
+        return folder
+
+    def remove(self, session_id: str) -> None:
+        shutil.rmtree(self.root / session_id, ignore_errors=True)
+
+    def discard_upload(self, path: str) -> None:
+        """Delete a file the browser uploaded (the original, with its identifiers) once it has
+        been ingested; files anywhere else are not the UI's to delete."""
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(self.uploads) and not resolved.is_relative_to(self.root):
+            resolved.unlink(missing_ok=True)
+
+
+def overlays(answer: Any, agent: Any, folder: Path) -> list[tuple[str, str]]:
+    """Pictures for the gallery, copied into the turn's folder: overlays and plots (e.g. a
+    knowledge-graph neighbourhood); raw masks stay downloadable through the API but would
+    only clutter it."""
+    shown = []
+    for evidence in answer.evidence:
+        for artefact in evidence.artefacts:
+            if artefact.kind in ("overlay", "plot"):
+                copy = folder / f"{artefact.id}.png"
+                shutil.copyfile(agent.tools.artefacts.path(artefact), copy)
+                caption = f"{evidence.id}: {evidence.values.get('finding', evidence.tool)}"
+                shown.append((str(copy), caption))
+    return shown
+
+
+def write_exports(answer: Any, studies: Any, folder: Path) -> list[str]:
+    """The answer's report as Markdown and as a FHIR DiagnosticReport, for download."""
+    from radpilot.agent.report import render_markdown, to_fhir
+
+    (folder / "report.md").write_text(render_markdown(answer))
+    (folder / "report.fhir.json").write_text(json.dumps(to_fhir(answer, studies), indent=2))
+    return [str(folder / "report.md"), str(folder / "report.fhir.json")]
 
 
 def preview(path: str | None) -> Any:
@@ -114,51 +164,59 @@ def preview(path: str | None) -> Any:
     return (np.clip(image.pixels, 0, 1) * 255).astype(np.uint8)
 
 
-def build_ui(holder: Any, keys: Any, owners: Any, example_dir: Path | None) -> Any:
+def build_ui(
+    holder: Any,
+    access: Any,
+    files: UiFiles,
+    forget: Callable[[str], None],
+    example_dir: Path | None,
+) -> Any:
+    """The chat UI. `access`: the interfaces' `AccessPolicy`; `forget`: deletes a session
+    everywhere (agent, UI files, ownership), as the REST API's DELETE does."""
     import gradio as gr
 
-    from radpilot.agent.report import render_markdown, to_fhir
+    from radpilot.agent.report import render_markdown
+    from radpilot.errors import RadpilotError
 
-    needs_key = bool(keys.names())
+    needs_key = bool(access.keys.names())
 
-    def owner_of(key: str) -> str:
-        if not needs_key:
-            return "local"
-        name = keys.identify(key.strip()) if key else None
-        if name is None:
-            raise gr.Error("Enter a valid API key (radpilot keys create NAME).")
-        return str(name)
-
-    def ensure_session(state: dict[str, Any], owner: str) -> str:
+    def session_of(state: dict[str, Any], key: str) -> str:
+        """The conversation of this browser tab, started (and owned by the key) on first use."""
+        owner = access.caller(key)
         agent = holder.get()
         if state.get("session_id") is None or state.get("owner") != owner:
-            state.update(session_id=agent.new_session(), owner=owner, uploaded={})
-            owners.add_session(state["session_id"], owner)
-        return str(state["session_id"])
+            session_id = access.new_session(owner, agent.new_session())
+            state.update(session_id=session_id, owner=owner, uploaded={})
+        try:
+            return str(access.session(owner, state["session_id"]))
+        except RadpilotError:
+            state.clear()  # deleted elsewhere: the next question starts a new conversation
+            raise RadpilotError("this conversation was deleted; ask again to start a new one",
+                                code="unknown_session") from None  # fmt: skip
 
     def attach(state: dict[str, Any], path: str | None, role: str, acquired: str) -> None:
         if not path or state["uploaded"].get(role) == path:
             return
         from datetime import date
 
-        from radpilot.errors import RadpilotError
-
-        when = date.fromisoformat(acquired) if acquired and role == "prior" else None
+        try:
+            when = date.fromisoformat(acquired) if acquired and role == "prior" else None
+        except ValueError:
+            raise RadpilotError(f"The prior's date {acquired!r} is not YYYY-MM-DD.") from None
         try:
             holder.get().add_study(state["session_id"], Path(path).read_bytes(), Path(path).name,
                                    role=role, acquired=when)  # fmt: skip
         except RadpilotError as error:
-            raise gr.Error(f"The {role} image was refused: {error.message}") from None
+            raise RadpilotError(f"The {role} image was refused: {error.message}") from None
         state["uploaded"][role] = path
+        files.discard_upload(path)
 
     def send(text: str, current: str | None, prior: str | None, prior_date: str, key: str,
              state: dict[str, Any], history: list[dict[str, str]]) -> Iterator[Any]:  # fmt: skip
-        from radpilot.errors import RadpilotError
-
         if not text.strip():
             raise gr.Error("Type a question.")
         try:
-            session = ensure_session(state, owner_of(key))
+            session = session_of(state, key)
             attach(state, current, "current", "")
             attach(state, prior, "prior", prior_date)
         except RadpilotError as error:
@@ -169,6 +227,7 @@ def build_ui(holder: Any, keys: Any, owners: Any, example_dir: Path | None) -> A
         yield history, state, gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
         try:
             for event in agent.stream(session, text):
+                access.record_artefacts(session, event)
                 if event.kind == "tool_start":
                     history[-1]["content"] = f"⏳ Running {event.data['tool']}…"
                 elif event.kind in PROGRESS:
@@ -180,16 +239,23 @@ def build_ui(holder: Any, keys: Any, owners: Any, example_dir: Path | None) -> A
             history[-1]["content"] = f"⚠️ {html.escape(error.message)}"
             yield history, state, gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
             return
-        answer = agent.state(session).answer
+        turn = agent.state(session)
+        answer = turn.answer
         history[-1]["content"] = answer_markdown(answer)
-        report = render_markdown(answer)
-        exports = Path(agent.settings.state_dir) / "exports" / session
-        exports.mkdir(parents=True, exist_ok=True)
-        (exports / "report.md").write_text(report)
-        fhir = to_fhir(answer, agent.state(session).studies)
-        (exports / "report.fhir.json").write_text(json.dumps(fhir, indent=2))
-        files = [str(exports / "report.md"), str(exports / "report.fhir.json")]
-        yield (history, state, overlays(answer, agent), findings_rows(answer), report, files, "")
+        folder = files.turn_folder(session)
+        downloads = write_exports(answer, turn.studies, folder)
+        yield (history, state, overlays(answer, agent, folder), findings_rows(answer),
+               render_markdown(answer), downloads, "")  # fmt: skip
+
+    def delete(key: str, state: dict[str, Any]) -> Any:
+        if state.get("session_id") is not None:
+            try:
+                forget(access.session(access.caller(key), state["session_id"]))
+            except RadpilotError as error:
+                raise gr.Error(error.message) from None
+        state.clear()
+        gr.Info("The conversation, its studies, overlays and reports were deleted.")
+        return [], state, [], None, "", None
 
     with gr.Blocks(title="radpilot") as ui:
         gr.Markdown("# radpilot — chest radiograph assistant\n" + NOTICE)
@@ -204,6 +270,8 @@ def build_ui(holder: Any, keys: Any, owners: Any, example_dir: Path | None) -> A
                                 elem_id="prior-study")  # fmt: skip
                 prior_date = gr.Textbox(label="Prior's date (YYYY-MM-DD), if its file has none")
                 key = gr.Textbox(label="API key", type="password", visible=needs_key)
+                forget_button = gr.Button("Delete this conversation", variant="stop",
+                                          elem_id="delete")  # fmt: skip
                 if example_dir is not None:
                     examples = sorted(example_dir.glob("*.png"))[:EXAMPLE_COUNT]
                     gr.Examples([[str(p)] for p in examples], inputs=[current],
@@ -234,4 +302,5 @@ def build_ui(holder: Any, keys: Any, owners: Any, example_dir: Path | None) -> A
         current.change(preview, [current], [shown])
         ask.click(send, inputs, outputs)
         question.submit(send, inputs, outputs)
+        forget_button.click(delete, [key, state], [chat, state, gallery, table, report, downloads])
     return ui

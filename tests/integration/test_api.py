@@ -49,7 +49,7 @@ def test_a_conversation_over_every_route(server: str, image: Path) -> None:
         session = rp.create_session()
         uploaded = rp.upload_study(session, image)
         assert uploaded.qc_ok and uploaded.study_id.startswith("st_")
-        answer = rp.ask(session, "What do you see?", study_ids=[uploaded.study_id])
+        answer = rp.ask(session, "What do you see?")
         assert answer.claims and answer.trace_id
         assert all(c.evidence or c.certainty == "stated" for c in answer.claims)
         located = rp.ask(session, "Where is the cardiomegaly?")

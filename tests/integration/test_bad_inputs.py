@@ -329,8 +329,7 @@ def api_file_case(api: Api, case: Case) -> None:
     uploaded = api.upload(case, session, case.filename, case.data)
     check_outcome(api.tally, case, uploaded.status_code >= 400, uploaded.text)
     if uploaded.status_code == 201:
-        study = uploaded.json()["study_id"]
-        answer = api.ask(case, session, {"text": QUESTION, "study_ids": [study]})
+        answer = api.ask(case, session, {"text": QUESTION})
         if answer.status_code != 200:
             api.tally.problem(case, f"the question about it got {answer.status_code}")
 
@@ -469,14 +468,15 @@ def ui_case(tally: Tally, case: Case, send: Callable[..., Iterator[Any]], corpus
 
 def test_every_case_through_the_ui_callbacks(corpus: Path, good_image: Path) -> None:
     from radpilot.agent.service import Agent
+    from radpilot.app.access import open_access
     from radpilot.app.api import AgentHolder
-    from radpilot.app.ownership import open_ownership
-    from radpilot.app.ui import build_ui
+    from radpilot.app.ui import UiFiles, build_ui
     from radpilot.settings import Settings
 
     settings = Settings()
-    blocks = build_ui(AgentHolder(settings, Agent(settings)), KeyStore(settings.state_dir),
-                      open_ownership(settings), None)  # fmt: skip
+    agent = Agent(settings)
+    blocks = build_ui(AgentHolder(settings, agent), open_access(settings),
+                      UiFiles(settings.state_dir / "ui"), agent.delete_session, None)  # fmt: skip
     send = next(f.fn for f in blocks.fns.values() if getattr(f.fn, "__name__", "") == "send")
     tally = Tally("UI callbacks")
     text_state: dict[str, Any] = {"state": {}}

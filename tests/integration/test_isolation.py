@@ -61,7 +61,7 @@ def test_another_key_gets_404_for_everything_of_alices(two_keys, alices_session)
         for reply in attempts:
             assert reply.status_code == 404, (reply.request.url, reply.text)
             assert reply.json()["error"]["code"] in ("unknown_session", "unknown_artefact")
-        # Bob's own session cannot cite Alice's study either.
+        # Bob's own session cannot cite Alice's study either (the API takes no study ids).
         own = bob.post("/v1/sessions").json()["session_id"]
         cited = bob.post(f"/v1/sessions/{own}/messages",
                          json={"text": "Is there an effusion?", "study_ids": [study]})  # fmt: skip
