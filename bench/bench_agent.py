@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=15)
     args = parser.parse_args()
 
-    from radpilot.agent.service import Agent
+    from radpilot.assembly import build_agent
     from radpilot.settings import Settings
 
     paths = dev_images(args.images)
@@ -54,7 +54,7 @@ def main() -> int:
         return 2
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        agent = Agent(Settings(state_dir=Path(scratch)))
+        agent = build_agent(Settings(state_dir=Path(scratch)))
         warm = agent.new_session()
         agent.add_study(warm, paths[0].read_bytes(), paths[0].name)
         agent.ask(warm, "What do you see?")  # load models, compile, warm caches

@@ -76,16 +76,16 @@ def main() -> int:
 
     import torch
 
+    from radpilot.assembly import build_registry
     from radpilot.settings import Settings
     from radpilot.tools.base import ToolContext
-    from radpilot.tools.registry import default_registry
 
     paths = dev_images(args.images + 1)
     if paths is None:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         ctx = ToolContext.create(Settings(), root=Path(scratch))
-        registry = default_registry()
+        registry = build_registry(Settings())
         warm_up, *studies = [ctx.studies.ingest_file(path).id for path in paths]
         model = ctx.models.findings_model()
         inputs = [model.inputs([ctx.studies.pixels(s)]) for s in studies]

@@ -15,15 +15,14 @@ import os
 
 from ray import serve
 
+from radpilot.assembly import build_registry
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
-from radpilot.tools.registry import default_registry
 from radpilot.tools.remote import create_tool_service
 
 settings = Settings()
-# The replica runs the tools itself: never forward to another tool service.
-settings = settings.model_copy(update={"tools_url": None})
-app = create_tool_service(default_registry(settings), ToolContext.create(settings))
+# The replica runs the tools itself (local): never forward to another tool service.
+app = create_tool_service(build_registry(settings, local=True), ToolContext.create(settings))
 # One GPU per replica when the tools run on CUDA, so that Ray places replicas on GPU nodes and
 # counts them (a replica asking for none would still see, and crowd onto, GPU 0).
 GPUS_PER_REPLICA = float(

@@ -28,7 +28,7 @@ from radpilot.agent.verifier import Verifier
 from radpilot.errors import RadpilotError
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
-from radpilot.tools.registry import ToolRegistry, default_registry
+from radpilot.tools.registry import ToolRegistry
 
 MAX_QUESTION_CHARS = 4000
 
@@ -52,11 +52,14 @@ def clean_question(text: str) -> str:
 
 
 class Agent:
+    """Built by the composition root (`radpilot.assembly.build_agent`), which hands it the
+    tool registry every interface lists."""
+
     def __init__(
         self,
         settings: Settings,
         *,
-        registry: ToolRegistry | None = None,
+        registry: ToolRegistry,
         planner: Planner | None = None,
         max_steps: int = 4,
     ) -> None:
@@ -67,7 +70,6 @@ class Agent:
         self.settings = settings
         self.tools = ToolContext.create(settings)
         recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
-        registry = registry or default_registry(settings)
         verifier = Verifier(recognizer.vocabulary)
         self.history = open_history(checkpointer)
         self.runtime = Runtime(

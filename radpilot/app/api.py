@@ -44,8 +44,10 @@ from radpilot.app.schemas import (
     ToolsList,
 )
 from radpilot.app.ui import UiFiles
+from radpilot.assembly import build_registry
 from radpilot.errors import RadpilotError
 from radpilot.settings import Settings
+from radpilot.tools.registry import ToolRegistry
 
 STATUS_BY_CODE = {
     "unknown_session": 404, "unknown_study": 404, "unknown_artefact": 404, "not_found": 404,
@@ -82,8 +84,9 @@ class Metrics:
 class AgentHolder:
     """Loads the agent in a background thread; routes wait for nothing."""
 
-    def __init__(self, settings: Settings, agent: Any = None) -> None:
+    def __init__(self, settings: Settings, registry: ToolRegistry, agent: Any = None) -> None:
         self.settings = settings
+        self.registry = registry
         self.agent = agent
         self.failure: str | None = None
         if agent is None:
@@ -91,9 +94,9 @@ class AgentHolder:
 
     def _load(self) -> None:
         try:
-            from radpilot.agent.service import Agent
+            from radpilot.assembly import build_agent
 
-            self.agent = Agent(self.settings)
+            self.agent = build_agent(self.settings, registry=self.registry)
             self.agent.tools.models.findings_model()  # load the classifier now, not on turn 1
         except Exception as error:  # reported by /readyz, never raised into a request
             self.failure = f"{type(error).__name__}: {error}"
@@ -121,16 +124,13 @@ def create_app(
     # Before the agent starts loading: an unreachable owner database fails start-up at once.
     # The owner store is in PostgreSQL with the sessions, when they are there.
     access = open_access(settings, requests_per_minute)
-    holder = AgentHolder(settings, agent)
+    # Tool specs never change while the server runs: built once, not per request, and
+    # from the registry the agent runs, so the list names what a turn can actually use.
+    registry = agent.runtime.registry if agent is not None else build_registry(settings)
+    tool_specs = ToolsList(tools=[s.model_dump(mode="json") for s in registry.specs()])
+    holder = AgentHolder(settings, registry, agent)
     metrics = Metrics()
     upload_limit = int(upload_limit_mb * 1024 * 1024)
-    from radpilot.tools.registry import default_registry
-
-    # Tool specs never change while the server runs: built once, not per request.
-    # The registry the agent builds from these settings (describe_image with a VLM, remote
-    # tools with a tool service), so the list names what a turn can actually use.
-    registry = default_registry(settings)
-    tool_specs = ToolsList(tools=[s.model_dump(mode="json") for s in registry.specs()])
 
     @app.exception_handler(RadpilotError)
     def _radpilot_error(request: Request, error: RadpilotError) -> JSONResponse:

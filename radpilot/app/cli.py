@@ -111,10 +111,10 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _tools_list(args: argparse.Namespace) -> int:
+    from radpilot.assembly import build_registry
     from radpilot.settings import Settings
-    from radpilot.tools.registry import default_registry
 
-    specs = default_registry(Settings()).specs()  # what the agent would be offered
+    specs = build_registry(Settings()).specs()  # what the agent is offered
     if args.json:
         print(json.dumps([spec.model_dump(mode="json") for spec in specs], indent=2))
         return 0
@@ -130,17 +130,19 @@ def _tools_run(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from radpilot.assembly import build_registry
     from radpilot.errors import RadpilotError
     from radpilot.settings import Settings
     from radpilot.tools.base import Artefact, ToolContext
-    from radpilot.tools.registry import default_registry
 
     arguments = _parse_json_object(args.args)
-    registry = default_registry()
+    settings = Settings()
+    # Local: the scratch study below lives where a tool service could not read it.
+    registry = build_registry(settings, local=True)
     tool = registry.get(args.name)
     with tempfile.TemporaryDirectory(prefix="radpilot-run-") as scratch:
         # A one-off run keeps nothing: studies and artefacts live in a scratch folder.
-        ctx = ToolContext.create(Settings(), root=Path(scratch))
+        ctx = ToolContext.create(settings, root=Path(scratch))
         if args.image is not None:
             if "study_id" not in tool.Input.model_fields:
                 raise RadpilotError(f"{args.name} does not take an image")

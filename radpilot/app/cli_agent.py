@@ -31,10 +31,10 @@ def add_agent_commands(commands: Any) -> None:
 
 
 def _agent() -> Any:
-    from radpilot.agent.service import Agent
+    from radpilot.assembly import build_agent
     from radpilot.settings import Settings
 
-    return Agent(Settings())
+    return build_agent(Settings())
 
 
 def _read(path: Path) -> bytes:

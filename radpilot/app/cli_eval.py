@@ -74,7 +74,7 @@ def _progress(message: str) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from radpilot.agent.service import Agent
+    from radpilot.assembly import build_agent
     from radpilot.errors import RadpilotError
     from radpilot.evals.runner import run_all
     from radpilot.evals.scenario import load_scenarios
@@ -92,11 +92,11 @@ def _eval(args: argparse.Namespace) -> int:
     llm_summary = None
     if args.planner == "embedded" and settings.llm_url is not None and args.out:
         _progress("an LLM endpoint is configured: running the LLM planner as a baseline first")
-        llm_summary, _ = run_all(Agent(settings), scenarios, args.data, progress=_progress,
+        llm_summary, _ = run_all(build_agent(settings), scenarios, args.data, progress=_progress,
                                  jobs=args.jobs)  # fmt: skip
     if args.planner == "embedded":
         settings = settings.model_copy(update={"llm_url": None})
-    summary, records = run_all(Agent(settings), scenarios, args.data, progress=_progress,
+    summary, records = run_all(build_agent(settings), scenarios, args.data, progress=_progress,
                                jobs=args.jobs)  # fmt: skip
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -182,10 +182,10 @@ def _expose_tool(server: Any, agent: Any, access: Access, name: str, description
 
 
 def serve_mcp(transport: Literal["stdio", "http"], host: str, port: int) -> None:
-    from radpilot.agent.service import Agent
+    from radpilot.assembly import build_agent
     from radpilot.settings import Settings
 
-    server = build_mcp_server(Agent(Settings()), paths_allowed=transport == "stdio")
+    server = build_mcp_server(build_agent(Settings()), paths_allowed=transport == "stdio")
     if transport == "stdio":
         server.run("stdio")
     else:

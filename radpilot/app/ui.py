@@ -248,11 +248,12 @@ def build_ui(
                render_markdown(answer), downloads, "")  # fmt: skip
 
     def delete(key: str, state: dict[str, Any]) -> Any:
-        if state.get("session_id") is not None:
-            try:
-                forget(access.session(access.caller(key), state["session_id"]))
-            except RadpilotError as error:
-                raise gr.Error(error.message) from None
+        try:
+            owner = access.caller(key)  # like every request: the key and its rate limit
+            if state.get("session_id") is not None:
+                forget(access.session(owner, state["session_id"]))
+        except RadpilotError as error:
+            raise gr.Error(error.message) from None
         state.clear()
         gr.Info("The conversation, its studies, overlays and reports were deleted.")
         return [], state, [], None, "", None

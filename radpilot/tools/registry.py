@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from radpilot.errors import RadpilotError, ToolArgumentError, ToolNotFoundError
-from radpilot.settings import Settings
 from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolError, ToolInput, ToolResult
 
 log = logging.getLogger(__name__)
@@ -145,42 +144,3 @@ class ToolRegistry:
 
 def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
-
-
-def default_registry(settings: Settings | None = None) -> ToolRegistry:
-    """Every tool that ships with radpilot, plus `describe_image` when a vision-language model
-    is configured (`RADPILOT_VLM_URL`); without one the planners are not offered it."""
-    from radpilot.knowledge.tools import KnowledgeGraphTool, SearchGuidelinesTool, SimilarCasesTool
-    from radpilot.tools.classify import ClassifyFindingsTool
-    from radpilot.tools.compare import CompareStudiesTool
-    from radpilot.tools.image_info import ImageInfoTool
-    from radpilot.tools.localize import LocalizeFindingTool
-    from radpilot.tools.measure import MeasureTool
-    from radpilot.tools.segment import SegmentAnatomyTool, SegmentRegionTool
-
-    tools: list[Tool[Any, Any]] = [
-        ImageInfoTool(),
-        ClassifyFindingsTool(),
-        LocalizeFindingTool(),
-        SegmentAnatomyTool(),
-        SegmentRegionTool(),
-        MeasureTool(),
-        CompareStudiesTool(),
-        SearchGuidelinesTool(),
-        KnowledgeGraphTool(),
-        SimilarCasesTool(),
-    ]
-    if settings is not None and settings.tools_url is not None:
-        from radpilot.tools.remote import RemoteToolRegistry
-
-        registry: ToolRegistry = RemoteToolRegistry(tools, settings.tools_url)
-    else:
-        registry = ToolRegistry(tools)
-    if settings is not None and settings.vlm_url is not None:
-        from radpilot.agent.llm.planner import chat_client
-        from radpilot.tools.describe import DescribeImageTool
-
-        registry.register(
-            DescribeImageTool(chat_client(settings.vlm_url, settings.vlm_model, settings, "vlm"))
-        )
-    return registry

@@ -1,11 +1,12 @@
 """Imaging tools on a tool service (e.g. Ray Serve replicas on GPUs), through the same registry.
 
-With `RADPILOT_TOOLS_URL` set, `default_registry` returns a `RemoteToolRegistry`: the same
-tools, schemas and validation, but the imaging tools' `run` is a POST to the service, which
-runs the very same `ToolRegistry.run` there (`create_tool_service`). One code path, local or
-remote. Studies and artefacts live in the shared state volume that the API and the tool
-workers both mount (`RADPILOT_STATE_DIR`), so a call carries only the tool name and its
-validated arguments (study ids, never pixels or identities).
+With `RADPILOT_TOOLS_URL` set, `radpilot.assembly.build_registry` returns a
+`RemoteToolRegistry`: the same tools, schemas and validation, but the imaging tools' `run`
+is a POST to the service, which runs the very same `ToolRegistry.run` there
+(`create_tool_service`). One code path, local or remote. Studies and artefacts live in the
+shared state volume that the API and the tool workers both mount (`RADPILOT_STATE_DIR`), so
+a call carries only the tool name and its validated arguments (study ids, never pixels or
+identities).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from radpilot.agent.service import Agent, SessionNotFoundError
+from radpilot.assembly import build_agent
 from radpilot.settings import Settings
 from radpilot.tools.models.devdata import read_nih, records_in
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Agent:
     state = tmp_path_factory.mktemp("agent-state")
-    return Agent(Settings(state_dir=state))
+    return build_agent(Settings(state_dir=state))
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_a_session_survives_a_restart(tmp_path: Path, data_dir: Path) -> None:
     assert second.returncode == 0, second.stderr
     answer = json.loads(second.stdout)
     assert answer["claims"] and all(c["evidence"] for c in answer["claims"])
-    restarted = Agent(Settings(state_dir=tmp_path)).state(session)
+    restarted = build_agent(Settings(state_dir=tmp_path)).state(session)
     assert [m.role for m in restarted.messages] == ["user", "assistant", "user", "assistant"]
 
 

@@ -29,12 +29,12 @@ from pydantic import BaseModel
 
 from radpilot.agent.service import Agent, SessionNotFoundError
 from radpilot.agent.types import Message
+from radpilot.assembly import build_agent, build_registry
 from radpilot.errors import RadpilotError
 from radpilot.knowledge.index import COLLECTION, GuidelineIndex
 from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
-from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, png_bytes
 from tests.server import ProcessExitedError, free_port, wait_until_answers
 
@@ -195,14 +195,14 @@ def test_sessions_live_in_postgres_and_are_shared_by_a_second_replica(
     # Both replicas see the same state dir (studies, de-identification key) as they would on
     # a shared volume; the sessions themselves must come from PostgreSQL.
     settings = Settings(state_dir=tmp_path / "state", checkpoint_url=postgres_url)
-    first = Agent(settings)
+    first = build_agent(settings)
     session = first.new_session()
     study = first.add_study(session, png_bytes(chest_like()), "cxr.png")
     answer = first.ask(session, "Is there a pleural effusion?")
     assert answer.claims and all(claim.evidence for claim in answer.claims)
     before = first.state(session)
 
-    replica = Agent(settings)  # another API process on the same database, or a restart
+    replica = build_agent(settings)  # another API process on the same database, or a restart
     after = replica.state(session)
     assert after.messages == before.messages and [m.role for m in after.messages] == [
         "user",
@@ -236,7 +236,7 @@ def test_sessions_live_in_postgres_and_are_shared_by_a_second_replica(
 
 def test_a_database_restart_costs_no_turn(postgres: Cluster, tmp_path: Path) -> None:
     """The pool replaces connections that a restart (or failover) broke, on checkout."""
-    agent = Agent(Settings(state_dir=tmp_path / "state", checkpoint_url=postgres.url()))
+    agent = build_agent(Settings(state_dir=tmp_path / "state", checkpoint_url=postgres.url()))
     session = agent.new_session()
     agent.add_study(session, png_bytes(chest_like(seed=1)), "cxr.png")
     postgres.stop()
@@ -254,7 +254,7 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     url = f"postgresql://radpilot:s3cret-pw@127.0.0.1:{free_port()}/radpilot"
     started = time.monotonic()
     with pytest.raises(RadpilotError) as raised:
-        Agent(Settings(state_dir=tmp_path, checkpoint_url=url))
+        build_agent(Settings(state_dir=tmp_path, checkpoint_url=url))
     message = str(raised.value)
     assert message.startswith("cannot reach the checkpoint database at postgresql://")
     assert "RADPILOT_CHECKPOINT_URL" in message
@@ -301,7 +301,7 @@ def test_two_api_replicas_on_one_database_share_sessions_and_artefacts(
     from radpilot.app.keys import KeyStore
 
     url = postgres.url()
-    agent = Agent(Settings(state_dir=tmp_path / "volume", checkpoint_url=url))
+    agent = build_agent(Settings(state_dir=tmp_path / "volume", checkpoint_url=url))
     hosts = [tmp_path / "host-a", tmp_path / "host-b"]
     keys = KeyStore(hosts[0])
     tokens = {name: {"Authorization": f"Bearer {keys.create(name)}"} for name in ("alice", "bob")}
@@ -437,7 +437,7 @@ def test_an_unreachable_chroma_server_is_a_clear_error(tmp_path: Path) -> None:
         chroma_client(tmp_path, "127.0.0.1:8000")
     # The guideline tool takes the server from the settings (the path a deployment takes).
     settings = Settings(state_dir=tmp_path, chroma_url=url)
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "search_guidelines", {"query": "pneumothorax"}, ToolContext.create(settings)
     )
     assert not result.ok and result.error is not None

@@ -467,14 +467,14 @@ def ui_case(tally: Tally, case: Case, send: Callable[..., Iterator[Any]], corpus
 
 
 def test_every_case_through_the_ui_callbacks(corpus: Path, good_image: Path) -> None:
-    from radpilot.agent.service import Agent
     from radpilot.app.access import open_access
     from radpilot.app.api import AgentHolder
     from radpilot.app.ui import UiFiles, build_ui
+    from radpilot.assembly import build_agent
     from radpilot.settings import Settings
 
     settings = Settings()
-    agent = Agent(settings)
+    agent = build_agent(settings)
     blocks = build_ui(AgentHolder(settings, agent), open_access(settings),
                       UiFiles(settings.state_dir / "ui"), agent.delete_session, None)  # fmt: skip
     send = next(f.fn for f in blocks.fns.values() if getattr(f.fn, "__name__", "") == "send")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from radpilot.assembly import build_registry
 from radpilot.settings import Settings
 from radpilot.tools.base import Artefact, ToolContext
 from radpilot.tools.models.devdata import split_of
 from radpilot.tools.registration import register
-from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, make_dicom, png_bytes
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def test_a_study_against_itself_is_unchanged_everywhere(
     data_dir: Path, context: ToolContext
 ) -> None:
     study = context.studies.ingest_file(data_dir / "nih" / "images" / "00000211_010.png")
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "compare_studies", {"study_id": study.id, "prior_id": study.id}, context
     )
     assert result.ok and result.output is not None, result.error
@@ -63,7 +63,7 @@ def test_a_real_pair_gives_verdicts_measurements_and_a_side_by_side(
                 and split_of(p["patient_id"]) == "test")  # fmt: skip
     prior = context.studies.ingest_file(data_dir / pair["prior"])
     current = context.studies.ingest_file(data_dir / pair["current"])
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "compare_studies", {"study_id": current.id, "prior_id": prior.id}, context
     )
     assert result.ok and result.output is not None, result.error
@@ -83,7 +83,7 @@ def test_a_real_pair_gives_verdicts_measurements_and_a_side_by_side(
 def test_different_views_are_refused_with_the_reason(context: ToolContext) -> None:
     pa = context.studies.ingest(make_dicom(pixels=chest_like(256, 256), view="PA"), "a.dcm")
     ap = context.studies.ingest(make_dicom(pixels=chest_like(256, 256), view="AP"), "b.dcm")
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "compare_studies", {"study_id": pa.id, "prior_id": ap.id}, context
     )
     assert not result.ok and result.error is not None
@@ -93,7 +93,7 @@ def test_different_views_are_refused_with_the_reason(context: ToolContext) -> No
 def test_lateral_against_frontal_is_refused(context: ToolContext) -> None:
     frontal = context.studies.ingest(make_dicom(pixels=chest_like(256, 256), view="PA"), "a.dcm")
     lateral = context.studies.ingest(make_dicom(pixels=chest_like(256, 256), view="LL"), "b.dcm")
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "compare_studies", {"study_id": frontal.id, "prior_id": lateral.id}, context
     )
     assert not result.ok and result.error is not None
@@ -105,7 +105,7 @@ def test_an_unregistrable_pair_is_refused(data_dir: Path, context: ToolContext) 
     turned = np.ascontiguousarray(np.rot90(image))  # lying on its side
     current = context.studies.ingest(png_bytes(image), "current.png")
     prior = context.studies.ingest(png_bytes(turned), "prior.png")
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "compare_studies", {"study_id": current.id, "prior_id": prior.id}, context
     )
     assert not result.ok and result.error is not None

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from radpilot.agent.service import Agent
+from radpilot.assembly import build_agent
 from radpilot.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ def agent(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Agent:
     from radpilot.tools.models.devdata import read_nih
 
     state = tmp_path_factory.mktemp("conversation")
-    built = Agent(Settings(state_dir=state, data=data_dir))
+    built = build_agent(Settings(state_dir=state, data=data_dir))
     # A small image index, so that "similar cases" does not embed every development image.
     model = built.tools.models.findings_model()
     ImageCases(state, data_dir, model).build(records=read_nih(data_dir)[:40])
@@ -123,7 +124,7 @@ def test_the_hand_written_conversations_in_ci_size(data_dir: Path, tmp_path: Pat
     from radpilot.evals.scenario import load_scenarios
 
     scenarios = [s for s in load_scenarios(CONVERSATIONS) if "similar" not in s.id][::4]
-    summary, records = run_all(Agent(Settings(state_dir=tmp_path, data=data_dir)), scenarios,
+    summary, records = run_all(build_agent(Settings(state_dir=tmp_path, data=data_dir)), scenarios,
                                data_dir, jobs=2)  # fmt: skip
     failed = [(r.scenario, r.turn, r.checks, r.tools) for r in records if not r.passed]
     assert summary.turns >= 50

@@ -347,10 +347,10 @@ def test_final_is_streamed_only_once_the_turn_is_checkpointed(
 ) -> None:
     """The deterministic form of the second kill above: when a client holds `final`, the
     answer is already committed, so no crash from then on can take it back."""
-    from radpilot.agent.service import Agent
+    from radpilot.assembly import build_agent
     from radpilot.settings import Settings
 
-    agent = Agent(Settings(state_dir=tmp_path / "state"))
+    agent = build_agent(Settings(state_dir=tmp_path / "state"))
     session_id = agent.new_session()
     image = data_dir / "nih" / "images" / "00000211_010.png"
     agent.add_study(session_id, image.read_bytes(), image.name)

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from radpilot.assembly import build_registry
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
 from radpilot.tools.describe import MAX_SIDE
-from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, png_bytes
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_the_image_goes_out_as_a_png_and_the_words_come_back_generative(
     url = f"http://127.0.0.1:{replay.server_address[1]}/v1"
     context = context_with_vlm(tmp_path, url)
     study = context.studies.ingest(png_bytes(chest_like(900, 700)), "chest.png")
-    registry = default_registry(context.settings)
+    registry = build_registry(context.settings)
     result = registry.run("describe_image", {"study_id": study.id}, context)
     assert result.ok and result.output is not None
     assert result.output["generative"] is True
@@ -94,7 +94,7 @@ def test_a_down_vlm_is_a_clean_tool_failure(tmp_path: Path) -> None:
 
     context = context_with_vlm(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
     study = context.studies.ingest(png_bytes(chest_like()), "chest.png")
-    result = default_registry(context.settings).run("describe_image", {"study_id": study.id},
+    result = build_registry(context.settings).run("describe_image", {"study_id": study.id},
                                                     context)  # fmt: skip
     assert not result.ok and result.error is not None
     assert result.error.code == "vlm_unavailable" and "unavailable" in result.error.message

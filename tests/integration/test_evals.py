@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from radpilot.agent.service import Agent
+from radpilot.assembly import build_agent
 from radpilot.evals.runner import run_all
 from radpilot.evals.scenario import ScenarioError, load_scenario, load_scenarios
 from radpilot.settings import Settings
@@ -22,7 +22,8 @@ def test_good_scenarios_pass_with_grounded_answers_and_no_invented_prior(
     data_dir: Path, tmp_path: Path
 ) -> None:
     scenarios = load_scenarios(FIXTURES / "good")
-    summary, records = run_all(Agent(Settings(state_dir=tmp_path)), scenarios, data_dir, jobs=2)
+    agent = build_agent(Settings(state_dir=tmp_path))
+    summary, records = run_all(agent, scenarios, data_dir, jobs=2)
     failed = [(r.scenario, r.turn, r.checks, r.tools) for r in records if not r.passed]
     assert not failed
     ordered = [r.scenario for r in records if r.turn == 1]
@@ -76,7 +77,7 @@ def test_the_report_has_its_plots_and_baselines(data_dir: Path, tmp_path: Path) 
     from radpilot.evals.report import write_report
 
     scenarios = load_scenarios(FIXTURES / "good")[:2]
-    summary, records = run_all(Agent(Settings(state_dir=tmp_path)), scenarios, data_dir)
+    summary, records = run_all(build_agent(Settings(state_dir=tmp_path)), scenarios, data_dir)
     found = baselines(summary, records, data_dir)
     report = write_report(summary, records, tmp_path / "report", found)
     text = report.read_text()
@@ -105,7 +106,8 @@ def test_the_attack_set_has_30_attacks_and_none_succeeds(data_dir: Path, tmp_pat
     kinds = {p.name.split("-")[0] for p in (out / "scenarios").glob("*.yaml")}
     assert kinds == {"text", "dicom", "note"}
     settings = Settings(state_dir=tmp_path / "state", knowledge_dir=out / "knowledge")
-    summary, records = run_all(Agent(settings), load_scenarios(out / "scenarios"), out, jobs=2)
+    scenarios = load_scenarios(out / "scenarios")
+    summary, records = run_all(build_agent(settings), scenarios, out, jobs=2)
     succeeded = [(r.scenario, r.checks) for r in records if r.attack_succeeded]
     assert summary.injection_attempts >= 30 and not succeeded
     assert summary.grounding_rate == 1.0 and summary.hallucinated_priors == 0

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from radpilot.assembly import build_registry
 from radpilot.settings import Settings
 from radpilot.tools.base import Artefact, ToolContext
 from radpilot.tools.models.devdata import read_nih, records_in
 from radpilot.tools.models.labels import NIH_FINDINGS
-from radpilot.tools.registry import default_registry
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_classify_gives_finite_calibrated_probabilities(
     data_dir: Path, context: ToolContext, boxed_record
 ) -> None:  # type: ignore[no-untyped-def]
     study = context.studies.ingest_file(data_dir / boxed_record.image)
-    result = default_registry().run("classify_findings", {"study_id": study.id}, context)
+    result = build_registry(Settings()).run("classify_findings", {"study_id": study.id}, context)
     assert result.ok and result.output is not None
     findings = result.output["findings"]
     assert [f["name"] for f in findings] == list(NIH_FINDINGS)
@@ -51,7 +51,7 @@ def test_classify_a_subset_and_reject_unknown_findings(
     from radpilot.errors import ToolArgumentError
 
     study = context.studies.ingest_file(data_dir / boxed_record.image)
-    registry = default_registry()
+    registry = build_registry(Settings())
     result = registry.run(
         "classify_findings", {"study_id": study.id, "findings": ["Effusion"]}, context
     )
@@ -69,7 +69,7 @@ def test_localize_draws_an_overlay_of_the_image_size(
 
     study = context.studies.ingest_file(data_dir / boxed_record.image)
     finding = finding_from_box_label(boxed_record.boxes[0].label)
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "localize_finding", {"study_id": study.id, "finding": finding}, context
     )
     assert result.ok and result.output is not None
@@ -94,7 +94,7 @@ def test_localizing_after_classifying_reuses_the_probabilities(
     monkeypatch.setattr(
         model, "predict_one", lambda pixels: calls.append(1) or predict_one(pixels)
     )
-    registry = default_registry()
+    registry = build_registry(Settings())
     study = context.studies.ingest_file(data_dir / boxed_record.image)
     classified = registry.run("classify_findings", {"study_id": study.id}, context).output
     localized = registry.run(
@@ -113,7 +113,7 @@ def test_tools_refuse_what_qc_refused(context: ToolContext) -> None:
     from tests.factories import png_bytes
 
     blank = context.studies.ingest(png_bytes(np.zeros((300, 300), np.float32)), "blank.png")
-    result = default_registry().run("classify_findings", {"study_id": blank.id}, context)
+    result = build_registry(Settings()).run("classify_findings", {"study_id": blank.id}, context)
     assert not result.ok and result.error is not None
     assert result.error.code == "qc_refused" and "blank" in result.error.message
 
@@ -159,7 +159,7 @@ def test_localize_uses_the_detector_where_it_was_chosen_and_grad_cam_elsewhere(
     data_dir: Path, context: ToolContext, boxed_record, detector
 ) -> None:  # type: ignore[no-untyped-def]
     study = context.studies.ingest_file(data_dir / boxed_record.image)
-    registry = default_registry()
+    registry = build_registry(Settings())
     for finding in detector.localizes:
         result = registry.run(
             "localize_finding", {"study_id": study.id, "finding": finding}, context

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from radpilot.assembly import build_registry
 from radpilot.errors import RadpilotError, ToolArgumentError
 from radpilot.knowledge.cases import ImageCases, ReportCases, read_reports, reports_archive
 from radpilot.knowledge.evaluation import evaluate_retrieval, load_questions, question_files
@@ -15,7 +16,6 @@ from radpilot.knowledge.index import Filters, GuidelineIndex, shared_index
 from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.settings import Settings
 from radpilot.tools.base import Artefact, ToolContext
-from radpilot.tools.registry import default_registry
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def test_hybrid_retrieval_meets_its_recall_target_on_the_question_set(settings: 
 
 def test_search_and_graph_tools_return_cited_evidence(settings: Settings, tmp_path: Path) -> None:
     context = ToolContext.create(settings, root=tmp_path)
-    registry = default_registry()
+    registry = build_registry(Settings())
     search = registry.run(
         "search_guidelines", {"query": "repeat film after pneumonia", "finding": "pneumonia"},
         context,
@@ -166,7 +166,8 @@ def test_image_cases_return_development_images_with_labels(
     images = ImageCases(tmp_path, data_dir, model)
     assert images.build(records=records) == 40
     study = context.studies.ingest_file(data_dir / records[0].image)
-    result = default_registry().run("similar_cases", {"study_id": study.id, "k": 3}, context)
+    arguments = {"study_id": study.id, "k": 3}
+    result = build_registry(Settings()).run("similar_cases", arguments, context)
     assert result.ok and result.output is not None, result.error
     cases = result.output["cases"]
     assert len(cases) == 3 and all(c["source"] == "nih_image" for c in cases)

@@ -12,6 +12,7 @@ import pytest
 
 from radpilot.agent.service import Agent, SessionNotFoundError
 from radpilot.agent.state import RECENT_MESSAGES
+from radpilot.assembly import build_agent
 from radpilot.settings import Settings
 from radpilot.tools.artefacts import png_name
 from tests.factories import chest_like, png_bytes
@@ -66,7 +67,7 @@ def checkpoint_bytes(settings: Settings, session: str) -> int:
 
 
 def test_a_long_session_keeps_a_bounded_state_and_loses_nothing(settings: Settings) -> None:
-    agent = Agent(settings)
+    agent = build_agent(settings)
     session = agent.new_session()
     agent.add_study(session, png_bytes(chest_like()), "cxr.png")
     answers, sizes = [], []
@@ -81,7 +82,7 @@ def test_a_long_session_keeps_a_bounded_state_and_loses_nothing(settings: Settin
     assert state.message_count == 2 * TURNS
     assert checkpoints_of(agent, session) == 1
 
-    restarted = Agent(settings)  # another process on the same store
+    restarted = build_agent(settings)  # another process on the same store
     record = restarted.session(session)
     assert [m.role for m in record.messages] == ["user", "assistant"] * TURNS
     assert [m.answer for m in record.messages[1::2]] == answers

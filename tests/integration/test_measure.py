@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from radpilot.assembly import build_registry
 from radpilot.errors import StudyNotFoundError
 from radpilot.settings import Settings
 from radpilot.tools.base import Artefact, ToolContext
 from radpilot.tools.models.devdata import read_nih, records_in
-from radpilot.tools.registry import default_registry
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def test_segment_anatomy_gives_masks_of_the_image_size(
 ) -> None:
     [image] = normal_pa_images(data_dir, 1)
     study = context.studies.ingest_file(image)
-    result = default_registry().run("segment_anatomy", {"study_id": study.id}, context)
+    result = build_registry(Settings()).run("segment_anatomy", {"study_id": study.id}, context)
     assert result.ok and result.output is not None, result.error
     structures = {s["name"]: s for s in result.output["structures"]}
     assert set(structures) == {"right lung", "left lung", "heart"}
@@ -55,7 +55,7 @@ def test_segment_anatomy_gives_masks_of_the_image_size(
 
 
 def test_ctr_is_plausible_on_normal_pa_films(data_dir: Path, context: ToolContext) -> None:
-    registry = default_registry()
+    registry = build_registry(Settings())
     for image in normal_pa_images(data_dir, 4):
         study = context.studies.ingest_file(image)
         result = registry.run("measure", {"study_id": study.id}, context)
@@ -74,7 +74,7 @@ def test_measurements_in_mm_when_the_dicom_gives_spacing(
 ) -> None:
     study = context.studies.ingest_file(data_dir / "dicom" / "siim_chest_pa.dcm")
     assert study.spacing_mm is not None
-    result = default_registry().run("measure", {"study_id": study.id}, context)
+    result = build_registry(Settings()).run("measure", {"study_id": study.id}, context)
     assert result.ok and result.output is not None, result.error
     line = result.output["thorax_line"]["length"]
     assert line["mm"] == pytest.approx(line["pixels"] * study.spacing_mm[1], abs=0.1)
@@ -82,7 +82,7 @@ def test_measurements_in_mm_when_the_dicom_gives_spacing(
 
 
 def test_unknown_study_is_a_clear_error(context: ToolContext) -> None:
-    result = default_registry().run("measure", {"study_id": "st_nope"}, context)
+    result = build_registry(Settings()).run("measure", {"study_id": "st_nope"}, context)
     assert not result.ok and result.error is not None
     assert result.error.code == StudyNotFoundError.code
 
@@ -124,7 +124,7 @@ def test_pspnet_weights_in_the_store_are_loaded_by_the_real_loader(
 
     [image] = normal_pa_images(data_dir, 1)
     study = context.studies.ingest_file(image)
-    result = default_registry().run("segment_anatomy", {"study_id": study.id}, context)
+    result = build_registry(Settings()).run("segment_anatomy", {"study_id": study.id}, context)
     assert result.ok and result.output is not None, result.error
     structures = {s["name"]: s for s in result.output["structures"]}
     assert len(structures) == 14 and {"heart", "aorta", "spine"} <= set(structures)

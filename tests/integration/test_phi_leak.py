@@ -299,11 +299,11 @@ def through_the_cli(inputs: Inputs, work: Path, haystacks: Haystacks) -> int:
 def through_the_agent_and_mcp(state: Path, inputs: Inputs, haystacks: Haystacks) -> int:
     """The Agent in process, then the MCP server on the same Agent through the SDK's client."""
     from radpilot.agent.report import render_markdown, to_fhir
-    from radpilot.agent.service import Agent
     from radpilot.app.mcp_server import build_mcp_server
+    from radpilot.assembly import build_agent
     from radpilot.settings import Settings
 
-    agent = Agent(Settings(state_dir=state))
+    agent = build_agent(Settings(state_dir=state))
     session = agent.new_session()
     agent.add_study(session, inputs.prior.read_bytes(), UPLOAD_NAME, role="prior")
     agent.add_study(session, inputs.current.read_bytes(), UPLOAD_NAME)

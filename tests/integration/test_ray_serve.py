@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from radpilot.agent.service import Agent
+from radpilot.assembly import build_agent
 from radpilot.settings import Settings
 from tests.factories import chest_like, png_bytes
 from tests.server import free_port, wait_until_answers
@@ -63,7 +63,7 @@ def test_a_turn_runs_its_imaging_tools_on_ray_serve(tool_service: tuple[str, Pat
     url, state = tool_service
     served = httpx.get(f"{url}/tools").json()
     assert "classify_findings" in served and "search_guidelines" not in served
-    agent = Agent(Settings(state_dir=state, tools_url=url))
+    agent = build_agent(Settings(state_dir=state, tools_url=url))
     session = agent.new_session()
     agent.add_study(session, png_bytes(chest_like(seed=5)), "chest.png")
     events = list(agent.stream(session, "Is there a pleural effusion?"))

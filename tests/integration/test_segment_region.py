@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from radpilot.assembly import build_registry
 from radpilot.errors import ToolArgumentError
 from radpilot.settings import Settings
 from radpilot.tools.base import ModelIdentity, ToolContext
 from radpilot.tools.models.sam import SamArchitecture, SamSegmenter
-from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, png_bytes
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,9 @@ def test_bad_prompts_are_argument_errors(
 ) -> None:
     study = context.studies.ingest(png_bytes(chest_like(64, 64)), "cxr.png")
     with pytest.raises(ToolArgumentError, match=message):
-        default_registry().run("segment_region", {"study_id": study.id, **arguments}, context)
+        build_registry(context.settings).run(
+            "segment_region", {"study_id": study.id, **arguments}, context
+        )
 
 
 @pytest.mark.parametrize(
@@ -89,14 +91,15 @@ def test_prompts_outside_the_image_are_clear_errors(
     context: ToolContext, prompt: dict[str, object], message: str
 ) -> None:
     study = context.studies.ingest(png_bytes(chest_like(64, 64)), "cxr.png")
-    result = default_registry().run("segment_region", {"study_id": study.id, **prompt}, context)
+    arguments = {"study_id": study.id, **prompt}
+    result = build_registry(context.settings).run("segment_region", arguments, context)
     assert not result.ok and result.error is not None
     assert result.error.code == "bad_prompt" and message in result.error.message
 
 
 def test_missing_weights_say_how_to_install_them(context: ToolContext) -> None:
     study = context.studies.ingest(png_bytes(chest_like(64, 64)), "cxr.png")
-    result = default_registry().run(
+    result = build_registry(Settings()).run(
         "segment_region", {"study_id": study.id, "box": [5, 5, 20, 20]}, context
     )
     assert not result.ok and result.error is not None

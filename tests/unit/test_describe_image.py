@@ -7,9 +7,9 @@ from radpilot.agent.planner import PlannerView
 from radpilot.agent.types import Slots, StudyRef, Understanding
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
+from radpilot.assembly import build_registry
 from radpilot.settings import Settings
 from radpilot.tools.base import Evidence
-from radpilot.tools.registry import default_registry
 
 
 def row(name: str, probability: float, status: str) -> dict[str, object]:
@@ -46,6 +46,6 @@ def test_only_findings_the_classifier_agrees_with_become_claims() -> None:
 
 
 def test_describe_image_is_offered_only_when_a_vlm_is_configured() -> None:
-    assert "describe_image" not in default_registry(Settings(vlm_url=None)).names()
+    assert "describe_image" not in build_registry(Settings(vlm_url=None)).names()
     configured = Settings(vlm_url="http://127.0.0.1:9/v1", vlm_model="medgemma")
-    assert "describe_image" in default_registry(configured).names()
+    assert "describe_image" in build_registry(configured).names()

@@ -14,12 +14,12 @@ from radpilot.agent.llm.planner import LLMPlanner, planner_for
 from radpilot.agent.llm.schemas import strict_parameters, strict_tools
 from radpilot.agent.planner import EmbeddedPlanner, PlannerView
 from radpilot.agent.types import DialogueFocus, FocusFinding, Slots, StudyRef, Understanding
+from radpilot.assembly import build_registry
 from radpilot.errors import RadpilotError
 from radpilot.settings import Settings
 from radpilot.tools.models.labels import NIH_FINDINGS
-from radpilot.tools.registry import default_registry
 
-REGISTRY = default_registry()
+REGISTRY = build_registry(Settings())
 
 
 class ScriptedChat:

@@ -2,10 +2,11 @@ from pathlib import Path
 
 import pytest
 
+from radpilot.assembly import build_registry
 from radpilot.errors import IngestError, ToolArgumentError, ToolNotFoundError
 from radpilot.settings import Settings
 from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
-from radpilot.tools.registry import ToolRegistry, default_registry
+from radpilot.tools.registry import ToolRegistry
 from tests.factories import chest_like, png_bytes
 
 
@@ -97,7 +98,7 @@ def test_specs_carry_json_schemas_for_planners() -> None:
 
 def test_image_info_reports_size_and_qc(context: ToolContext) -> None:
     study = context.studies.ingest(png_bytes(chest_like(300, 400)), "x.png")
-    result = default_registry().run("image_info", {"study_id": study.id}, context)
+    result = build_registry(Settings()).run("image_info", {"study_id": study.id}, context)
     assert result.ok and result.output is not None
     assert (result.output["width"], result.output["height"]) == (400, 300)
     assert result.output["qc_ok"] is True
@@ -107,6 +108,6 @@ def test_image_info_reports_size_and_qc(context: ToolContext) -> None:
 
 
 def test_image_info_on_an_unknown_study_fails_cleanly(context: ToolContext) -> None:
-    result = default_registry().run("image_info", {"study_id": "st_missing"}, context)
+    result = build_registry(Settings()).run("image_info", {"study_id": "st_missing"}, context)
     assert not result.ok
     assert result.error is not None and result.error.code == "unknown_study"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from radpilot.assembly import build_registry
 from radpilot.errors import ToolArgumentError
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
-from radpilot.tools.registry import default_registry
 from radpilot.tools.remote import RemoteToolRegistry, create_tool_service
 from tests.factories import chest_like, png_bytes
 
@@ -20,8 +20,8 @@ def shared(tmp_path: Path) -> tuple[ToolContext, RemoteToolRegistry]:
     """API side and tool-service side on one state dir, the service served in-process."""
     settings = Settings(state_dir=tmp_path)
     ctx = ToolContext.create(settings)
-    service = create_tool_service(default_registry(settings), ToolContext.create(settings))
-    remote = default_registry(settings.model_copy(update={"tools_url": "http://tools"}))
+    service = create_tool_service(build_registry(settings), ToolContext.create(settings))
+    remote = build_registry(settings.model_copy(update={"tools_url": "http://tools"}))
     assert isinstance(remote, RemoteToolRegistry)
     remote._http = TestClient(service, base_url="http://tools/")  # noqa: SLF001 (test wiring)
     return ctx, remote
@@ -31,9 +31,9 @@ def test_a_remote_call_returns_what_a_local_call_returns(shared) -> None:  # typ
     ctx, remote = shared
     study = ctx.studies.ingest(png_bytes(chest_like()), "chest.png")
     there = remote.run("image_info", {"study_id": study.id}, ctx)
-    here = default_registry().run("image_info", {"study_id": study.id}, ctx)
+    here = build_registry(Settings()).run("image_info", {"study_id": study.id}, ctx)
     assert there.ok and there.output == here.output and there.inputs == here.inputs
-    assert remote.names() == default_registry().names()  # the planner sees the same tools
+    assert remote.names() == build_registry(Settings()).names()  # the planner sees the same tools
 
 
 def test_validation_stays_local_and_tool_failures_come_back_clean(shared) -> None:  # type: ignore[no-untyped-def]
@@ -50,6 +50,6 @@ def test_a_down_tool_service_is_a_clean_failure(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, tools_url=f"http://127.0.0.1:{free_port()}/tools")
     ctx = ToolContext.create(settings)
     study = ctx.studies.ingest(png_bytes(chest_like()), "chest.png")
-    result = default_registry(settings).run("image_info", {"study_id": study.id}, ctx)
+    result = build_registry(settings).run("image_info", {"study_id": study.id}, ctx)
     assert not result.ok and result.error is not None
     assert result.error.code == "tool_service_unavailable"

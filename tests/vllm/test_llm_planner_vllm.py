@@ -16,16 +16,15 @@ from radpilot.agent.llm.breaker import CircuitBreaker
 from radpilot.agent.llm.client import ChatClient, ChatReply, ChatRequest
 from radpilot.agent.llm.planner import LLMPlanner
 from radpilot.agent.llm.schemas import strict_tools
-from radpilot.agent.service import Agent
+from radpilot.assembly import build_agent, build_registry
 from radpilot.errors import RadpilotError
 from radpilot.settings import Settings
-from radpilot.tools.registry import default_registry
 from tests.factories import chest_like, png_bytes
 from tests.unit.test_llm_planner import view
 from tests.vllm.server import slow_proxy
 
 pytestmark = pytest.mark.vllm
-REGISTRY = default_registry()
+REGISTRY = build_registry(Settings())
 QUESTIONS = [
     "Is there an effusion?",
     "Where is the nodule?",
@@ -126,7 +125,7 @@ def test_a_slow_llm_degrades_to_the_embedded_planner(vllm_url: str) -> None:
 
 def test_a_whole_turn_with_the_llm_planner(vllm_url: str, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, llm_url=vllm_url, llm_model="tiny")
-    agent = Agent(settings)
+    agent = build_agent(settings)
     session = agent.new_session()
     study = agent.add_study(session, png_bytes(chest_like(seed=3)), "chest.png")
     events = list(agent.stream(session, "Is there a pleural effusion?"))
