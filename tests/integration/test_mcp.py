@@ -188,3 +188,49 @@ def test_http_refuses_a_network_address_without_keys(tmp_path: Path) -> None:
     )  # fmt: skip
     assert reply.returncode != 0
     assert "without API keys" in reply.stderr and "Traceback" not in reply.stderr
+
+
+async def refusals(server: object, image: Path, import_dir: Path) -> list[dict[str, str]]:
+    """What a client's mistakes get from `add_study` and an expert tool."""
+    import base64
+
+    from tests.factories import chest_like, make_dicom
+
+    def encoded(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    from mcp import Client
+
+    async with Client(server) as client:  # type: ignore[arg-type]
+        session = (await client.call_tool("new_session", {})).content[0].text  # type: ignore[union-attr]
+        calls: list[dict[str, object]] = [
+            {},  # neither path nor bytes
+            {"path": str(image), "image_base64": encoded(b"x")},  # both
+            {"image_base64": "not base64!"},
+            {"image_base64": encoded(image.read_bytes())},  # over the 0.05 MB limit
+            {"image_base64": encoded(b"a text file, not an image\n" * 10)},
+            {"image_base64": encoded(make_dicom(modality="MR", pixels=chest_like(64, 64)))},
+            {"path": str(import_dir / "missing.png")},
+        ]
+        outcomes = [refusal(await client.call_tool("add_study", {"session_id": session, **c}))
+                    for c in calls]  # fmt: skip
+        scoped = {"session_id": session, "arguments": {"study_id": "st_" + "Q" * 22}}
+        outcomes.append(refusal(await client.call_tool("classify_findings", scoped)))
+        return outcomes
+
+
+def test_every_refusal_states_its_reason(tmp_path: Path, image: Path) -> None:
+    """In process, as a local client with an import folder and a small upload limit: each
+    mistake gets its own code and a message that says what to do, never a generic failure."""
+    from radpilot.app.mcp_server import build_mcp_server
+    from radpilot.assembly import build_agent
+    from radpilot.settings import Settings
+
+    settings = Settings(state_dir=tmp_path / "state", import_dir=tmp_path, upload_limit_mb=0.05)
+    server = build_mcp_server(build_agent(settings), paths_allowed=False)
+    errors = asyncio.run(refusals(server, image, tmp_path))
+    assert [e["code"] for e in errors] == [
+        "bad_request", "bad_request", "bad_request", "upload_too_large", "unsupported_format",
+        "wrong_modality", "unreadable", "unknown_study",
+    ]  # fmt: skip
+    assert all(len(e["message"]) > 10 and "Error executing" not in e["message"] for e in errors)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from radpilot.assembly import build_registry
-from radpilot.errors import IngestError, ToolArgumentError, ToolNotFoundError
+from radpilot.errors import IngestError, RadpilotError, ToolArgumentError, ToolNotFoundError
 from radpilot.settings import Settings
 from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.registry import ToolRegistry
@@ -111,3 +111,15 @@ def test_image_info_on_an_unknown_study_fails_cleanly(context: ToolContext) -> N
     result = build_registry(Settings()).run("image_info", {"study_id": "st_missing"}, context)
     assert not result.ok
     assert result.error is not None and result.error.code == "unknown_study"
+
+
+def test_a_call_may_name_only_the_sessions_studies() -> None:
+    """The one check the executor, the LLM planner and MCP share: a study id outside the
+    session is refused; a left-out optional study id (text-only similar cases) names none."""
+    registry = build_registry(Settings())
+    text_only = registry.validate_call("similar_cases", {"text": "left pleural effusion"}, set())
+    assert text_only["study_id"] is None and text_only["text"] == "left pleural effusion"
+    assert registry.validate_call("image_info", {"study_id": "st_mine"}, {"st_mine"})
+    with pytest.raises(RadpilotError) as refused:
+        registry.validate_call("image_info", {"study_id": "st_theirs"}, {"st_mine"})
+    assert refused.value.code == "unknown_study" and "st_theirs" in refused.value.message
