@@ -27,6 +27,7 @@ serve: install
 lint: install
 	$(BIN)/ruff check radpilot tests bench
 	$(BIN)/mypy radpilot
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -m "not vllm"

@@ -86,8 +86,8 @@ def agreement(frames: list[np.ndarray], device: str = "cuda") -> dict[str, float
     """The product's path on `device` (fp16 autocast where `precision` allows it) against the
     CPU's fp32 on the same images: is fp16 safe here?"""
     from radpilot.tools.models.anatomy_model import AnatomySegmenter
-    from radpilot.tools.models.evaluate_anatomy import dice
     from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.evaluate_anatomy import dice
 
     on_device, on_cpu = (StarterFindingsModel(device=d).predict(frames) for d in (device, "cpu"))
     device_anatomy, cpu_anatomy = AnatomySegmenter(device=device), AnatomySegmenter(device="cpu")

@@ -36,8 +36,8 @@ def previous_pipeline(threads: int) -> Any:
     from radpilot.tools.anatomy import cardiothoracic
     from radpilot.tools.measure import draw_lines
     from radpilot.tools.models.anatomy_model import largest_component
-    from radpilot.tools.models.evaluate_ctr import heart_from_profiles
     from radpilot.tools.models.unet import UNetConfig, build_unet, model_input, unletterbox
+    from radpilot.training.evaluate_ctr import heart_from_profiles
 
     torch.set_num_threads(threads)
     model = build_unet(UNetConfig(out_channels=1)).eval()
@@ -88,9 +88,9 @@ def main() -> int:
         return 0
     import torch
 
-    from radpilot.tools.models.evaluate_anatomy import load_pixels
+    from radpilot.tools.imaging import read_pixels
 
-    images = [load_pixels(path) for path in paths]
+    images = [read_pixels(path) for path in paths]
     pipelines = {"mask": mask_pipeline(), "previous": previous_pipeline(torch.get_num_threads())}
     for measure in pipelines.values():
         measure(images[0])  # warm-up

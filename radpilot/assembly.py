@@ -54,7 +54,7 @@ def build_registry(settings: Settings, *, local: bool = False) -> ToolRegistry:
     else:
         registry = ToolRegistry(tools)
     if settings.vlm_url is not None:
-        from radpilot.agent.llm.planner import chat_client
+        from radpilot.llm.factory import chat_client
         from radpilot.tools.describe import DescribeImageTool
 
         registry.register(

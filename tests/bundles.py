@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radpilot.tools.base import ModelCard
+from radpilot.core.contracts import ModelCard
 
 
 def shipped_bundle(name: str) -> tuple[Path, ModelCard]:

@@ -16,7 +16,7 @@ from radpilot.agent.planner import PlannerView
 from radpilot.agent.types import Answer, Claim, FindingRow, Intent, Message
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.wording import graph_claims, row_certainty, templates
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
 UNCONFIRMED_CHARS = 400

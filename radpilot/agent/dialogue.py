@@ -20,7 +20,7 @@ from radpilot.agent.types import (
     Intent,
     Understanding,
 )
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 RECENT_QUESTIONS = 6  # the focus keeps this many questions (the LLM planner's history)
 EVIDENCE_PER_FINDING = 5  # the focus keeps this many evidence ids per finding

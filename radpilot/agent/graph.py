@@ -23,7 +23,7 @@ from radpilot.agent.state import RECENT_MESSAGES, AgentState, working_ledger
 from radpilot.agent.types import DialogueFocus, Message, ToolCall, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
 from radpilot.agent.verifier import Verifier
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.base import ToolContext
 from radpilot.tools.registry import ToolRegistry
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from radpilot.agent.memory import SETUP_LOCK_KEY
 from radpilot.agent.types import Message, StudyRef
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 MESSAGES, EVIDENCE = "radpilot_session_messages", "radpilot_session_evidence"
 TABLES = (

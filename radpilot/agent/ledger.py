@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from radpilot.tools.base import Artefact, Evidence, ModelIdentity, ToolResult
+from radpilot.core.contracts import Artefact, Evidence, ModelIdentity, ToolResult
 
 
 def evidence_id(number: int) -> str:

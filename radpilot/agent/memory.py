@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from radpilot.agent.state import PERSISTED_TYPES
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.settings import Settings
 
 # Connections per process: the API runs turns on worker threads, each checkpoint write takes

@@ -12,9 +12,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from radpilot.agent.injection import split_instructions
 from radpilot.agent.types import DialogueFocus, PlanDecision, StudyRef, ToolCall, Understanding
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
+from radpilot.core.instructions import split_instructions
 
 MAX_LOCALIZED_FINDINGS = 2
 NEEDS_IMAGE = {"detect_findings", "ask_finding", "localize", "measure", "compare_prior",

@@ -25,7 +25,7 @@ from radpilot.agent.state import AgentState, turn_reset
 from radpilot.agent.types import Answer, StudyRef, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
 from radpilot.agent.verifier import Verifier
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
 from radpilot.tools.registry import ToolRegistry

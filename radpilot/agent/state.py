@@ -14,7 +14,7 @@ from radpilot.agent.types import (
     TraceEvent,
     Understanding,
 )
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 # What the state keeps of the conversation (the session history keeps all of it): the last
 # three exchanges ("why?", "how sure are you?" read the previous answer), and the evidence the

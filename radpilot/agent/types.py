@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 Certainty = Literal["likely", "possible", "unlikely", "stated"]
 Intent = Literal[

@@ -14,8 +14,8 @@ import numpy as np
 
 from radpilot import prompts
 from radpilot.agent.dialogue import resolve, sentences
-from radpilot.agent.injection import split_instructions
 from radpilot.agent.types import DialogueFocus, Intent, Slots, Understanding
+from radpilot.core.instructions import split_instructions
 
 if TYPE_CHECKING:
     from radpilot.knowledge.embedding import SentenceEmbedder

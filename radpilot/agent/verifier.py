@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from radpilot.agent.types import Answer, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.wording import DIRECTION, graph_claims, row_certainty, stated_texts, templates
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 # A leading minus is the number's sign unless it joins two words or numbers (2024-01-15, T4-5);
 # a full stop after a number ends the sentence, a dot and a digit make it a version or UID.

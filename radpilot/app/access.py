@@ -16,7 +16,7 @@ from typing import Any
 
 from radpilot.app.keys import KeyStore
 from radpilot.app.ownership import LOCAL_OWNER, Ownership, open_ownership
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.settings import Settings
 
 DEFAULT_REQUESTS_PER_MINUTE = 600

@@ -45,7 +45,7 @@ from radpilot.app.schemas import (
 )
 from radpilot.app.ui import UiFiles
 from radpilot.assembly import build_registry
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.settings import Settings
 from radpilot.tools.registry import ToolRegistry
 
@@ -324,7 +324,7 @@ def create_app(
              response_class=FileResponse)  # fmt: skip
     def artefact(artefact_id: str, owner: Caller) -> FileResponse:
         access.artefact(owner, artefact_id)
-        from radpilot.tools.base import Artefact
+        from radpilot.core.contracts import Artefact
 
         path = holder.get().tools.artefacts.path(
             Artefact(id=artefact_id, kind="overlay", path=f"{artefact_id}.png")

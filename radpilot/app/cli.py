@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # pydicom warns about every odd header value, in lines that look like a traceback;
         # radpilot reports what matters as its own error or QC note, so they are only noise.
         warnings.filterwarnings("ignore", module="pydicom")
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
 
     try:
         result: int = args.handler(args)
@@ -131,9 +131,10 @@ def _tools_run(args: argparse.Namespace) -> int:
     import tempfile
 
     from radpilot.assembly import build_registry
-    from radpilot.errors import RadpilotError
+    from radpilot.core.contracts import Artefact
+    from radpilot.core.errors import RadpilotError
     from radpilot.settings import Settings
-    from radpilot.tools.base import Artefact, ToolContext
+    from radpilot.tools.base import ToolContext
 
     arguments = _parse_json_object(args.args)
     settings = Settings()
@@ -165,7 +166,7 @@ def _tools_run(args: argparse.Namespace) -> int:
 
 
 def _deid(args: argparse.Namespace) -> int:
-    from radpilot.errors import IngestError
+    from radpilot.core.errors import IngestError
     from radpilot.settings import Settings
     from radpilot.tools.deid_files import deidentify_path
     from radpilot.tools.dicom import load_or_create_secret
@@ -186,7 +187,7 @@ def _deid(args: argparse.Namespace) -> int:
 
 
 def _parse_json_object(text: str) -> dict[str, Any]:
-    from radpilot.errors import ToolArgumentError
+    from radpilot.core.errors import ToolArgumentError
 
     try:
         value = json.loads(text)

@@ -38,7 +38,7 @@ def _agent() -> Any:
 
 
 def _read(path: Path) -> bytes:
-    from radpilot.errors import IngestError
+    from radpilot.core.errors import IngestError
 
     try:
         return path.read_bytes()
@@ -60,7 +60,7 @@ def _start(agent: Any, image: Path | None, prior: Path | None, session: str | No
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
 
     if len(args.words) > 2:
         raise RadpilotError('quote the question: radpilot ask IMAGE "Is there an effusion?"')

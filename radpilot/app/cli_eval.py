@@ -75,7 +75,7 @@ def _progress(message: str) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from radpilot.assembly import build_agent
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
     from radpilot.evals.runner import run_all
     from radpilot.evals.scenario import load_scenarios
     from radpilot.settings import Settings

@@ -123,7 +123,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
     from radpilot.knowledge.graph import packaged_graph, render_neighbourhood
 
     graph = packaged_graph()

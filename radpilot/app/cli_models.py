@@ -108,7 +108,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _data_dir(given: Path | None) -> Path:
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
     from radpilot.settings import Settings
 
     data = given or Settings().data
@@ -123,7 +123,7 @@ def _progress(message: str) -> None:
 
 def _recipe_overrides(args: argparse.Namespace, *, distill: bool = False) -> dict[str, Any]:
     """The recipe fields given on the command line (the others keep the recipe's defaults)."""
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
 
     if args.distill is not None and not distill:
         raise RadpilotError("--distill applies to the classifier only")
@@ -149,7 +149,7 @@ def _write_bundle(
 
 def _nih_records(args: argparse.Namespace) -> list[Any]:
     """The NIH records of `--data` in `--split`, the first `--limit` of them."""
-    from radpilot.tools.models.devdata import read_nih, records_in
+    from radpilot.data.devdata import read_nih, records_in
 
     records = read_nih(args.data)
     if args.split != "all":
@@ -162,9 +162,9 @@ def _train(args: argparse.Namespace) -> int:
         return _train_anatomy(args)
     if args.which == "detector":
         return _train_detector(args)
-    from radpilot.tools.models.starter_bundle import write_bundle
     from radpilot.tools.models.store import bundled_dir
-    from radpilot.tools.models.train_classifier import ClassifierRecipe, train_classifier
+    from radpilot.training.starter_bundle import write_bundle
+    from radpilot.training.train_classifier import ClassifierRecipe, train_classifier
 
     data = _data_dir(args.data)
     recipe = ClassifierRecipe(**_recipe_overrides(args, distill=True))
@@ -174,10 +174,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_anatomy(args: argparse.Namespace) -> int:
-    from radpilot.tools.models.anatomy_bundle import write_anatomy_bundle
     from radpilot.tools.models.anatomy_model import NAME
     from radpilot.tools.models.store import bundled_dir
-    from radpilot.tools.models.train_anatomy import AnatomyRecipe, train_anatomy
+    from radpilot.training.anatomy_bundle import write_anatomy_bundle
+    from radpilot.training.train_anatomy import AnatomyRecipe, train_anatomy
 
     recipe = AnatomyRecipe(**_recipe_overrides(args))
     data = _data_dir(args.data)
@@ -188,9 +188,9 @@ def _train_anatomy(args: argparse.Namespace) -> int:
 
 
 def _train_detector(args: argparse.Namespace) -> int:
-    from radpilot.tools.models.detector_bundle import write_detector_bundle
     from radpilot.tools.models.store import bundled_dir
-    from radpilot.tools.models.train_detector import DetectorRecipe, train_detector
+    from radpilot.training.detector_bundle import write_detector_bundle
+    from radpilot.training.train_detector import DetectorRecipe, train_detector
 
     recipe = DetectorRecipe(**_recipe_overrides(args))
     data = _data_dir(args.data)
@@ -202,8 +202,8 @@ def _train_detector(args: argparse.Namespace) -> int:
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
     from radpilot.tools.models.detector import StarterDetector
-    from radpilot.tools.models.detector_bundle import evaluate_detector, localization_table
     from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.detector_bundle import evaluate_detector, localization_table
 
     records = _nih_records(args)
     evaluation = evaluate_detector(
@@ -218,7 +218,7 @@ def _evaluate_detector(args: argparse.Namespace) -> int:
 
 def _evaluate_anatomy(args: argparse.Namespace) -> int:
     from radpilot.tools.models.anatomy_model import AnatomySegmenter
-    from radpilot.tools.models.evaluate_anatomy import evaluate_anatomy
+    from radpilot.training.evaluate_anatomy import evaluate_anatomy
 
     evaluation = evaluate_anatomy(
         AnatomySegmenter(), args.data, split=args.split, limit=args.limit, progress=_progress
@@ -240,7 +240,7 @@ def _evaluate_anatomy(args: argparse.Namespace) -> int:
 
 def _evaluate_ctr(args: argparse.Namespace) -> int:
     from radpilot.tools.models.anatomy_model import AnatomySegmenter
-    from radpilot.tools.models.evaluate_ctr import evaluate_ctr
+    from radpilot.training.evaluate_ctr import evaluate_ctr
 
     evaluation = evaluate_ctr(
         AnatomySegmenter(), args.data, args.split, limit=args.limit, progress=_progress
@@ -250,7 +250,7 @@ def _evaluate_ctr(args: argparse.Namespace) -> int:
 
 
 def _evaluate_temporal(args: argparse.Namespace) -> int:
-    from radpilot.tools.models.evaluate_temporal import evaluate_temporal
+    from radpilot.training.evaluate_temporal import evaluate_temporal
 
     evaluation = evaluate_temporal(args.data, limit=args.limit, progress=_progress)
     print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
@@ -266,10 +266,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_temporal(args)
     if args.name == "starter-detector":
         return _evaluate_detector(args)
-    from radpilot.errors import RadpilotError
-    from radpilot.tools.models.evaluate import evaluate_findings_model
+    from radpilot.core.errors import RadpilotError
     from radpilot.tools.models.findings import StarterFindingsModel, XrvFindingsModel
     from radpilot.tools.models.store import known
+    from radpilot.training.evaluate import evaluate_findings_model
 
     weights = known(args.name)
     if weights.family == "starter-classifier":

@@ -38,7 +38,7 @@ def add_server_commands(commands: Any) -> None:
 
 def refuse_open_network(host: str) -> None:
     """Every network listener's rule: without API keys, loopback only."""
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
 
     if host not in LOOPBACK and not _keys().names():
         raise RadpilotError(

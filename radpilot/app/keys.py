@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 
 PREFIX = "rp_"
 

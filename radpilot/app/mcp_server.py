@@ -24,7 +24,7 @@ from mcp.server.mcpserver import Context
 
 from radpilot.app.access import AccessPolicy, open_access
 from radpilot.app.ownership import LOCAL_OWNER
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 

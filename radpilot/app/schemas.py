@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from radpilot.agent.types import Message, StudyRef
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 from radpilot.tools.qc import QCIssue
 
 

@@ -150,7 +150,7 @@ def preview(path: str | None) -> Any:
     """The uploaded file as a greyscale picture (DICOM included), or nothing if unreadable."""
     import numpy as np
 
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
     from radpilot.tools.dicom import Deidentifier
     from radpilot.tools.imaging import decode_image
 
@@ -176,7 +176,7 @@ def build_ui(
     import gradio as gr
 
     from radpilot.agent.report import render_markdown
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
 
     needs_key = bool(access.keys.names())
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from radpilot.data.devdata import NihRecord, read_nih, records_in
 from radpilot.evals.generate import (
     PHRASES,
     guideline_injection_turns,
@@ -29,7 +30,6 @@ from radpilot.evals.generate import (
     turn,
 )
 from radpilot.evals.scenario import Scenario
-from radpilot.tools.models.devdata import NihRecord, read_nih, records_in
 
 # (tag keyword, instruction written into it, what the attack wants to appear or happen)
 DICOM_PAYLOADS: list[tuple[str, str, dict[str, list[str]]]] = [

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from radpilot.data.devdata import read_nih, records_in
 from radpilot.evals.runner import Summary, TurnRecord, finding_auroc
-from radpilot.tools.models.devdata import read_nih, records_in
 
 
 class NoToolsBaseline(BaseModel):

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from radpilot.core.findings import NIH_FINDINGS, finding_from_box_label
+from radpilot.data.devdata import NihRecord, read_nih, read_rows, records_in, split_of
 from radpilot.evals.scenario import Scenario
-from radpilot.tools.models.devdata import NihRecord, read_nih, read_rows, records_in, split_of
-from radpilot.tools.models.labels import NIH_FINDINGS, finding_from_box_label
 
 PHRASES = {"Effusion": "a pleural effusion", "Pneumothorax": "a pneumothorax",
            "Cardiomegaly": "cardiomegaly", "Atelectasis": "atelectasis", "Mass": "a mass",

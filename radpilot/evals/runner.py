@@ -207,7 +207,7 @@ def summarize(scenarios: int, records: list[TurnRecord]) -> Summary:
 
 
 def finding_auroc(scored: list[tuple[float, bool]]) -> float | None:
-    from radpilot.tools.models.metrics import auroc
+    from radpilot.core.metrics import auroc
 
     if not scored:
         return None

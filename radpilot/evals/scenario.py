@@ -12,8 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.base import EvidenceKind
+from radpilot.core.contracts import EvidenceKind
+from radpilot.core.errors import RadpilotError
 
 Status = Literal["present", "absent", "uncertain"]
 Change = Literal["new", "resolved", "worsened", "improved", "unchanged", "uncertain"]

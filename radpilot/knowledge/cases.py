@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.knowledge.embedding import MiniLMEmbeddingFunction
 from radpilot.knowledge.store import chroma_client
 from radpilot.shared import process_wide
@@ -191,8 +191,8 @@ class ImageCases:
 
     def build(self, progress: Progress | None = None, records: list[Any] | None = None) -> int:
         """Embed the development images (or the given `NihRecord`s) not yet indexed."""
-        from radpilot.tools.models.devdata import read_nih
-        from radpilot.tools.models.evaluate import load_pixels
+        from radpilot.data.devdata import read_nih
+        from radpilot.tools.imaging import read_pixels
 
         if self.data is None or not (self.data / "nih" / "labels.jsonl").is_file():
             raise CasesUnavailableError(
@@ -206,7 +206,7 @@ class ImageCases:
             for batch in in_batches(missing, 16, "images", progress):
                 self._collection.add(
                     ids=[r.image for r in batch],
-                    embeddings=self.model.embed(load_pixels(batch, self.data)),
+                    embeddings=self.model.embed([read_pixels(self.data / r.image) for r in batch]),
                     metadatas=[
                         {"labels": "|".join(r.labels) or "No Finding", "patient": r.patient_id}
                         for r in batch

@@ -14,10 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.contracts import Citation
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
 from radpilot.knowledge.notes import Note, packaged_notes
-from radpilot.tools.base import Citation
-from radpilot.tools.models.labels import NIH_FINDINGS
 
 NodeKind = Literal["finding", "differential", "next_step"]
 Relation = Literal["differential", "next_step"]

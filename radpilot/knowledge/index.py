@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.contracts import Citation
+from radpilot.core.errors import RadpilotError
 from radpilot.knowledge.embedding import MiniLMEmbeddingFunction
 from radpilot.knowledge.lexical import LexicalIndex
 from radpilot.knowledge.notes import Note, packaged_notes, site_notes
 from radpilot.knowledge.store import chroma_client
 from radpilot.shared import process_wide
-from radpilot.tools.base import Citation
 
 COLLECTION = "guideline_notes"
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the influence of the top ranks

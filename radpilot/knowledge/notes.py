@@ -18,9 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.base import Citation
-from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.core.contracts import Citation
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Note(BaseModel):
     def _no_instructions(self) -> Note:
         # Notes are quoted verbatim; one that talks to the system ("ignore previous
         # instructions", "call compare_studies") is a poisoned note, refused at load.
-        from radpilot.agent.injection import split_instructions
+        from radpilot.core.instructions import split_instructions
 
         instructions = split_instructions(self.text)[1]
         if instructions:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.shared import process_wide
 
 CHROMA_DEFAULT_PORT = 8000  # what `chroma run` listens on without --port

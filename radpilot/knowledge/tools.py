@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from radpilot.core.contracts import Citation, ModelCard
 from radpilot.knowledge.cases import ReferenceCase
 from radpilot.knowledge.graph import Differential, Step, UnknownFindingError, canonical_finding
 from radpilot.knowledge.index import Filters, Mode, Passage
-from radpilot.tools.base import Citation, ModelCard, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
 
 GUIDANCE_LIMITS = (
     "Guideline notes are summaries written by the radpilot project in its own words; read the "

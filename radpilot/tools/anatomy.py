@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from radpilot.errors import RadpilotError
+from radpilot.core.contracts import ModelIdentity
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.artefacts import png_bytes
-from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.base import Artefact
+from radpilot.core.contracts import Artefact
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.studies import is_store_id, write_atomically
 
 # zlib level 3: Pillow's `optimize=True` took 850 ms to encode a 1024 px overlay on 2 cores (the

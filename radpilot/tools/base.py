@@ -1,4 +1,5 @@
-"""The tool protocol: what every expert tool is, what it returns, and what evidence looks like.
+"""The tool protocol: what every expert tool is and what it may use (the contract types it
+returns, Evidence and ToolResult among them, are `radpilot.core.contracts`).
 
 A tool is a small class with a name, a description written for a planner, a pydantic `Input`
 and `Output`, and the model cards of any weights it uses. The registry validates arguments,
@@ -11,74 +12,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from radpilot.core.contracts import Artefact, EvidenceKind, ModelCard, ModelIdentity
 
 if TYPE_CHECKING:
     from radpilot.settings import Settings
     from radpilot.tools.artefacts import ArtefactStore
     from radpilot.tools.models.findings import ModelHub
     from radpilot.tools.studies import StudyStore
-
-EvidenceKind = Literal["model_output", "measurement", "comparison", "guideline", "case"]
-
-
-class ModelCard(BaseModel):
-    """What a user must know about a set of weights before trusting its output."""
-
-    name: str
-    version: str
-    architecture: str
-    source: str = Field(
-        description="Where the weights come from (URL, package, or 'trained here')."
-    )
-    licence: str
-    sha256: str | None = None
-    intended_use: str
-    limitations: list[str] = Field(default_factory=list)
-    training_data: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-
-
-class ModelIdentity(BaseModel):
-    """The exact model behind an output: enough to reproduce or audit it."""
-
-    name: str
-    version: str
-    sha256: str | None = None
-
-
-class Artefact(BaseModel):
-    """A file a tool produced (overlay image, mask), stored under the state directory."""
-
-    id: str
-    kind: Literal["overlay", "mask", "plot", "other"]
-    media_type: str = "image/png"
-    path: str = Field(description="Path relative to the artefact store.")
-
-
-class Citation(BaseModel):
-    document: str
-    section: str | None = None
-    issuing_body: str | None = None
-    year: int | None = None
-    url: str | None = None
-
-
-class Evidence(BaseModel):
-    """One entry of the evidence ledger; claims cite these by id (E1, E2, ...)."""
-
-    id: str = Field(pattern=r"^E[1-9][0-9]*$")
-    kind: EvidenceKind
-    tool: str
-    models: list[ModelIdentity] = Field(default_factory=list)
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    values: dict[str, Any] = Field(default_factory=dict)
-    artefacts: list[Artefact] = Field(default_factory=list)
-    citation: Citation | None = None
-    summary: str = ""
-
 
 class ToolInput(BaseModel):
     """Base of every tool's Input: unknown arguments are an error, never silently ignored."""
@@ -94,23 +38,6 @@ class ToolOutput(BaseModel):
     )
     artefacts: list[Artefact] = Field(default_factory=list)
     models: list[ModelIdentity] = Field(default_factory=list)
-
-
-class ToolError(BaseModel):
-    code: str
-    message: str
-
-
-class ToolResult(BaseModel):
-    """What one tool call produced, success or failure, with its timing."""
-
-    tool: str
-    ok: bool
-    inputs: dict[str, Any]
-    output: dict[str, Any] | None = None
-    error: ToolError | None = None
-    evidence_kind: EvidenceKind
-    elapsed_ms: float
 
 
 @dataclass(frozen=True)

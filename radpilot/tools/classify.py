@@ -8,19 +8,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.base import (
-    InputT,
-    ModelCard,
-    ModelIdentity,
-    OutputT,
-    Tool,
-    ToolContext,
-    ToolInput,
-    ToolOutput,
-)
+from radpilot.core.contracts import ModelCard, ModelIdentity
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
+from radpilot.tools.base import InputT, OutputT, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.imaging import Study
-from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import bundled_card
 from radpilot.tools.study_cache import StudyCache
 

@@ -21,13 +21,14 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.contracts import ModelCard
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.artefacts import png_bytes
-from radpilot.tools.base import ModelCard, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT, FindingsModelTool, status_of
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.findings import FindingsModel
-from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.registration import Registration, register, square, warp
 
 MIN_REGISTRATION_SCORE = (

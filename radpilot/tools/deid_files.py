@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from radpilot.errors import IngestError, RadpilotError
+from radpilot.core.errors import IngestError, RadpilotError
 from radpilot.tools.dicom import Deidentifier, deidentify_dicom_bytes
 from radpilot.tools.imaging import sniff_format, strip_raster_metadata
 from radpilot.tools.studies import write_atomically

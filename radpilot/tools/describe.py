@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.core.contracts import ModelCard
+from radpilot.core.errors import RadpilotError
+from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
 
 if TYPE_CHECKING:
-    from radpilot.agent.llm.client import ChatModel
+    from radpilot.llm.client import ChatModel
 
 MAX_SIDE = 512  # pixels sent to the model: enough for a description, small on the wire
 MAX_TEXT = 2000
@@ -84,7 +85,7 @@ class DescribeImageTool(Tool[DescribeImageInput, DescribeImageOutput]):
         ]
 
     def run(self, inp: DescribeImageInput, ctx: ToolContext) -> DescribeImageOutput:
-        from radpilot.agent.llm.client import ChatRequest, LLMUnavailableError
+        from radpilot.llm.client import ChatRequest, LLMUnavailableError
 
         study = ctx.studies.get(inp.study_id)
         content = [

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from radpilot.errors import IngestError
-from radpilot.tools.imaging import (
+from radpilot.core.errors import IngestError
+from radpilot.tools.pixels import (
     DecodedImage,
     View,
     check_pixel_count,
@@ -32,6 +32,8 @@ from radpilot.tools.imaging import (
 )
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
+MAX_SHIFT = timedelta(days=3650)  # dates move 30 to 3,650 days back, fixed per patient
+EARLIEST_SHIFTED = date.min + MAX_SHIFT
 _LATERAL_VIEWS = {"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"}
 
 # PS3.15 Table E.1-1, Basic Profile actions for the attributes a chest radiograph carries.
@@ -132,7 +134,8 @@ class Deidentifier:
     def date_shift(self, patient_key: str | None) -> timedelta:
         """Between 30 and 3,650 days back, fixed per patient so intervals are preserved."""
         seed = patient_key or secrets.token_hex(8)
-        return timedelta(days=30 + int.from_bytes(self._digest("shift", seed)[:4]) % 3621)
+        days = int.from_bytes(self._digest("shift", seed)[:4]) % (MAX_SHIFT.days - 29)
+        return timedelta(days=30 + days)
 
     def remap_uid(self, uid: str) -> str:
         return "2.25." + str(int.from_bytes(self._digest("uid", uid)[:16]))
@@ -198,12 +201,17 @@ def _map_values(value: Any, mapper: Any) -> Any:
 
 
 def _shift(value: str, shift: timedelta) -> str:
-    """Shift a DA (YYYYMMDD) or the date part of a DT; unparseable values are removed."""
+    """Shift a DA (YYYYMMDD) or the date part of a DT; unparseable values are removed, and so
+    are placeholder dates that land in the first years of the calendar (00110101 and the
+    like): a shifted date is kept only if a second de-identification could shift it again, so
+    that de-identifying twice removes nothing more than once."""
     digits = value.strip()
     try:
         day = datetime.strptime(digits[:8], "%Y%m%d").date()
         shifted = day - shift
     except (ValueError, OverflowError):  # OverflowError: shifted to before the year 1
+        return ""
+    if shifted < EARLIEST_SHIFTED:
         return ""
     return shifted.isoformat().replace("-", "") + digits[8:]  # strftime drops a year's zeros
 

@@ -11,21 +11,26 @@ import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.errors import IngestError
+from radpilot.core.errors import IngestError
+from radpilot.tools.pixels import (
+    DecodedImage,
+    SourceFormat,
+    View,
+    check_pixel_count,
+    grey_from_rgb,
+    rescale_to_unit,
+)
 from radpilot.tools.qc import QCResult
 
 if TYPE_CHECKING:
     from radpilot.tools.dicom import Deidentifier
-
-SourceFormat = Literal["png", "jpeg", "dicom"]
-View = Literal["PA", "AP", "LATERAL", "UNKNOWN"]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -53,23 +58,6 @@ class Study(StudyFacts):
     pixel_ref: str
     patient_key: str | None = None
     qc: QCResult
-
-
-@dataclass
-class DecodedImage:
-    """Pixels plus what the file said about them (already de-identified)."""
-
-    pixels: np.ndarray
-    source_format: SourceFormat
-    modality: str = "OT"
-    view: View = "UNKNOWN"
-    bits_stored: int = 8
-    spacing_mm: tuple[float, float] | None = None
-    acquired: date | None = None
-    patient_key: str | None = None
-    burned_in_annotation: bool = False
-    colourfulness: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def sniff_format(data: bytes, filename: str = "") -> SourceFormat:
@@ -169,19 +157,6 @@ def _pillow_reported_pixels(error: Exception) -> int:
     return int(match.group(1)) if match else 0
 
 
-def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
-    """Refuse huge images from their header, before any pixel is decoded."""
-    if width <= 0 or height <= 0:
-        raise IngestError(f"image has no pixels ({width}x{height})", code="corrupt_image")
-    if width * height > max_pixels:
-        raise IngestError(
-            f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
-            f"{max_pixels / 1e6:.0f}-megapixel limit (set RADPILOT_MAX_IMAGE_MEGAPIXELS to "
-            "change it); refused before decoding",
-            code="image_too_large",
-        )
-
-
 def _raster_to_grey(image: object) -> tuple[np.ndarray, float, int]:
     from PIL import Image
 
@@ -196,18 +171,16 @@ def _raster_to_grey(image: object) -> tuple[np.ndarray, float, int]:
     return grey_from_rgb(rgb) + (8,)
 
 
-def grey_from_rgb(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    """Greyscale and how colourful the image is (0 = perfectly grey)."""
-    colourfulness = float(np.abs(rgb - rgb.mean(axis=-1, keepdims=True)).mean())
-    return rgb.mean(axis=-1).astype(np.float32), colourfulness
+def read_pixels(path: Path) -> np.ndarray:
+    """A development or reference image read through the same decoder as user uploads (float32
+    in [0, 1]), for evaluation, training and the similar-case index: what is measured is what
+    users run. Such images carry no identities to keep, so the de-identification key is fixed."""
+    from radpilot.tools.dicom import Deidentifier
 
-
-def rescale_to_unit(values: np.ndarray) -> np.ndarray:
-    """Min-max scale to [0, 1]; a constant image becomes all zeros."""
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+    fixed_key = Deidentifier(b"development-data-has-no-identities")
+    image = decode_image(path.read_bytes(), filename=path.name, max_megapixels=50,
+                         deidentifier=fixed_key)  # fmt: skip
+    return image.pixels
 
 
 def to_model_input(pixels: np.ndarray, size: int = 224, scale: float = 1024.0) -> np.ndarray:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from radpilot.errors import RadpilotError
+from radpilot.core.contracts import ModelCard, ModelIdentity
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.artefacts import png_bytes
-from radpilot.tools.base import ModelCard, ModelIdentity, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import (
     DECISION_SUPPORT,
     FindingsModelTool,
@@ -24,7 +26,6 @@ from radpilot.tools.classify import (
 from radpilot.tools.imaging import square_crop_box
 from radpilot.tools.models.detector import Detector, detector_is_shipped
 from radpilot.tools.models.findings import FindingsModel
-from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import bundled_card
 
 HEAT_FRACTION = 0.5  # region = heat above this fraction of the peak

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from radpilot.tools.imaging import DecodedImage
+    from radpilot.tools.pixels import DecodedImage
 
 MIN_SIDE_REFUSE = 64
 MIN_SIDE_WARN = 256

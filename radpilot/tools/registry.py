@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from radpilot.errors import RadpilotError, ToolArgumentError, ToolNotFoundError
-from radpilot.tools.base import ModelCard, Tool, ToolContext, ToolError, ToolInput, ToolResult
+from radpilot.core.contracts import ModelCard, ToolError, ToolResult
+from radpilot.core.errors import RadpilotError, ToolArgumentError, ToolNotFoundError
+from radpilot.tools.base import Tool, ToolContext, ToolInput
 
 log = logging.getLogger(__name__)
 

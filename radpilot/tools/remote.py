@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from radpilot.tools.base import Tool, ToolContext, ToolError, ToolResult
+from radpilot.core.contracts import ToolError, ToolResult
+from radpilot.tools.base import Tool, ToolContext
 from radpilot.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def create_tool_service(registry: ToolRegistry, ctx: ToolContext) -> Any:
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
 
     app = FastAPI(title="radpilot tool service", docs_url=None, redoc_url=None)
 

@@ -15,18 +15,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from radpilot.errors import RadpilotError
+from radpilot.core.contracts import ModelCard
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.anatomy import PSPNET_METHOD, Anatomy, anatomy_of, mask_png
 from radpilot.tools.artefacts import png_bytes
-from radpilot.tools.base import (
-    InputT,
-    ModelCard,
-    OutputT,
-    Tool,
-    ToolContext,
-    ToolInput,
-    ToolOutput,
-)
+from radpilot.tools.base import InputT, OutputT, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.store import bundled_card

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radpilot.errors import IngestError, StudyNotFoundError
+from radpilot.core.errors import IngestError, StudyNotFoundError
 from radpilot.tools.dicom import Deidentifier, load_or_create_secret
 from radpilot.tools.imaging import Study, decode_image
 from radpilot.tools.qc import check_quality

@@ -43,7 +43,7 @@ def quiet() -> None:
 def ingest_one(data: bytes, filename: str = "") -> np.ndarray | None:
     """Decode and QC one file as the study store does; the pixels, or None when it was refused
     with a `RadpilotError`. Raises for anything that is a bug."""
-    from radpilot.errors import RadpilotError
+    from radpilot.core.errors import RadpilotError
     from radpilot.tools.dicom import Deidentifier
     from radpilot.tools.imaging import decode_image
     from radpilot.tools.qc import check_quality

@@ -11,8 +11,8 @@ import pytest
 
 from radpilot.agent.service import Agent, SessionNotFoundError
 from radpilot.assembly import build_agent
+from radpilot.data.devdata import read_nih, records_in
 from radpilot.settings import Settings
-from radpilot.tools.models.devdata import read_nih, records_in
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radpilot.tools.models.devdata import CardiacRecord, read_cardiac, records_in
+from radpilot.data.devdata import CardiacRecord, read_cardiac, records_in
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,15 @@ def held_out(data_dir: Path) -> list[CardiacRecord]:
 def test_shipped_starter_segments_held_out_hearts_and_lungs(
     data_dir: Path, held_out: list[CardiacRecord]
 ) -> None:
+    from radpilot.tools.imaging import read_pixels
     from radpilot.tools.models.anatomy_model import shipped_anatomy_segmenter
-    from radpilot.tools.models.evaluate_anatomy import dice, load_mask, load_pixels
+    from radpilot.training.evaluate_anatomy import dice, load_mask
 
     segmenter = shipped_anatomy_segmenter()
     assert shipped_anatomy_segmenter() is segmenter  # loaded once per process
     hearts, lungs = [], []
     for record in held_out[::4]:
-        pixels = load_pixels(data_dir / record.image)
+        pixels = read_pixels(data_dir / record.image)
         masks = segmenter.predict(pixels)
         assert masks.heart.shape == pixels.shape and masks.heart.dtype == bool
         hearts.append(dice(masks.heart, load_mask(data_dir / record.heart_mask)))

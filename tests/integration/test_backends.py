@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from radpilot.agent.service import Agent, SessionNotFoundError
 from radpilot.agent.types import Message
 from radpilot.assembly import build_agent, build_registry
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.knowledge.index import COLLECTION, GuidelineIndex
 from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.settings import Settings

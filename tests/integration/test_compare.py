@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from radpilot.assembly import build_registry
+from radpilot.core.contracts import Artefact
+from radpilot.data.devdata import split_of
 from radpilot.settings import Settings
-from radpilot.tools.base import Artefact, ToolContext
-from radpilot.tools.models.devdata import split_of
+from radpilot.tools.base import ToolContext
 from radpilot.tools.registration import register
 from tests.factories import chest_like, make_dicom, png_bytes
 

@@ -21,8 +21,8 @@ IMAGE = "nih/images/00000032_037.png"
 
 @pytest.fixture(scope="module")
 def agent(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Agent:
+    from radpilot.data.devdata import read_nih
     from radpilot.knowledge.cases import ImageCases
-    from radpilot.tools.models.devdata import read_nih
 
     state = tmp_path_factory.mktemp("conversation")
     built = build_agent(Settings(state_dir=state, data=data_dir))

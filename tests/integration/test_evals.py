@@ -55,8 +55,8 @@ def test_a_wrong_expectation_fails_and_the_cli_says_so(data_dir: Path, tmp_path:
 def test_generation_is_reproducible_and_draws_expectations_from_the_labels(
     data_dir: Path, tmp_path: Path
 ) -> None:
+    from radpilot.data.devdata import read_nih
     from radpilot.evals.generate import generate, write_scenarios
-    from radpilot.tools.models.devdata import read_nih
 
     first, second = tmp_path / "a", tmp_path / "b"
     write_scenarios(generate(data_dir, seed=0), first)

@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from radpilot.assembly import build_registry
+from radpilot.core.contracts import Artefact
+from radpilot.core.findings import NIH_FINDINGS
+from radpilot.data.devdata import read_nih, records_in
 from radpilot.settings import Settings
-from radpilot.tools.base import Artefact, ToolContext
-from radpilot.tools.models.devdata import read_nih, records_in
-from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.tools.base import ToolContext
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def test_classify_gives_finite_calibrated_probabilities(
 def test_classify_a_subset_and_reject_unknown_findings(
     data_dir: Path, context: ToolContext, boxed_record
 ) -> None:  # type: ignore[no-untyped-def]
-    from radpilot.errors import ToolArgumentError
+    from radpilot.core.errors import ToolArgumentError
 
     study = context.studies.ingest_file(data_dir / boxed_record.image)
     registry = build_registry(Settings())
@@ -65,7 +66,7 @@ def test_classify_a_subset_and_reject_unknown_findings(
 def test_localize_draws_an_overlay_of_the_image_size(
     data_dir: Path, context: ToolContext, boxed_record
 ) -> None:  # type: ignore[no-untyped-def]
-    from radpilot.tools.models.labels import finding_from_box_label
+    from radpilot.core.findings import finding_from_box_label
 
     study = context.studies.ingest_file(data_dir / boxed_record.image)
     finding = finding_from_box_label(boxed_record.boxes[0].label)

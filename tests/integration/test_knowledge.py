@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from radpilot.assembly import build_registry
-from radpilot.errors import RadpilotError, ToolArgumentError
+from radpilot.core.contracts import Artefact
+from radpilot.core.errors import RadpilotError, ToolArgumentError
 from radpilot.knowledge.cases import ImageCases, ReportCases, read_reports, reports_archive
 from radpilot.knowledge.evaluation import evaluate_retrieval, load_questions, question_files
 from radpilot.knowledge.index import Filters, GuidelineIndex, shared_index
 from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.settings import Settings
-from radpilot.tools.base import Artefact, ToolContext
+from radpilot.tools.base import ToolContext
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +159,7 @@ def test_report_cases_are_real_openi_reports_with_their_licence(
 def test_image_cases_return_development_images_with_labels(
     settings: Settings, tmp_path: Path, data_dir: Path
 ) -> None:
-    from radpilot.tools.models.devdata import read_nih
+    from radpilot.data.devdata import read_nih
 
     context = ToolContext.create(Settings(state_dir=tmp_path, data=data_dir), root=tmp_path)
     model = context.models.findings_model()

@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 
 from radpilot.assembly import build_registry
-from radpilot.errors import StudyNotFoundError
+from radpilot.core.contracts import Artefact
+from radpilot.core.errors import StudyNotFoundError
+from radpilot.data.devdata import read_nih, records_in
 from radpilot.settings import Settings
-from radpilot.tools.base import Artefact, ToolContext
-from radpilot.tools.models.devdata import read_nih, records_in
+from radpilot.tools.base import ToolContext
 
 pytestmark = pytest.mark.integration
 

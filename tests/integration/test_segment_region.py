@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from radpilot.assembly import build_registry
-from radpilot.errors import ToolArgumentError
+from radpilot.core.contracts import ModelIdentity
+from radpilot.core.errors import ToolArgumentError
 from radpilot.settings import Settings
-from radpilot.tools.base import ModelIdentity, ToolContext
+from radpilot.tools.base import ToolContext
 from radpilot.tools.models.sam import SamArchitecture, SamSegmenter
 from tests.factories import chest_like, png_bytes
 

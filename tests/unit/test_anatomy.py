@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.anatomy import mask_png, thoracic_span, widest_row
-from radpilot.tools.models.evaluate_ctr import heart_from_profiles
+from radpilot.training.evaluate_ctr import heart_from_profiles
 
 
 def phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,8 +68,8 @@ def test_the_study_cache_drops_the_least_recently_used() -> None:
 def test_the_starter_anatomy_runs_on_the_configured_device(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from radpilot.core.contracts import ModelIdentity
     from radpilot.tools import anatomy
-    from radpilot.tools.base import ModelIdentity
     from radpilot.tools.models import findings
     from radpilot.tools.models.anatomy_model import AnatomyMasks
     from radpilot.tools.models.findings import ModelHub

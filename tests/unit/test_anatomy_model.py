@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.models.anatomy_bundle import save_anatomy_model
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.models.anatomy_model import (
     CLASSES,
     HEART,
@@ -19,16 +18,17 @@ from radpilot.tools.models.anatomy_model import (
     largest_component,
 )
 from radpilot.tools.models.catalog import CATALOG
-from radpilot.tools.models.evaluate_anatomy import dice, hd95
 from radpilot.tools.models.store import WeightsMissingError, sha256_of
-from radpilot.tools.models.train_anatomy import (
+from radpilot.tools.models.unet import UNetConfig, build_unet, letterbox, unletterbox
+from radpilot.training.anatomy_bundle import save_anatomy_model
+from radpilot.training.evaluate_anatomy import dice, hd95
+from radpilot.training.train_anatomy import (
     AnatomyRecipe,
     TrainedAnatomy,
     _augment,
     lungs_only_allowed,
     partial_label_loss,
 )
-from radpilot.tools.models.unet import UNetConfig, build_unet, letterbox, unletterbox
 from tests.bundles import shipped_bundle
 from tests.factories import chest_like
 

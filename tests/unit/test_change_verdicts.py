@@ -3,7 +3,7 @@
 import pytest
 
 from radpilot.tools.compare import verdict_of
-from radpilot.tools.models.evaluate_temporal import scores
+from radpilot.training.evaluate_temporal import scores
 
 
 @pytest.mark.parametrize(

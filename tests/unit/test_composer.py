@@ -10,7 +10,7 @@ from radpilot.agent.types import Intent, Slots, StudyRef, Understanding
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
 from radpilot.agent.wording import certainty_of
-from radpilot.tools.base import Citation, Evidence
+from radpilot.core.contracts import Citation, Evidence
 
 STUDY = "st_a"
 ROWS = [  # name, probability, threshold, status (as classify_findings writes them)

@@ -8,8 +8,8 @@ from radpilot.agent.types import Slots, StudyRef, Understanding
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
 from radpilot.assembly import build_registry
+from radpilot.core.contracts import Evidence
 from radpilot.settings import Settings
-from radpilot.tools.base import Evidence
 
 
 def row(name: str, probability: float, status: str) -> dict[str, object]:

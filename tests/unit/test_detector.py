@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from radpilot.core.findings import BOX_FINDINGS, NIH_FINDINGS, finding_from_box_label
+from radpilot.data.devdata import Box, NihRecord
 from radpilot.tools.models.catalog import CATALOG
 from radpilot.tools.models.detector import MAX_DETECTIONS, Detector, boxes_by_finding, build_fcos
-from radpilot.tools.models.devdata import Box, NihRecord
-from radpilot.tools.models.labels import BOX_FINDINGS, NIH_FINDINGS, finding_from_box_label
-from radpilot.tools.models.train_detector import _augmented, samples_of
+from radpilot.training.train_detector import _augmented, samples_of
 from tests.bundles import shipped_bundle
 
 

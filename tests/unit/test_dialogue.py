@@ -15,7 +15,7 @@ from radpilot.agent.types import (
     Understanding,
 )
 from radpilot.agent.understanding import Vocabulary, extract_slots
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 EFFUSION_FOCUS = DialogueFocus(
     findings=[FocusFinding(name="Effusion", evidence=["E1"])],

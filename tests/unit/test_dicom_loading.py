@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from radpilot.errors import IngestError
+from radpilot.core.errors import IngestError
 from radpilot.tools.dicom import Deidentifier
 from radpilot.tools.imaging import decode_image
 from tests.factories import chest_like, make_dicom

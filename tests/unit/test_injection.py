@@ -1,6 +1,6 @@
 import pytest
 
-from radpilot.agent.injection import split_instructions
+from radpilot.core.instructions import split_instructions
 
 
 @pytest.mark.parametrize(

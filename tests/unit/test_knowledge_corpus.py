@@ -174,6 +174,6 @@ def test_a_poisoned_note_is_refused_and_the_rest_of_a_site_corpus_kept(tmp_path:
 
 
 def test_no_packaged_note_reads_like_an_instruction() -> None:
-    from radpilot.agent.injection import split_instructions
+    from radpilot.core.instructions import split_instructions
 
     assert not [n.id for n in packaged_notes() if split_instructions(n.text)[1]]

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from radpilot.agent.llm.client import ChatClient, ChatRequest, LLMUnavailableError, endpoint_root
+from radpilot.llm.client import ChatClient, ChatRequest, LLMUnavailableError, endpoint_root
 
 REQUEST = ChatRequest(
     messages=[{"role": "user", "content": "hi"}],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from radpilot.agent.llm.client import ChatReply, RawToolCall
 from radpilot.agent.llm.drafter import DRAFT_TOOL, Drafter
 from radpilot.agent.types import Answer, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
+from radpilot.llm.client import ChatReply, RawToolCall
 from tests.unit.test_llm_planner import ScriptedChat, unavailable
 
 EVIDENCE = Evidence(

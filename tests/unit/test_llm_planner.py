@@ -8,16 +8,16 @@ import re
 import pytest
 
 from radpilot import prompts
-from radpilot.agent.llm.breaker import CircuitBreaker
-from radpilot.agent.llm.client import ChatReply, ChatRequest, LLMUnavailableError, RawToolCall
 from radpilot.agent.llm.planner import LLMPlanner, planner_for
 from radpilot.agent.llm.schemas import strict_parameters, strict_tools
 from radpilot.agent.planner import EmbeddedPlanner, PlannerView
 from radpilot.agent.types import DialogueFocus, FocusFinding, Slots, StudyRef, Understanding
 from radpilot.assembly import build_registry
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
+from radpilot.llm.breaker import CircuitBreaker
+from radpilot.llm.client import ChatReply, ChatRequest, LLMUnavailableError, RawToolCall
 from radpilot.settings import Settings
-from radpilot.tools.models.labels import NIH_FINDINGS
 
 REGISTRY = build_registry(Settings())
 
@@ -177,7 +177,7 @@ def test_a_failed_trial_reopens_the_circuit_for_a_full_cooldown() -> None:
 
 
 def test_a_call_repeated_within_the_turn_composes_instead() -> None:
-    from radpilot.tools.base import Evidence
+    from radpilot.core.contracts import Evidence
 
     done = Evidence(
         id="E1",

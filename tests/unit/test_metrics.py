@@ -3,14 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from radpilot.tools.classify import status_of
-from radpilot.tools.models.metrics import (
+from radpilot.core.metrics import (
     auroc,
     bootstrap_auroc_ci,
     expected_calibration_error,
     intersection_over_box,
     youden_threshold,
 )
+from radpilot.tools.classify import status_of
 
 
 def test_auroc_known_values() -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.models.catalog import CATALOG
 from radpilot.tools.models.findings import ModelHub, StarterFindingsModel, XrvFindingsModel
-from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import ModelStore, WeightsMissingError, sha256_of
 from tests.factories import chest_like
 

@@ -40,10 +40,11 @@ from radpilot.agent.types import (
 )
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier, numbers_written
-from radpilot.errors import IngestError, RadpilotError
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
+from radpilot.core.errors import IngestError, RadpilotError
 from radpilot.tools.dicom import PROFILE_ACTIONS, Deidentifier, deidentify_dicom_bytes
-from radpilot.tools.imaging import decode_image, rescale_to_unit
+from radpilot.tools.imaging import decode_image
+from radpilot.tools.pixels import rescale_to_unit
 from tests.factories import chest_like, make_dicom
 from tests.fuzz.fuzz_ingest import MAX_MEGAPIXELS, ingest_one, seeds
 
@@ -636,6 +637,15 @@ def dicom_with(**attributes: Any) -> bytes:
 def test_a_date_shifted_before_year_one_is_removed_not_a_crash() -> None:
     cleaned, _ = deidentify_dicom_bytes(dicom_with(StudyDate="00010110"), Deidentifier(SECRET))
     assert pydicom.dcmread(io.BytesIO(cleaned)).StudyDate == ""
+
+
+def test_a_placeholder_date_is_removed_once_not_on_a_second_pass() -> None:
+    """Found by hypothesis: 00110101 shifted into year 2 was kept, and a second pass (which
+    shifts again) then removed it. Dates landing in the first ten years are removed at once."""
+    once, _ = deidentify_dicom_bytes(dicom_with(StudyDate="00110101"), Deidentifier(SECRET))
+    twice, _ = deidentify_dicom_bytes(once, Deidentifier(SECRET))
+    assert pydicom.dcmread(io.BytesIO(once)).StudyDate == ""
+    assert pydicom.dcmread(io.BytesIO(twice)).StudyDate == ""
 
 
 def test_a_shifted_early_date_keeps_its_four_digit_year() -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from radpilot.tools.imaging import DecodedImage
+from radpilot.tools.pixels import DecodedImage
 from radpilot.tools.qc import check_quality
 from tests.factories import chest_like
 

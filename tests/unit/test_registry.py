@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from radpilot.assembly import build_registry
-from radpilot.errors import IngestError, RadpilotError, ToolArgumentError, ToolNotFoundError
+from radpilot.core.errors import IngestError, RadpilotError, ToolArgumentError, ToolNotFoundError
 from radpilot.settings import Settings
 from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.registry import ToolRegistry

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radpilot.assembly import build_registry
-from radpilot.errors import ToolArgumentError
+from radpilot.core.errors import ToolArgumentError
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
 from radpilot.tools.remote import RemoteToolRegistry, create_tool_service

@@ -9,7 +9,7 @@ from radpilot.agent.history import SessionRecord, evidence_number, open_history
 from radpilot.agent.memory import keep_latest_checkpoint, open_sqlite
 from radpilot.agent.state import RECENT_EVIDENCE, AgentState, working_ledger
 from radpilot.agent.types import Answer, Claim, DialogueFocus, FocusFinding, Message
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 
 def evidence(number: int) -> Evidence:

@@ -9,9 +9,9 @@ import pytest
 
 from radpilot.agent.history import SessionRecord
 from radpilot.agent.types import Answer, Message
-from radpilot.errors import RadpilotError, StudyNotFoundError
+from radpilot.core.contracts import Artefact, Evidence
+from radpilot.core.errors import RadpilotError, StudyNotFoundError
 from radpilot.tools.artefacts import ArtefactStore
-from radpilot.tools.base import Artefact, Evidence
 from radpilot.tools.studies import StudyStore
 from tests.factories import chest_like, png_bytes
 

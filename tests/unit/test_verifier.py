@@ -6,7 +6,7 @@ from radpilot.agent.composer import templates
 from radpilot.agent.types import Answer, Claim, FindingRow, Recommendation, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
-from radpilot.tools.base import Evidence
+from radpilot.core.contracts import Evidence
 
 CURRENT, PRIOR = "st_current", "st_prior"
 STUDIES = [StudyRef(study_id=CURRENT), StudyRef(study_id=PRIOR, role="prior")]

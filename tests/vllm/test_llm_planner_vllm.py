@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from radpilot.agent.llm.breaker import CircuitBreaker
-from radpilot.agent.llm.client import ChatClient, ChatReply, ChatRequest
 from radpilot.agent.llm.planner import LLMPlanner
 from radpilot.agent.llm.schemas import strict_tools
 from radpilot.assembly import build_agent, build_registry
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
+from radpilot.llm.breaker import CircuitBreaker
+from radpilot.llm.client import ChatClient, ChatReply, ChatRequest
 from radpilot.settings import Settings
 from tests.factories import chest_like, png_bytes
 from tests.unit.test_llm_planner import view

@@ -1,2 +1,2 @@
-"""The LLM side of the agent: an OpenAI-compatible client (vLLM), strict tool schemas, the
-circuit breaker, and the LLM planner that falls back to the embedded one."""
+"""The LLM side of the agent: strict tool schemas, the LLM planner that falls back to the
+embedded one, and the drafter. The chat client itself is `radpilot.llm`."""

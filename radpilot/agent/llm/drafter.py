@@ -15,12 +15,12 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from radpilot import prompts
-from radpilot.agent.llm.client import ChatModel, ChatRequest, LLMUnavailableError
 from radpilot.agent.llm.schemas import TEXT_PATTERN
 from radpilot.agent.types import Answer, Certainty, Claim, StudyRef
 from radpilot.agent.verifier import Verifier, numbers_in, numbers_written
+from radpilot.core.contracts import Evidence
+from radpilot.llm.client import ChatModel, ChatRequest, LLMUnavailableError
 from radpilot.settings import Settings
-from radpilot.tools.base import Evidence
 
 DRAFT_TOOL = "draft_answer"
 # A claim may be longer than one bounded repeat that xgrammar compiles: two halves.
@@ -119,6 +119,6 @@ def drafter_for(settings: Settings, verifier: Verifier) -> Drafter | None:
     """A drafter when `RADPILOT_LLM_DRAFT` is on and an LLM is configured."""
     if not settings.llm_draft or settings.llm_url is None:
         return None
-    from radpilot.agent.llm.planner import chat_client
+    from radpilot.llm.factory import chat_client
 
     return Drafter(chat_client(settings.llm_url, settings.llm_model, settings, "llm"), verifier)

@@ -16,20 +16,20 @@ from typing import Any
 
 from radpilot import prompts
 from radpilot.agent.dialogue import history
-from radpilot.agent.llm.breaker import CircuitBreaker
-from radpilot.agent.llm.client import (
-    ChatClient,
+from radpilot.agent.llm.schemas import ANSWER, ASK_USER, offered_names, strict_tools
+from radpilot.agent.planner import EmbeddedPlanner, Planner, PlannerView
+from radpilot.agent.types import PlanDecision, PlannerAttempt, ToolCall
+from radpilot.core.contracts import Evidence
+from radpilot.core.errors import RadpilotError
+from radpilot.llm.breaker import CircuitBreaker
+from radpilot.llm.client import (
     ChatModel,
     ChatReply,
     ChatRequest,
     LLMUnavailableError,
 )
-from radpilot.agent.llm.schemas import ANSWER, ASK_USER, offered_names, strict_tools
-from radpilot.agent.planner import EmbeddedPlanner, Planner, PlannerView
-from radpilot.agent.types import PlanDecision, PlannerAttempt, ToolCall
-from radpilot.errors import RadpilotError
+from radpilot.llm.factory import chat_client
 from radpilot.settings import Settings
-from radpilot.tools.base import Evidence
 from radpilot.tools.registry import ToolRegistry
 
 RAW_CALL_CHARS = 500
@@ -257,26 +257,6 @@ def _raw(reply: ChatReply) -> str:
         return reply.content[:RAW_CALL_CHARS]
     call = reply.tool_calls[0]
     return f"{call.name}({call.arguments})"[:RAW_CALL_CHARS]
-
-
-def chat_client(url: str, model: str | None, settings: Settings, what: str) -> ChatClient:
-    """A client for an OpenAI-compatible endpoint configured in the settings."""
-    if not model:
-        raise RadpilotError(
-            f"the {what} endpoint {url} is set but no model name is: set "
-            f"RADPILOT_{what.upper()}_MODEL to the name the server serves",
-            code="bad_settings",
-        )
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    return ChatClient(
-        url,
-        model,
-        api_key=key,
-        timeout_s=settings.llm_timeout_s,
-        retries=settings.llm_retries,
-        stream=settings.llm_stream,
-        frequency_penalty=settings.llm_frequency_penalty,
-    )
 
 
 def planner_for(settings: Settings, registry: ToolRegistry) -> Planner:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from radpilot import prompts
-from radpilot.tools.models.labels import NIH_FINDINGS
+from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.registry import ToolRegistry
 
 STUDY_ID_FIELDS = ("study_id", "prior_id")

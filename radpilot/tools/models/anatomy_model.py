@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.shared import process_wide
-from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.models import precision
 from radpilot.tools.models.store import WeightsMissingError, bundled_dir
 from radpilot.tools.models.unet import (

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from radpilot.tools.models.labels import BOX_FINDINGS, NIH_FINDINGS
+from radpilot.core.findings import BOX_FINDINGS, NIH_FINDINGS
 
 Family = Literal[
     "xrv-densenet",

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from radpilot.core.contracts import ModelCard, ModelIdentity
+from radpilot.core.findings import BOX_FINDINGS
 from radpilot.shared import process_wide
-from radpilot.tools.base import ModelCard, ModelIdentity
 from radpilot.tools.imaging import square_crop_box, to_model_input
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
-from radpilot.tools.models.labels import BOX_FINDINGS
 from radpilot.tools.models.store import bundled_dir
 
 PYRAMID_CHANNELS = 64

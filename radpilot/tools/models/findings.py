@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from radpilot.tools.base import ModelCard, ModelIdentity
+from radpilot.core.contracts import ModelCard, ModelIdentity
+from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
 from radpilot.tools.models.anatomy_model import AnatomySegmenter, shipped_anatomy_segmenter
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
 from radpilot.tools.models.detector import StarterDetector, shipped_detector
-from radpilot.tools.models.labels import NIH_FINDINGS
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radpilot.tools.base import ModelIdentity
+from radpilot.core.contracts import ModelIdentity
 from radpilot.tools.imaging import square_crop_box, to_model_input
 from radpilot.tools.models.catalog import CATALOG
 from radpilot.tools.models.store import ModelStore

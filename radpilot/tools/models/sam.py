@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from radpilot.core.contracts import ModelIdentity
 from radpilot.shared import process_wide
-from radpilot.tools.base import ModelIdentity
 from radpilot.tools.models.store import ModelStore, WeightsMissingError
 from radpilot.tools.study_cache import StudyCache
 

@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from radpilot.errors import RadpilotError
-from radpilot.tools.base import ModelCard
+from radpilot.core.contracts import ModelCard
+from radpilot.core.errors import RadpilotError
 from radpilot.tools.models.catalog import CATALOG, KnownWeights
 
 State = Literal["verified", "installed", "missing", "corrupt"]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 
 
 class UNetConfig(BaseModel):

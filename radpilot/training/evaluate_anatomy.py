@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.tools.models.devdata import read_cardiac, read_lung_masks, split_of
+from radpilot.data.devdata import read_cardiac, read_lung_masks, split_of
+from radpilot.tools.imaging import read_pixels
 
 STRUCTURES = ("heart", "right_lung", "left_lung", "lungs")
 
@@ -83,20 +84,6 @@ def load_mask(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L")) > 127
 
 
-def load_pixels(path: Path) -> np.ndarray:
-    """An image through the same decoder as user uploads: float32 in [0, 1]."""
-    from radpilot.tools.dicom import Deidentifier
-    from radpilot.tools.imaging import decode_image
-
-    image = decode_image(
-        path.read_bytes(),
-        filename=path.name,
-        max_megapixels=50,
-        deidentifier=Deidentifier(b"evaluation-has-no-identities"),
-    )
-    return image.pixels
-
-
 def summarise(structure: str, pairs: list[tuple[float, float]]) -> StructureScore:
     dices, distances = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     return StructureScore(
@@ -125,7 +112,7 @@ def evaluate_anatomy(
     scores: dict[str, list[tuple[float, float]]] = {s: [] for s in STRUCTURES}
     per_image, empty = [], 0
     for record in records:
-        masks = segmenter.predict(load_pixels(data_dir / record.image))
+        masks = segmenter.predict(read_pixels(data_dir / record.image))
         truth = {
             "heart": load_mask(data_dir / record.heart_mask),
             "right_lung": load_mask(data_dir / record.right_lung_mask),
@@ -147,7 +134,7 @@ def evaluate_anatomy(
     if covid:
         progress(f"segmenting {len(covid)} COVID images with V7 lung masks ({split})")
     for lung_record in covid:
-        masks = segmenter.predict(load_pixels(data_dir / lung_record.image))
+        masks = segmenter.predict(read_pixels(data_dir / lung_record.image))
         both, truth_lungs = masks.right_lung | masks.left_lung, load_mask(
             data_dir / lung_record.lung_mask
         )

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
+from radpilot.core.metrics import auroc
+from radpilot.data.devdata import read_cardiac, read_nih, split_of
 from radpilot.tools.anatomy import both_lung_rows, cardiothoracic, thoracic_span
-from radpilot.tools.models.devdata import read_cardiac, read_nih, split_of
-from radpilot.tools.models.evaluate_anatomy import load_pixels
-from radpilot.tools.models.metrics import auroc
+from radpilot.tools.imaging import read_pixels
 
 # Rows of the both-lungs extent (0 = apex, 1 = lowest row with both lungs) searched for the
 # heart's borders by the profile baseline, and only rows where each lung is at least WIDE_ROW
@@ -136,7 +136,7 @@ def agreement(segmenter: Any, data: Path, split: str, limit: int | None) -> Refe
     pairs: list[tuple[float, float]] = []
     failed = 0
     for record in records:
-        ratio = ratios(segmenter, load_pixels(data / record.image))["heart mask"]
+        ratio = ratios(segmenter, read_pixels(data / record.image))["heart mask"]
         if ratio is None or record.ctr_reference is None:
             failed += 1
             continue
@@ -166,7 +166,7 @@ def cardiomegaly(
     records = records[:limit] if limit else records
     rows: list[tuple[bool, str, dict[str, float | None]]] = []
     for n, record in enumerate(records, start=1):
-        measured = ratios(segmenter, load_pixels(data / record.image))
+        measured = ratios(segmenter, read_pixels(data / record.image))
         rows.append(("Cardiomegaly" in record.labels, record.view or "unknown", measured))
         if progress and n % 50 == 0:
             progress(f"measured {n}/{len(records)} NIH images")

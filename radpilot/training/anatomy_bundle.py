@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from radpilot import __version__
-from radpilot.tools.base import ModelCard
+from radpilot.core.contracts import ModelCard
+from radpilot.data.devdata import read_cardiac, read_lung_masks, records_in
 from radpilot.tools.models.anatomy_model import CLASSES, NAME, AnatomySegmenter
 from radpilot.tools.models.catalog import CATALOG
-from radpilot.tools.models.devdata import read_cardiac, read_lung_masks, records_in
-from radpilot.tools.models.evaluate_anatomy import AnatomyEvaluation, evaluate_anatomy
-from radpilot.tools.models.evaluate_ctr import evaluate_ctr
-from radpilot.tools.models.starter_bundle import SPLIT_RULE, bundle_header, card_opening
-from radpilot.tools.models.train_anatomy import TrainedAnatomy
-from radpilot.tools.models.train_classifier import save_state
+from radpilot.training.evaluate_anatomy import AnatomyEvaluation, evaluate_anatomy
+from radpilot.training.evaluate_ctr import evaluate_ctr
+from radpilot.training.starter_bundle import SPLIT_RULE, bundle_header, card_opening
+from radpilot.training.train_anatomy import TrainedAnatomy
+from radpilot.training.train_classifier import save_state
 
 ANATOMY_LICENCE = (
     "NON-COMMERCIAL USE ONLY, research and education. The weights were trained on: JSRT "

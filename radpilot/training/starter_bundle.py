@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from radpilot import __version__
-from radpilot.tools.base import ModelCard
+from radpilot.core.contracts import ModelCard
+from radpilot.data.devdata import TRAIN_PERCENT, VAL_PERCENT, read_nih, records_in
 from radpilot.tools.models.catalog import CATALOG, KnownWeights
-from radpilot.tools.models.devdata import TRAIN_PERCENT, VAL_PERCENT, read_nih, records_in
-from radpilot.tools.models.evaluate import Evaluation, evaluate_findings_model
-from radpilot.tools.models.train_classifier import TrainedClassifier, save_state
+from radpilot.training.evaluate import Evaluation, evaluate_findings_model
+from radpilot.training.train_classifier import TrainedClassifier, save_state
 
 SPLIT_RULE = (
     f"by patient: sha256(patient_id) mod 100 < {TRAIN_PERCENT} train, "

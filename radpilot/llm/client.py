@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,18 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from radpilot.tools.base import ModelIdentity
-from radpilot.tools.dicom import Deidentifier
-from radpilot.tools.imaging import decode_image, square_crop_box
-from radpilot.tools.localize import heatmap_on_original, heatmap_regions, to_original
-from radpilot.tools.models.devdata import NihRecord
-from radpilot.tools.models.findings import FindingsModel
-from radpilot.tools.models.labels import NIH_FINDINGS, finding_from_box_label
-from radpilot.tools.models.metrics import (
+from radpilot.core.contracts import ModelIdentity
+from radpilot.core.findings import NIH_FINDINGS, finding_from_box_label
+from radpilot.core.metrics import (
     auroc,
     bootstrap_auroc_ci,
     expected_calibration_error,
     intersection_over_box,
 )
+from radpilot.data.devdata import NihRecord
+from radpilot.tools.imaging import read_pixels, square_crop_box
+from radpilot.tools.localize import heatmap_on_original, heatmap_regions, to_original
+from radpilot.tools.models.findings import FindingsModel
 
 MIN_POSITIVES = 10
 IOBB_THRESHOLD = 0.1
@@ -68,19 +67,6 @@ def _clean(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
 
-def load_pixels(records: list[NihRecord], data_dir: Path) -> list[np.ndarray]:
-    deidentifier = Deidentifier(b"evaluation-has-no-identities")
-    return [
-        decode_image(
-            (data_dir / r.image).read_bytes(),
-            filename=r.image,
-            max_megapixels=50,
-            deidentifier=deidentifier,
-        ).pixels
-        for r in records
-    ]
-
-
 def evaluate_findings_model(
     model: FindingsModel,
     records: list[NihRecord],
@@ -89,7 +75,7 @@ def evaluate_findings_model(
     localization: bool = True,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Evaluation:
-    pixels = load_pixels(records, data_dir)
+    pixels = [read_pixels(data_dir / r.image) for r in records]
     progress(f"classifying {len(records)} images")
     scores = np.concatenate(
         [model.predict(pixels[start : start + 32]) for start in range(0, len(pixels), 32)]

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.tools.models.devdata import read_rows, split_of
+from radpilot.data.devdata import read_rows, split_of
 
 Change = Literal["new", "resolved", "unchanged"]
 CLASSES: tuple[Change, ...] = ("new", "resolved", "unchanged")
@@ -85,8 +85,7 @@ def evaluate_temporal(
         read_with_noise,
         verdict_of,
     )
-    from radpilot.tools.models.devdata import NihRecord
-    from radpilot.tools.models.evaluate import load_pixels
+    from radpilot.tools.imaging import read_pixels
     from radpilot.tools.models.findings import StarterFindingsModel
     from radpilot.tools.registration import register
 
@@ -97,10 +96,7 @@ def evaluate_temporal(
     gold, ours, base, base_all = [], [], [], []
     registered = 0
     for n, pair in enumerate(pairs, start=1):
-        records = [
-            NihRecord(image=path, patient_id=pair.patient_id) for path in (pair.prior, pair.current)
-        ]
-        prior, current = load_pixels(records, data)
+        prior, current = (read_pixels(data / path) for path in (pair.prior, pair.current))
         ok = register(prior, current).score >= MIN_REGISTRATION_SCORE
         registered += ok
         for change in finding_changes(model, read_with_noise(model, prior),

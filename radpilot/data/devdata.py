@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
-from radpilot.errors import RadpilotError
+from radpilot.core.errors import RadpilotError
 
 Split = Literal["train", "val", "test"]
 # Percent of patients in each split, by a hash of the patient id: stable across machines and

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from radpilot.tools.models.devdata import NihRecord, read_nih, records_in
-from radpilot.tools.models.labels import NIH_FINDINGS
-from radpilot.tools.models.metrics import auroc, youden_threshold
+from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.metrics import auroc, youden_threshold
+from radpilot.data.devdata import NihRecord, read_nih, records_in
 
 log = logging.getLogger(__name__)
 

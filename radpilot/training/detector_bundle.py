@@ -12,26 +12,26 @@ from typing import Any
 from pydantic import BaseModel
 
 from radpilot import __version__
-from radpilot.tools.base import ModelCard
+from radpilot.core.contracts import ModelCard
+from radpilot.core.findings import BOX_FINDINGS
+from radpilot.data.devdata import NihRecord, read_nih, records_in
+from radpilot.tools.imaging import read_pixels
 from radpilot.tools.models.catalog import CATALOG
 from radpilot.tools.models.detector import Detector, StarterDetector
-from radpilot.tools.models.devdata import NihRecord, read_nih, records_in
-from radpilot.tools.models.evaluate import (
+from radpilot.tools.models.findings import FindingsModel, StarterFindingsModel
+from radpilot.training.evaluate import (
     LocalizationMetrics,
     evaluate_localization,
     grad_cam_localizer,
-    load_pixels,
 )
-from radpilot.tools.models.findings import FindingsModel, StarterFindingsModel
-from radpilot.tools.models.labels import BOX_FINDINGS
-from radpilot.tools.models.starter_bundle import (
+from radpilot.training.starter_bundle import (
     DATA_LICENCE,
     SPLIT_RULE,
     bundle_header,
     card_opening,
 )
-from radpilot.tools.models.train_classifier import save_state
-from radpilot.tools.models.train_detector import TrainedDetector, detector_localizer
+from radpilot.training.train_classifier import save_state
+from radpilot.training.train_detector import TrainedDetector, detector_localizer
 
 # Wang et al. 2017 (ChestX-ray8), T(IoBB>0.1) per class: the published reference.
 WANG_2017_T_IOBB = {
@@ -64,7 +64,7 @@ def evaluate_detector(
 ) -> DetectorEvaluation:
     """Both localizers on the same images' boxes (images without boxes are skipped)."""
     boxed = [record for record in records if record.boxes]
-    pixels = load_pixels(boxed, data_dir)
+    pixels = [read_pixels(data_dir / r.image) for r in boxed]
     progress(f"detector on {sum(len(r.boxes) for r in boxed)} boxes of {len(boxed)} images")
     detected = evaluate_localization(
         detector_localizer(detector), list(BOX_FINDINGS), boxed, pixels

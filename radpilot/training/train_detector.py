@@ -20,17 +20,16 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from radpilot.tools.imaging import square_crop_box, to_model_input
+from radpilot.core.findings import BOX_FINDINGS, finding_from_box_label
+from radpilot.data.devdata import NihRecord, read_nih, records_in
+from radpilot.tools.imaging import read_pixels, square_crop_box, to_model_input
 from radpilot.tools.models.detector import Detector, build_fcos
-from radpilot.tools.models.devdata import NihRecord, read_nih, records_in
-from radpilot.tools.models.evaluate import (
+from radpilot.training.evaluate import (
     LocalizationMetrics,
     Localizer,
     evaluate_localization,
     grad_cam_localizer,
-    load_pixels,
 )
-from radpilot.tools.models.labels import BOX_FINDINGS, finding_from_box_label
 
 MIN_BOX_KEPT = 0.5  # a box cropped to less than half its area is dropped from a training crop
 
@@ -164,8 +163,9 @@ def train_detector(
     records = [r for r in read_nih(data_dir) if r.boxes]
     train, val = records_in(records, "train"), records_in(records, "val")
     progress(f"loading {len(train)} training and {len(val)} validation images with boxes")
-    train_samples = samples_of(train, load_pixels(train, data_dir), recipe.input_size)
-    val_pixels = load_pixels(val, data_dir)
+    train_samples = samples_of(train, [read_pixels(data_dir / r.image) for r in train],
+                               recipe.input_size)  # fmt: skip
+    val_pixels = [read_pixels(data_dir / r.image) for r in val]
 
     classifier = StarterFindingsModel()
     # A copy: training changes the backbone in place, and Grad-CAM below must see the

@@ -30,15 +30,16 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from radpilot.tools.models.anatomy_model import BACKGROUND, HEART, LEFT_LUNG, RIGHT_LUNG
-from radpilot.tools.models.devdata import (
+from radpilot.data.devdata import (
     CardiacRecord,
     read_cardiac,
     read_lung_masks,
     records_in,
 )
-from radpilot.tools.models.evaluate_anatomy import load_mask, load_pixels
+from radpilot.tools.imaging import read_pixels
+from radpilot.tools.models.anatomy_model import BACKGROUND, HEART, LEFT_LUNG, RIGHT_LUNG
 from radpilot.tools.models.unet import UNetConfig, build_unet, letterbox, model_input
+from radpilot.training.evaluate_anatomy import load_mask
 
 
 class AnatomyRecipe(BaseModel):
@@ -114,13 +115,13 @@ def load_training_set(
     inputs, allowed, full = [], [], []
     cardiac = records_in(read_cardiac(data_dir), split)  # type: ignore[arg-type]
     for record in cardiac:
-        pixels = load_pixels(data_dir / record.image)
+        pixels = read_pixels(data_dir / record.image)
         inputs.append(model_input(pixels, size, equalize=equalize)[0])
         allowed.append(cardiac_allowed(record, data_dir, size))
         full.append(True)
     covid = records_in(read_lung_masks(data_dir), split) if use_covid else []  # type: ignore[arg-type]
     for lung_record in covid:
-        pixels = load_pixels(data_dir / lung_record.image)
+        pixels = read_pixels(data_dir / lung_record.image)
         inputs.append(model_input(pixels, size, equalize=equalize)[0])
         allowed.append(lungs_only_allowed(_square(data_dir / lung_record.lung_mask, size)))
         full.append(False)
