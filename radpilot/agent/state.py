@@ -67,21 +67,6 @@ def working_ledger(
     return [e for e in ledger if e.id in cited or e.id in latest]
 
 
-def turn_reset(question: str, trace_id: str) -> dict[str, object]:
-    """The update that starts a new turn (session fields untouched)."""
-    return {
-        "question": question,
-        "understanding": None,
-        "decision": None,
-        "turn_evidence": [],
-        "failures": [],
-        "step": 0,
-        "trace": [],
-        "answer": None,
-        "trace_id": trace_id,
-    }
-
-
 # Types the checkpointer may rebuild from its store (LangGraph's msgpack allow-list).
 PERSISTED_TYPES = [
     ("radpilot.agent.state", "AgentState"),
@@ -91,7 +76,7 @@ PERSISTED_TYPES = [
         "StudyRef", "ToolCall", "TraceEvent", "Understanding",
     )],
     ("radpilot.agent.planner", "ToolFailure"),
-    *[("radpilot.tools.base", name) for name in (
+    *[("radpilot.core.contracts", name) for name in (
         "Artefact", "Citation", "Evidence", "ModelIdentity",
     )],
 ]  # fmt: skip

@@ -126,7 +126,7 @@ def create_app(
     access = open_access(settings, requests_per_minute)
     # Tool specs never change while the server runs: built once, not per request, and
     # from the registry the agent runs, so the list names what a turn can actually use.
-    registry = agent.runtime.registry if agent is not None else build_registry(settings)
+    registry = agent.context.registry if agent is not None else build_registry(settings)
     tool_specs = ToolsList(tools=[s.model_dump(mode="json") for s in registry.specs()])
     holder = AgentHolder(settings, registry, agent)
     metrics = Metrics()

@@ -113,7 +113,7 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
         answer: dict[str, Any] = agent.ask(session_id, question).model_dump(mode="json")
         return answer
 
-    for spec in agent.runtime.registry.specs():
+    for spec in agent.context.registry.specs():
         _expose_tool(server, agent, access, spec.name, spec.description)
     return server
 
@@ -164,12 +164,12 @@ def _read_importable(path: Path, limit: int, import_dir: Path | None, anywhere: 
 def _expose_tool(server: Any, agent: Any, access: Access, name: str, description: str) -> None:
     """Register one registry tool under its own name: it runs in a session, on that
     session's studies, with the arguments validated by the tool's own Input model."""
-    tool = agent.runtime.registry.get(name)
+    tool = agent.context.registry.get(name)
 
     def run(session_id: str, arguments: Any, ctx: Context) -> dict[str, Any]:
         access.session(ctx, session_id)
         studies = {s.study_id for s in agent.state(session_id).studies}
-        registry = agent.runtime.registry
+        registry = agent.context.registry
         inputs = registry.validate_call(name, arguments.model_dump(mode="json"), studies)
         data: dict[str, Any] = registry.run(name, inputs, agent.tools).model_dump(mode="json")
         return data

@@ -49,7 +49,7 @@ def assert_grounded(agent: Agent, session: str) -> None:
     state = agent.state(session)
     assert state.answer is not None
     ledger = {e.id: e for e in state.evidence}
-    verifier = agent.runtime.verifier
+    verifier = agent.context.verifier
     for claim in state.answer.claims:
         assert verifier.check(claim, ledger, state.studies) is None, claim.text
     assert any("not a diagnosis" in item for item in state.answer.limitations)
@@ -228,7 +228,7 @@ def test_sessions_are_isolated(agent: Agent, images: dict[str, bytes]) -> None:
     assert agent.state(second).evidence == []
     foreign = agent.state(first).studies[0].study_id
     outcome = _run_call(
-        agent.runtime,
+        agent.context,
         ToolCall(tool="image_info", arguments={"study_id": foreign}, reason="attack"),
         [],
         {s.study_id for s in agent.state(second).studies},

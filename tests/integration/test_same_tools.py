@@ -49,7 +49,7 @@ def test_every_interface_lists_what_the_agent_runs(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     agent = build_agent(Settings(state_dir=tmp_path / "state"))
-    runs = set(agent.runtime.registry.names())
+    runs = set(agent.context.registry.names())
     assert ("describe_image" in runs) == bool(env)
     with TestClient(create_app(agent.settings, agent=agent, ui=False)) as http:
         rest = {tool["name"] for tool in http.get("/v1/tools").json()["tools"]}
