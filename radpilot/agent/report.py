@@ -26,9 +26,14 @@ def render_markdown(answer: Answer) -> str:
     if uncertain:
         items = ", ".join(f"{f.name} (p={f.probability:.2f})" for f in uncertain)
         lines.append(f"- Uncertain, close to threshold: {items} [{uncertain[0].evidence[0]}]")
+    # What the guidelines say: the verified claims that cite guideline notes only.
+    ledger = {e.id: e for e in answer.evidence}
+    guidance = [c for c in answer.claims
+                if c.evidence and all(i in ledger and ledger[i].kind == "guideline"
+                                      for i in c.evidence)]  # fmt: skip
     lines += ["", "## RECOMMENDATIONS"]
-    lines += [f"- {r.text} [{', '.join(r.evidence)}]" for r in answer.recommendations] or [
-        "- None: no guideline evidence was retrieved for this study."
+    lines += [f"- {c.text} [{', '.join(c.evidence)}]" for c in guidance] or [
+        "- None: no guideline evidence was retrieved for this question."
     ]
     lines += ["", "## EVIDENCE"]
     for e in answer.evidence:

@@ -72,7 +72,7 @@ PERSISTED_TYPES = [
     ("radpilot.agent.state", "AgentState"),
     *[("radpilot.agent.types", name) for name in (
         "Answer", "Claim", "DialogueFocus", "FindingRow", "FocusFinding", "FocusRegion",
-        "Message", "PlanDecision", "PlannerAttempt", "Recommendation", "Slots",
+        "Message", "PlanDecision", "PlannerAttempt", "Slots",
         "StudyRef", "ToolCall", "TraceEvent", "Understanding",
     )],
     ("radpilot.agent.planner", "ToolFailure"),

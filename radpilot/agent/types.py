@@ -2,7 +2,7 @@
 
 The Answer's JSON shape is a public contract (REST API, CLI `--json`, evaluations):
 `{claims: [{text, evidence, certainty}], evidence: [...], findings: [{name, probability,
-status, evidence}], recommendations: [{text, evidence}], limitations: [str], trace_id}`.
+status, evidence}], limitations: [str], trace_id}`.
 """
 
 from __future__ import annotations
@@ -151,16 +151,10 @@ class FindingRow(BaseModel):
     evidence: list[str]
 
 
-class Recommendation(BaseModel):
-    text: str
-    evidence: list[str]
-
-
 class Answer(BaseModel):
     claims: list[Claim] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
     findings: list[FindingRow] = Field(default_factory=list)
-    recommendations: list[Recommendation] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
     clarification: str | None = None
     trace_id: str = ""

@@ -143,13 +143,6 @@ class Verifier:
                 kept.append(claim)
             else:
                 removed.append(Rejection(text=claim.text, reason=reason))
-        recommendations = [
-            r for r in answer.recommendations
-            if r.evidence and all(ledger.get(i) and ledger[i].kind == "guideline"
-                                  for i in r.evidence)
-        ]  # fmt: skip
-        removed += [Rejection(text=r.text, reason="recommendation without guideline evidence")
-                    for r in answer.recommendations if r not in recommendations]  # fmt: skip
         findings = [row for row in answer.findings if self._row_supported(row, ledger)]
         limitations = list(answer.limitations)
         if removed:
@@ -157,7 +150,6 @@ class Verifier:
         verified = answer.model_copy(
             update={
                 "claims": kept,
-                "recommendations": recommendations,
                 "findings": findings,
                 "limitations": limitations,
             }  # fmt: skip

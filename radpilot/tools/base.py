@@ -89,6 +89,9 @@ class Tool(ABC, Generic[InputT, OutputT]):
     Input: ClassVar[type[ToolInput]]
     Output: ClassVar[type[ToolOutput]]
     evidence_kind: ClassVar[EvidenceKind] = "model_output"
+    # Imaging tools that need the pixels (and the GPUs) run on the tool service when one is
+    # configured (`RADPILOT_TOOLS_URL`); the others always run in the API process.
+    on_tool_service: ClassVar[bool] = False
     model_cards: ClassVar[tuple[ModelCard, ...]] = ()
 
     def cards(self) -> list[ModelCard]:

@@ -86,6 +86,8 @@ def require_analysable(study: Study) -> None:
 class FindingsModelTool(Tool[InputT, OutputT]):
     """A tool that interprets one study with the installed findings model."""
 
+    on_tool_service = True
+
     def cards(self) -> list[ModelCard]:
         return [bundled_card("starter-classifier")]
 

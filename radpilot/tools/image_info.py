@@ -20,6 +20,7 @@ class ImageInfoOutput(ToolOutput, StudyFacts):
 
 
 class ImageInfoTool(Tool[ImageInfoInput, ImageInfoOutput]):
+    on_tool_service = True
     name = "image_info"
     description = (
         "Describe a study without interpreting it: size, modality, projection (PA/AP/lateral), "

@@ -24,11 +24,6 @@ from radpilot.tools.base import Tool, ToolContext
 from radpilot.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
-# The tools that need the images (and the GPUs); knowledge tools stay in the API process.
-REMOTE_TOOLS = frozenset(
-    {"image_info", "classify_findings", "localize_finding", "segment_anatomy", "segment_region",
-     "measure", "compare_studies"}
-)  # fmt: skip
 
 
 class RemoteToolRegistry(ToolRegistry):
@@ -45,9 +40,9 @@ class RemoteToolRegistry(ToolRegistry):
         self._http = http or httpx.Client(base_url=self.url + "/", timeout=timeout_s)
 
     def run(self, name: str, arguments: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
-        if name not in REMOTE_TOOLS:
-            return super().run(name, arguments, ctx)
         tool = self.get(name)
+        if not tool.on_tool_service:
+            return super().run(name, arguments, ctx)
         inputs = self.validate(name, arguments).model_dump(mode="json")  # same errors as local
         started = time.perf_counter()
         try:
@@ -78,11 +73,11 @@ def create_tool_service(registry: ToolRegistry, ctx: ToolContext) -> Any:
 
     @app.get("/tools")
     def tools() -> list[str]:
-        return [name for name in registry.names() if name in REMOTE_TOOLS]
+        return [name for name in registry.names() if registry.get(name).on_tool_service]
 
     @app.post("/run/{name}")
     def run(name: str, arguments: dict[str, Any]) -> Any:
-        if name not in REMOTE_TOOLS:
+        if name not in registry.names() or not registry.get(name).on_tool_service:
             return JSONResponse({"error": f"{name} is not served here"}, status_code=404)
         try:
             return registry.run(name, arguments, ctx).model_dump(mode="json")

@@ -91,6 +91,8 @@ def named_masks(anatomy: Anatomy) -> dict[str, np.ndarray]:
 class AnatomyTool(Tool[InputT, OutputT]):
     """A tool that reads the anatomy (lungs, heart) of one study."""
 
+    on_tool_service = True
+
     def cards(self) -> list[ModelCard]:
         return [bundled_card("starter-anatomy")]
 
@@ -196,6 +198,7 @@ def check_prompt(inp: SegmentRegionInput, width: int, height: int) -> None:
 
 
 class SegmentRegionTool(Tool[SegmentRegionInput, SegmentRegionOutput]):
+    on_tool_service = True
     name = "segment_region"
     description = (
         "Segment one region of a radiograph from a prompt with segment-anything (SAM or MedSAM "

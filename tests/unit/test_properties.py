@@ -33,7 +33,6 @@ from radpilot.agent.types import (
     Answer,
     Claim,
     FindingRow,
-    Recommendation,
     Slots,
     StudyRef,
     Understanding,
@@ -585,8 +584,7 @@ def test_a_claim_citing_evidence_outside_the_ledger_is_removed(
 
 @st.composite
 def any_answer(draw: st.DrawFn) -> tuple[Answer, dict[str, Evidence]]:
-    """A composer answer with claims, rows and recommendations mixed in that may or may not
-    be supported."""
+    """A composer answer with claims and rows mixed in that may or may not be supported."""
     answer, ledger = draw(composed())
     ids = st.lists(st.sampled_from(["E1", "E2", "E3", "E7"]), max_size=2)
     texts = st.one_of(
@@ -604,9 +602,6 @@ def any_answer(draw: st.DrawFn) -> tuple[Answer, dict[str, Evidence]]:
     answer.findings += draw(st.lists(st.builds(
         FindingRow, name=st.sampled_from(FINDINGS), probability=PROBABILITY,
         status=st.sampled_from(["present", "absent"]), evidence=ids), max_size=3))  # fmt: skip
-    answer.recommendations += draw(
-        st.lists(st.builds(Recommendation, text=WORDS, evidence=ids), max_size=2)
-    )
     return answer, ledger
 
 

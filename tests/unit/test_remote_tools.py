@@ -53,3 +53,14 @@ def test_a_down_tool_service_is_a_clean_failure(tmp_path: Path) -> None:
     result = build_registry(settings).run("image_info", {"study_id": study.id}, ctx)
     assert not result.ok and result.error is not None
     assert result.error.code == "tool_service_unavailable"
+
+
+def test_the_service_serves_the_tools_that_read_pixels_and_only_those(shared) -> None:  # type: ignore[no-untyped-def]
+    """Each tool says whether it runs there (`on_tool_service`): the imaging tools do, the
+    knowledge tools stay in the API process, and the service refuses them."""
+    _, remote = shared
+    served = set(remote._http.get("tools").json())  # noqa: SLF001 (test wiring)
+    assert served == {"image_info", "classify_findings", "localize_finding", "segment_anatomy",
+                      "segment_region", "measure", "compare_studies"}  # fmt: skip
+    refused = remote._http.post("run/search_guidelines", json={"query": "effusion"})  # noqa: SLF001
+    assert refused.status_code == 404

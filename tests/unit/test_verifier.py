@@ -3,7 +3,7 @@
 import pytest
 
 from radpilot.agent.composer import templates
-from radpilot.agent.types import Answer, Claim, FindingRow, Recommendation, StudyRef
+from radpilot.agent.types import Answer, Claim, FindingRow, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
 from radpilot.core.contracts import Evidence
@@ -117,14 +117,12 @@ def test_verify_removes_and_counts(verifier: Verifier) -> None:
                              evidence=["E1"]),
                   FindingRow(name="Pneumothorax", probability=0.9, status="present",
                              evidence=["E1"])],
-        recommendations=[Recommendation(text="Drain it.", evidence=["E1"])],
     )  # fmt: skip
     verified, report = verifier.verify(answer, LEDGER, STUDIES)
     assert [c.text for c in verified.claims] == ["Effusion is likely (model probability 0.73)."]
     assert [f.name for f in verified.findings] == ["Effusion"]
-    assert verified.recommendations == []
-    assert report.checked == 2 and len(report.removed) == 2
-    assert "2 statement(s) were removed" in verified.limitations[0]
+    assert report.checked == 2 and len(report.removed) == 1
+    assert "1 statement(s) were removed" in verified.limitations[0]
 
 
 GUIDELINE = Evidence(
