@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from radpilot.agent.types import Answer, StudyRef
+from radpilot.core.notice import DECISION_SUPPORT
 
 LOINC_CHEST_XR = {"system": "http://loinc.org", "code": "36643-5", "display": "XR Chest 2V"}
-DISCLAIMER = "Decision support, not a diagnosis: a clinician must confirm every finding."
 
 
 def render_markdown(answer: Answer) -> str:
@@ -41,7 +41,7 @@ def render_markdown(answer: Answer) -> str:
                            for m in e.models) or "no model"  # fmt: skip
         lines.append(f"- {e.id}: {e.tool} — {models}")
     lines += ["", "## LIMITATIONS", *[f"- {item}" for item in answer.limitations], ""]
-    lines.append(f"_Trace {answer.trace_id}. {DISCLAIMER}_")
+    lines.append(f"_Trace {answer.trace_id}. {DECISION_SUPPORT}_")
     return "\n".join(lines) + "\n"
 
 
@@ -57,7 +57,7 @@ def to_fhir(answer: Answer, studies: list[StudyRef]) -> dict[str, Any]:
             "code": {"text": finding.name},
             "valueQuantity": {"value": finding.probability, "unit": "probability"},
             "interpretation": [{"text": finding.status}],
-            "note": [{"text": f"evidence {', '.join(finding.evidence)}; {DISCLAIMER}"}],
+            "note": [{"text": f"evidence {', '.join(finding.evidence)}; {DECISION_SUPPORT}"}],
         })  # fmt: skip
     report = DiagnosticReport.model_validate(
         {
@@ -69,7 +69,7 @@ def to_fhir(answer: Answer, studies: list[StudyRef]) -> dict[str, Any]:
             "contained": observations,
             "result": [{"reference": f"#{o['id']}"} for o in observations],
             "imagingStudy": [{"display": f"{s.role} study {s.study_id}"} for s in studies],
-            "conclusion": " ".join(c.text for c in answer.claims) + " " + DISCLAIMER,
+            "conclusion": " ".join(c.text for c in answer.claims) + " " + DECISION_SUPPORT,
         }
     )
     data: dict[str, Any] = report.model_dump(mode="json", exclude_none=True)

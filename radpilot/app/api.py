@@ -46,6 +46,7 @@ from radpilot.app.schemas import (
 from radpilot.app.ui import UiFiles
 from radpilot.assembly import build_registry
 from radpilot.core.errors import RadpilotError
+from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.settings import Settings
 from radpilot.tools.registry import ToolRegistry
 
@@ -118,8 +119,7 @@ def create_app(
     app = FastAPI(
         title="radpilot",
         version=__version__,
-        description="Evidence-grounded assistant for chest radiographs. Decision support, "
-        "not a diagnosis: a clinician must confirm every finding.",
+        description="Evidence-grounded assistant for chest radiographs. " + DECISION_SUPPORT,
     )
     # Before the agent starts loading: an unreachable owner database fails start-up at once.
     # The owner store is in PostgreSQL with the sessions, when they are there.

@@ -15,16 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from radpilot.core.notice import DECISION_SUPPORT
+
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
-
-DISCLAIMER = "radpilot is decision support, not a diagnosis: a clinician makes the call."
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="radpilot",
-        description="Evidence-grounded assistant for chest radiographs. " + DISCLAIMER,
+        description="Evidence-grounded assistant for chest radiographs. " + DECISION_SUPPORT,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -25,6 +25,7 @@ from mcp.server.mcpserver import Context
 from radpilot.app.access import AccessPolicy, open_access
 from radpilot.app.ownership import LOCAL_OWNER
 from radpilot.core.errors import RadpilotError
+from radpilot.core.notice import DECISION_SUPPORT
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 
@@ -73,7 +74,7 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
         name="radpilot",
         instructions="Chest radiograph assistant: create a session, add a study (a file path "
         "on this machine or base64 bytes), then ask questions; every claim cites evidence. "
-        "Decision support, not a diagnosis.",
+        + DECISION_SUPPORT,
     )
 
     settings = agent.settings

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from radpilot.core.notice import DECISION_SUPPORT
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 NOTICE = (
     "**radpilot** reads chest radiographs with specialist tools and cites the evidence for "
-    "every statement. **Decision support, not a diagnosis**: a clinician must confirm every "
-    "finding."
+    f"every statement. **{DECISION_SUPPORT}**"
 )
 PROGRESS = {
     "understand": "Understanding the question…",

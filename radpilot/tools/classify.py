@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.errors import RadpilotError
 from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.base import InputT, OutputT, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.store import bundled_card
@@ -23,7 +24,6 @@ Status = Literal["present", "absent", "uncertain"]
 # A probability within this many logits of the threshold is "uncertain" (about +-10
 # percentage points around 0.5): too close to the decision boundary to call either way.
 UNCERTAIN_LOGITS = 0.4
-DECISION_SUPPORT = "Decision support, not a diagnosis: a clinician must confirm every finding."
 # Each study's probabilities, so that localizing after classifying (and asking again) reuses
 # them: 14 floats a study, so many studies fit.
 _probabilities: StudyCache[np.ndarray] = StudyCache(capacity=1024)

@@ -24,9 +24,10 @@ from pydantic import BaseModel, Field
 from radpilot.core.contracts import ModelCard
 from radpilot.core.errors import RadpilotError
 from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
-from radpilot.tools.classify import DECISION_SUPPORT, FindingsModelTool, status_of
+from radpilot.tools.classify import FindingsModelTool, status_of
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.findings import FindingsModel
 from radpilot.tools.registration import Registration, register, square, warp

@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field, field_validator
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.errors import RadpilotError
 from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import (
-    DECISION_SUPPORT,
     FindingsModelTool,
     known_findings,
     status_of,

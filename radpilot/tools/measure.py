@@ -12,10 +12,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.anatomy import Span, cardiothoracic
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
-from radpilot.tools.classify import DECISION_SUPPORT
 from radpilot.tools.imaging import Study
 from radpilot.tools.segment import AnatomyTool, Area, area_of, named_masks, tinted
 

@@ -17,10 +17,11 @@ from pydantic import BaseModel, Field, model_validator
 
 from radpilot.core.contracts import ModelCard
 from radpilot.core.errors import RadpilotError
+from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.anatomy import PSPNET_METHOD, Anatomy, anatomy_of, mask_png
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import InputT, OutputT, Tool, ToolContext, ToolInput, ToolOutput
-from radpilot.tools.classify import DECISION_SUPPORT, require_analysable
+from radpilot.tools.classify import require_analysable
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.store import bundled_card
 
