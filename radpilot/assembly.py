@@ -1,5 +1,5 @@
-"""The composition root: settings → tools (local, or on a tool service; with or without the
-vision-language model) → agent, built in one place.
+"""The composition root: settings → stores → model hub → tool registry (local, or on a tool
+service; with or without the vision-language model) → planners → agent, built in one place.
 
 Every interface takes its tools and its agent from here (the REST API and `/v1/tools`, the
 UI, the CLI's `tools list` / `tools run` / `ask` / `eval`, the MCP server and the Ray tool
@@ -69,8 +69,35 @@ def build_agent(
     registry: ToolRegistry | None = None,
     planner: Planner | None = None,
 ) -> Agent:
-    """The agent with the tools `build_registry` gives for these settings (or the `registry`
-    an interface already built from them, so that it lists the very tools the agent runs)."""
+    """The agent over the tools `build_registry` gives for these settings (or the `registry`
+    an interface already built from them, so that it lists the very tools the agent runs),
+    with the stores, the model hub, the planner (LLM when configured, else embedded), the
+    composer, the verifier and the drafter."""
+    from radpilot.agent.composer import Composer
+    from radpilot.agent.graph import TurnContext
+    from radpilot.agent.history import open_history
+    from radpilot.agent.llm.drafter import drafter_for
+    from radpilot.agent.llm.planner import planner_for
+    from radpilot.agent.memory import open_checkpointer
     from radpilot.agent.service import Agent
+    from radpilot.agent.understanding import IntentRecognizer
+    from radpilot.agent.verifier import Verifier
+    from radpilot.knowledge.embedding import SentenceEmbedder
+    from radpilot.tools.base import ToolContext
 
-    return Agent(settings, registry=registry or build_registry(settings), planner=planner)
+    # First: an unreachable checkpoint database fails in seconds, before the models load.
+    checkpointer = open_checkpointer(settings)
+    registry = registry or build_registry(settings)
+    recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
+    verifier = Verifier(recognizer.vocabulary)
+    context = TurnContext(
+        registry=registry,
+        tools=ToolContext.create(settings),
+        history=open_history(checkpointer),
+        recognizer=recognizer,
+        planner=planner or planner_for(settings, registry),
+        composer=Composer(),
+        verifier=verifier,
+        drafter=drafter_for(settings, verifier),
+    )
+    return Agent(settings, checkpointer=checkpointer, context=context)

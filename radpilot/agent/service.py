@@ -14,21 +14,13 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any, Literal
 
-from radpilot.agent.composer import Composer
 from radpilot.agent.graph import TurnContext, TurnInput, build_graph
-from radpilot.agent.history import SessionRecord, open_history
-from radpilot.agent.llm.drafter import drafter_for
-from radpilot.agent.llm.planner import planner_for
-from radpilot.agent.memory import keep_latest_checkpoint, open_checkpointer
-from radpilot.agent.planner import Planner
+from radpilot.agent.history import SessionRecord
+from radpilot.agent.memory import keep_latest_checkpoint
 from radpilot.agent.state import AgentState
 from radpilot.agent.types import Answer, StudyRef, TraceEvent
-from radpilot.agent.understanding import IntentRecognizer
-from radpilot.agent.verifier import Verifier
 from radpilot.core.errors import RadpilotError
 from radpilot.settings import Settings
-from radpilot.tools.base import ToolContext
-from radpilot.tools.registry import ToolRegistry
 
 MAX_QUESTION_CHARS = 4000
 
@@ -52,37 +44,15 @@ def clean_question(text: str) -> str:
 
 
 class Agent:
-    """Built by the composition root (`radpilot.assembly.build_agent`), which hands it the
-    tool registry every interface lists."""
+    """The agent over finished parts: the composition root (`radpilot.assembly.build_agent`)
+    builds the checkpointer and the turn's context (tools, registry, planner, composer,
+    verifier, ...) and hands them over; the agent runs sessions and turns on them."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        registry: ToolRegistry,
-        planner: Planner | None = None,
-        max_steps: int = 4,
-    ) -> None:
-        from radpilot.knowledge.embedding import SentenceEmbedder
-
-        # First: an unreachable checkpoint database fails in seconds, before the models load.
-        checkpointer = open_checkpointer(settings)
+    def __init__(self, settings: Settings, *, checkpointer: Any, context: TurnContext) -> None:
         self.settings = settings
-        self.tools = ToolContext.create(settings)
-        recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
-        verifier = Verifier(recognizer.vocabulary)
-        self.history = open_history(checkpointer)
-        self.context = TurnContext(
-            registry=registry,
-            tools=self.tools,
-            history=self.history,
-            recognizer=recognizer,
-            planner=planner or planner_for(settings, registry),
-            composer=Composer(),
-            verifier=verifier,
-            drafter=drafter_for(settings, verifier),
-            max_steps=max_steps,
-        )
+        self.context = context
+        self.tools = context.tools
+        self.history = context.history
         self.graph = build_graph(checkpointer)
 
     @staticmethod
