@@ -475,7 +475,7 @@ def test_every_case_through_the_ui_callbacks(corpus: Path, good_image: Path) -> 
 
     settings = Settings()
     agent = build_agent(settings)
-    blocks = build_ui(AgentHolder(settings, agent), open_access(settings),
+    blocks = build_ui(AgentHolder(settings, agent.context.registry, agent), open_access(settings),
                       UiFiles(settings.state_dir / "ui"), agent.delete_session, None)  # fmt: skip
     send = next(f.fn for f in blocks.fns.values() if getattr(f.fn, "__name__", "") == "send")
     tally = Tally("UI callbacks")
