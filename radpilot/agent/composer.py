@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from radpilot.agent.ledger import by_id
-from radpilot.agent.planner import PlannerView
+from radpilot.agent.planner import TurnView
 from radpilot.agent.types import Answer, Claim, FindingRow, Intent, Message
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.wording import graph_claims, row_certainty, templates
@@ -49,7 +49,7 @@ class Composer:
         self.text = templates()
         self.vocabulary = Vocabulary()
 
-    def compose(self, view: PlannerView, history: list[Message]) -> Answer:
+    def compose(self, view: TurnView, history: list[Message]) -> Answer:
         """Claims from the evidence this turn produced, whichever planner chose the tools:
         each tool's evidence has a writer; the intent only orders them and picks fixed
         statements for what could not be answered."""
@@ -85,7 +85,7 @@ class Composer:
             e.tool in knowledge for e in turn
         )
 
-    def _from_evidence(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+    def _from_evidence(self, answer: Answer, view: TurnView, turn: list[Evidence]) -> None:
         intent = view.understanding.intent
         writers = {
             "localize_finding": self._locations, "measure": self._measure,
@@ -118,7 +118,7 @@ class Composer:
             if evidence.tool == "measure":
                 answer.limitations.extend(evidence.values.get("notes", []))
 
-    def _missing(self, view: PlannerView, tool: str) -> Claim | None:
+    def _missing(self, view: TurnView, tool: str) -> Claim | None:
         """The fixed statement for a question whose tool produced nothing this turn."""
         if tool not in view.available_tools:
             known = {"search_guidelines": "no_guideline_tool", "measure": "no_measure_tool"}
@@ -144,14 +144,14 @@ class Composer:
         )  # fmt: skip
         return Claim(text=text, evidence=[evidence.id], certainty=certainty)
 
-    def _classification(self, view: PlannerView, turn: list[Evidence]) -> Evidence | None:
+    def _classification(self, view: TurnView, turn: list[Evidence]) -> Evidence | None:
         current = view.current()
         return next(
             (e for e in turn if e.tool == "classify_findings" and current is not None
              and e.inputs.get("study_id") == current.study_id), None,
         )  # fmt: skip
 
-    def _table(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> Evidence | None:
+    def _table(self, answer: Answer, view: TurnView, turn: list[Evidence]) -> Evidence | None:
         """The findings table from the current study's classification in this turn, if any."""
         classification = self._classification(view, turn)
         if classification is not None:
@@ -162,7 +162,7 @@ class Composer:
             ]  # fmt: skip
         return classification
 
-    def _findings(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+    def _findings(self, answer: Answer, view: TurnView, turn: list[Evidence]) -> None:
         """A question about named findings answers those first, adding only an urgent finding
         above its operating point; an open read ranks what is above its operating point, then
         one line of what was also considered."""
@@ -208,7 +208,7 @@ class Composer:
                       evidence=[classification.id], certainty="possible")  # fmt: skip
             )
 
-    def _findings_context(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+    def _findings_context(self, answer: Answer, view: TurnView, turn: list[Evidence]) -> None:
         """For a question answered by another tool: the named findings' probabilities when the
         classification is part of this turn (e.g. "where is it?" reuses it)."""
         classification = self._table(answer, view, turn)
@@ -218,10 +218,10 @@ class Composer:
                 if r["name"] in view.understanding.slots.findings]  # fmt: skip
         answer.claims.extend(self._finding_claim(row, classification) for row in rows)
 
-    def _locations(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _locations(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         return [self._location_claim(e) for e in evidence if e.values.get("regions")]
 
-    def _anatomy(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _anatomy(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         claims = []
         for item in evidence:
             parts = [self.text["structure"].format(name=s["name"], area=_area(s["area"]),
@@ -232,7 +232,7 @@ class Composer:
                 claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
         return claims
 
-    def _region(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _region(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         claims = []
         for item in evidence:
             v = item.values
@@ -242,13 +242,13 @@ class Composer:
             claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
         return claims
 
-    def _graph(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _graph(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         steps_first = view.understanding.intent == "management"
         return [Claim(text=text, evidence=[item.id], certainty="stated")
                 for item in evidence
                 for text in graph_claims(item.values, steps_first=steps_first)]  # fmt: skip
 
-    def _cases(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _cases(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         claims = []
         for item in evidence:
             for case in item.values.get("cases", [])[:SIMILAR_CASES]:
@@ -296,7 +296,7 @@ class Composer:
         return Claim(text=self.text[key].format(**values), evidence=[evidence.id],
                      certainty="possible")  # fmt: skip
 
-    def _guideline(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _guideline(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         search = evidence[0]
         passages = search.values.get("passages", [])
         if search.values.get("weak") or not passages:
@@ -312,7 +312,7 @@ class Composer:
                                 certainty="stated"))  # fmt: skip
         return claims
 
-    def _measure(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _measure(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         measured = evidence[0]
         v = measured.values
 
@@ -333,7 +333,7 @@ class Composer:
         ]  # fmt: skip
         return [Claim(text=t, evidence=[measured.id], certainty="stated") for t in texts]
 
-    def _image_info(self, view: PlannerView, evidence: list[Evidence]) -> list[Claim]:
+    def _image_info(self, view: TurnView, evidence: list[Evidence]) -> list[Claim]:
         claims = []
         for item in evidence:
             v = item.values
@@ -344,7 +344,7 @@ class Composer:
             claims.append(Claim(text=text, evidence=[item.id], certainty="stated"))
         return claims
 
-    def _compare(self, answer: Answer, view: PlannerView, turn: list[Evidence]) -> None:
+    def _compare(self, answer: Answer, view: TurnView, turn: list[Evidence]) -> None:
         if not view.priors():
             answer.claims.append(self._stated("no_prior"))
             self._findings(answer, view, turn)  # what was asked, on the current study
@@ -375,7 +375,7 @@ class Composer:
                         Claim(text=text, evidence=[evidence.id], certainty=certainty)
                     )
 
-    def _changes(self, answer: Answer, view: PlannerView, comparison: Evidence) -> None:
+    def _changes(self, answer: Answer, view: TurnView, comparison: Evidence) -> None:
         wanted = set(view.understanding.slots.findings)
         rows = comparison.values.get("findings", [])
         steady = []
@@ -404,7 +404,7 @@ class Composer:
             text = self.text["change_ctr"].format(prior=measured["prior_ctr"], now=measured["ctr"])
             answer.claims.append(Claim(text=text, evidence=[comparison.id], certainty="stated"))
 
-    def _explain(self, answer: Answer, view: PlannerView, history: list[Message],
+    def _explain(self, answer: Answer, view: TurnView, history: list[Message],
                  ledger: dict[str, Evidence]) -> None:  # fmt: skip
         """What the previous answer rests on; when that answer quoted only general knowledge
         ("how sure are you?" after next steps), what the findings in focus rest on."""
@@ -427,7 +427,7 @@ class Composer:
             if evidence not in answer.evidence:
                 answer.evidence.append(evidence)
 
-    def _focus_claims(self, view: PlannerView, ledger: dict[str, Evidence]) -> list[Claim]:
+    def _focus_claims(self, view: TurnView, ledger: dict[str, Evidence]) -> list[Claim]:
         """The findings in focus as the latest classification of the current study states them."""
         current = view.current()
         classification = next(

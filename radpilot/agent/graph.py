@@ -23,7 +23,7 @@ from radpilot.agent.dialogue import advance
 from radpilot.agent.history import SessionHistory
 from radpilot.agent.ledger import by_id, evidence_from_result, evidence_id, find_reusable
 from radpilot.agent.llm.drafter import Drafter
-from radpilot.agent.planner import Planner, PlannerView, ToolFailure
+from radpilot.agent.planner import Planner, ToolFailure, TurnView
 from radpilot.agent.state import RECENT_MESSAGES, AgentState, working_ledger
 from radpilot.agent.types import DialogueFocus, Message, ToolCall, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
@@ -63,9 +63,9 @@ def _emit(event: TraceEvent) -> TraceEvent:
     return event
 
 
-def _view(state: AgentState, context: TurnContext) -> PlannerView:
+def _view(state: AgentState, context: TurnContext) -> TurnView:
     assert state.understanding is not None
-    return PlannerView(
+    return TurnView(
         question=state.question,
         understanding=state.understanding,
         studies=state.studies,
@@ -225,7 +225,7 @@ def _run_call(
     except RadpilotError as error:
         return ToolFailure(tool=call.tool, arguments=call.arguments, code=error.code,
                            message=error.message)  # fmt: skip
-    reusable = find_reusable(ledger, call.tool, inputs)
+    reusable = find_reusable(ledger, call.tool, inputs.model_dump(mode="json"))
     if reusable is not None:
         return reusable, True, 0.0
     result = context.registry.run(call.tool, inputs, context.tools)

@@ -1,6 +1,6 @@
 """Planners: the interface, and the embedded (offline, deterministic) planner.
 
-A planner sees a `PlannerView` (the question as understood, the session's studies, the
+A planner sees a `TurnView` (the question as understood, the session's studies, the
 evidence ledger, what this turn has produced so far) and returns a `PlanDecision`: tool calls,
 a clarifying question, or "compose". The LLM planner is a second implementation of the same
 interface; executor, composer and verifier are shared.
@@ -30,7 +30,10 @@ class ToolFailure(BaseModel):
     message: str
 
 
-class PlannerView(BaseModel):
+class TurnView(BaseModel):
+    """What the planners and the composer see of a turn: the question and what it was
+    understood to ask, the session's studies, the evidence, this turn's results and failures."""
+
     question: str
     understanding: Understanding
     studies: list[StudyRef]
@@ -82,7 +85,7 @@ class PlannerView(BaseModel):
 class Planner(Protocol):
     name: str
 
-    def plan(self, view: PlannerView) -> PlanDecision: ...
+    def plan(self, view: TurnView) -> PlanDecision: ...
 
 
 def compose(note: str = "") -> PlanDecision:
@@ -94,7 +97,7 @@ class EmbeddedPlanner:
 
     name = "embedded"
 
-    def plan(self, view: PlannerView) -> PlanDecision:
+    def plan(self, view: TurnView) -> PlanDecision:
         intent = view.understanding.intent
         current = view.current()
         if intent in NEEDS_IMAGE and current is None:
@@ -123,7 +126,7 @@ class EmbeddedPlanner:
         # explain, out_of_scope: no tool needed.
         return compose(f"{intent}: answered from the ledger and fixed statements")
 
-    def _once(self, view: PlannerView, tool: str, study: StudyRef | None, why: str,
+    def _once(self, view: TurnView, tool: str, study: StudyRef | None, why: str,
               **arguments: object) -> PlanDecision:  # fmt: skip
         assert study is not None
         if tool not in view.available_tools or view.failed(tool, study.study_id):
@@ -133,7 +136,7 @@ class EmbeddedPlanner:
         call = ToolCall(tool=tool, arguments={"study_id": study.study_id, **arguments}, reason=why)
         return PlanDecision(action="call_tools", calls=[call])
 
-    def _guideline(self, view: PlannerView) -> PlanDecision:
+    def _guideline(self, view: TurnView) -> PlanDecision:
         tool = "search_guidelines"
         if tool not in view.available_tools or view.settled(tool):
             return compose()
@@ -163,7 +166,7 @@ class EmbeddedPlanner:
         call = ToolCall(tool=tool, arguments=arguments, reason="cite what the guidelines say")
         return PlanDecision(action="call_tools", calls=[call])
 
-    def _subject(self, view: PlannerView) -> list[str] | PlanDecision:
+    def _subject(self, view: TurnView) -> list[str] | PlanDecision:
         """The findings a question is about: named or resolved, else what the current study
         shows (classified first when needed); a decision when the classification must run."""
         findings = list(view.understanding.slots.findings)
@@ -182,7 +185,7 @@ class EmbeddedPlanner:
         present = [r for r in rows if r["probability"] >= r["threshold"]]
         return [max(present, key=lambda r: r["probability"])["name"]] if present else []
 
-    def _knowledge(self, view: PlannerView) -> PlanDecision:
+    def _knowledge(self, view: TurnView) -> PlanDecision:
         """Differential and next steps from the knowledge graph for the finding in focus; a
         management question also retrieves the management notes for it."""
         subject = self._subject(view)
@@ -203,7 +206,7 @@ class EmbeddedPlanner:
                                   reason=f"what the guidelines advise doing about {finding}"))
         return PlanDecision(action="call_tools", calls=calls) if calls else compose()
 
-    def _similar_cases(self, view: PlannerView) -> PlanDecision:
+    def _similar_cases(self, view: TurnView) -> PlanDecision:
         tool = "similar_cases"
         if tool not in view.available_tools or view.settled(tool):
             return compose()
@@ -220,7 +223,7 @@ class EmbeddedPlanner:
             ToolCall(tool=tool, arguments=arguments, reason="reference cases like this one")
         ])  # fmt: skip
 
-    def _segment_region(self, view: PlannerView) -> PlanDecision:
+    def _segment_region(self, view: TurnView) -> PlanDecision:
         """Segment the box in focus: this turn's localization, else the last one on this study;
         with none, localize the finding in focus first."""
         current = view.current()
@@ -249,10 +252,10 @@ class EmbeddedPlanner:
         return self._once(view, "segment_region", current, "segment the region in focus",
                           box=[float(v) for v in box])  # fmt: skip
 
-    def _classification(self, view: PlannerView, study: StudyRef) -> Evidence | None:
+    def _classification(self, view: TurnView, study: StudyRef) -> Evidence | None:
         return view.turn("classify_findings", study.study_id)
 
-    def _findings(self, view: PlannerView) -> PlanDecision:
+    def _findings(self, view: TurnView) -> PlanDecision:
         current = view.current()
         assert current is not None
         understanding = view.understanding
@@ -286,7 +289,7 @@ class EmbeddedPlanner:
         ]
         return PlanDecision(action="call_tools", calls=calls) if calls else compose()
 
-    def _to_localize(self, view: PlannerView, classification: Evidence) -> list[str]:
+    def _to_localize(self, view: TurnView, classification: Evidence) -> list[str]:
         rows = {row["name"]: row for row in classification.values.get("findings", [])}
         named = [f for f in view.understanding.slots.findings if f in rows]
         if view.understanding.intent == "localize" and named:
@@ -298,7 +301,7 @@ class EmbeddedPlanner:
         positive.sort(key=lambda f: -rows[f]["probability"])
         return positive[:MAX_LOCALIZED_FINDINGS]
 
-    def _compare(self, view: PlannerView) -> PlanDecision:
+    def _compare(self, view: TurnView) -> PlanDecision:
         current, priors = view.current(), view.priors()
         assert current is not None
         if not priors:

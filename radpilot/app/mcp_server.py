@@ -171,7 +171,8 @@ def _expose_tool(server: Any, agent: Any, access: Access, name: str, description
         access.session(ctx, session_id)
         studies = {s.study_id for s in agent.state(session_id).studies}
         registry = agent.context.registry
-        inputs = registry.validate_call(name, arguments.model_dump(mode="json"), studies)
+        # `arguments` is already the tool's Input (the SDK validated it against its schema).
+        inputs = registry.validate_call(name, arguments, studies)
         data: dict[str, Any] = registry.run(name, inputs, agent.tools).model_dump(mode="json")
         return data
 

@@ -73,8 +73,12 @@ class ToolRegistry:
     def specs(self) -> list[ToolSpec]:
         return [self.spec(name) for name in self.names()]
 
-    def validate(self, name: str, arguments: Mapping[str, Any]) -> ToolInput:
+    def validate(self, name: str, arguments: Mapping[str, Any] | ToolInput) -> ToolInput:
+        """The tool's Input model for these arguments; an Input already validated (by
+        `validate_call`, or by the MCP SDK from the tool's own schema) is not validated again."""
         tool = self.get(name)
+        if isinstance(arguments, tool.Input):
+            return arguments
         try:
             return tool.Input.model_validate(dict(arguments))
         except ValidationError as error:
@@ -83,21 +87,25 @@ class ToolRegistry:
             ) from None
 
     def validate_call(
-        self, name: str, arguments: Mapping[str, Any], session_studies: set[str]
-    ) -> dict[str, Any]:
-        """A call's validated inputs, refused unless every study it names belongs to the
-        session: the one check the agent's executor, the LLM planner and MCP all use. An
-        optional study id left out (a text-only `similar_cases`) names no study."""
-        inputs = self.validate(name, arguments).model_dump(mode="json")
+        self, name: str, arguments: Mapping[str, Any] | ToolInput, session_studies: set[str]
+    ) -> ToolInput:
+        """A call's validated Input, refused unless every study it names belongs to the
+        session: the one check the agent's executor, the LLM planner and MCP all use (`run`
+        takes its result as it is). An optional study id left out (a text-only
+        `similar_cases`) names no study."""
+        validated = self.validate(name, arguments)
+        inputs = validated.model_dump(mode="json")
         foreign = [str(v) for k, v in inputs.items()
                    if k.endswith("_id") and v is not None and v not in session_studies]  # fmt: skip
         if foreign:
             raise RadpilotError(
                 f"study id(s) {', '.join(foreign)} are not in this session", code="unknown_study"
             )
-        return inputs
+        return validated
 
-    def run(self, name: str, arguments: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
+    def run(
+        self, name: str, arguments: Mapping[str, Any] | ToolInput, ctx: ToolContext
+    ) -> ToolResult:
         """Validate and run one call.
 
         An unknown tool or bad arguments raise (the caller asked for something impossible);

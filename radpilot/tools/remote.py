@@ -20,7 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from radpilot.core.contracts import ToolError, ToolResult
-from radpilot.tools.base import Tool, ToolContext
+from radpilot.tools.base import Tool, ToolContext, ToolInput
 from radpilot.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ class RemoteToolRegistry(ToolRegistry):
         self.url = url.rstrip("/")
         self._http = http or httpx.Client(base_url=self.url + "/", timeout=timeout_s)
 
-    def run(self, name: str, arguments: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
+    def run(
+        self, name: str, arguments: Mapping[str, Any] | ToolInput, ctx: ToolContext
+    ) -> ToolResult:
         tool = self.get(name)
         if not tool.on_tool_service:
             return super().run(name, arguments, ctx)

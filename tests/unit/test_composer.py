@@ -5,7 +5,7 @@ import pytest
 
 from radpilot.agent.composer import Composer
 from radpilot.agent.ledger import by_id
-from radpilot.agent.planner import PlannerView
+from radpilot.agent.planner import TurnView
 from radpilot.agent.types import Intent, Slots, StudyRef, Understanding
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
@@ -64,8 +64,8 @@ REGION = Evidence(
 LEDGER = [CLASSIFICATION, GRAPH, CASES, ANATOMY, REGION]
 
 
-def view(intent: Intent, turn: list[str], findings: tuple[str, ...] = ()) -> PlannerView:
-    return PlannerView(
+def view(intent: Intent, turn: list[str], findings: tuple[str, ...] = ()) -> TurnView:
+    return TurnView(
         question="q", step=1, ledger=LEDGER, turn_evidence=turn,
         studies=[StudyRef(study_id=STUDY)],
         understanding=Understanding(intent=intent, confidence=1.0, method="test",
@@ -85,7 +85,7 @@ def verifier() -> Verifier:
     return Verifier(Vocabulary())
 
 
-def verified(verifier: Verifier, composer: Composer, planner_view: PlannerView) -> list[str]:
+def verified(verifier: Verifier, composer: Composer, planner_view: TurnView) -> list[str]:
     answer = composer.compose(planner_view, [])
     checked, report = verifier.verify(answer, by_id(LEDGER), planner_view.studies)
     assert report.removed == [], report.removed  # the composer writes only what is supported

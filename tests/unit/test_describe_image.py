@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from radpilot.agent.composer import Composer
-from radpilot.agent.planner import PlannerView
+from radpilot.agent.planner import TurnView
 from radpilot.agent.types import Slots, StudyRef, Understanding
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
@@ -25,7 +25,7 @@ def test_only_findings_the_classifier_agrees_with_become_claims() -> None:
                          inputs={"study_id": "st_a"}, values={"text": (
                              "A small left pleural effusion. There is a pneumothorax."),
                              "generative": True})  # fmt: skip
-    view = PlannerView(
+    view = TurnView(
         question="Describe the image.", studies=[StudyRef(study_id="st_a")],
         understanding=Understanding(intent="detect_findings", confidence=1, slots=Slots(),
                                     method="rule"),

@@ -10,7 +10,7 @@ import pytest
 from radpilot import prompts
 from radpilot.agent.llm.planner import LLMPlanner, planner_for
 from radpilot.agent.llm.schemas import strict_parameters, strict_tools
-from radpilot.agent.planner import EmbeddedPlanner, PlannerView
+from radpilot.agent.planner import EmbeddedPlanner, TurnView
 from radpilot.agent.types import DialogueFocus, FocusFinding, Slots, StudyRef, Understanding
 from radpilot.assembly import build_registry
 from radpilot.core.errors import RadpilotError
@@ -44,9 +44,9 @@ def call(name: str, arguments: object) -> ChatReply:
     return ChatReply(tool_calls=[RawToolCall(id="c1", name=name, arguments=text)])
 
 
-def view(question: str = "Is there an effusion?", *, studies: int = 1) -> PlannerView:
+def view(question: str = "Is there an effusion?", *, studies: int = 1) -> TurnView:
     refs = [StudyRef(study_id="st_a", role="current"), StudyRef(study_id="st_b", role="prior")]
-    return PlannerView(
+    return TurnView(
         question=question,
         understanding=Understanding(
             intent="ask_finding", confidence=0.9, slots=Slots(findings=["Effusion"]), method="rule"

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from radpilot.agent.composer import Composer
-from radpilot.agent.planner import PlannerView
+from radpilot.agent.planner import TurnView
 from radpilot.agent.service import MAX_QUESTION_CHARS, clean_question
 from radpilot.agent.types import (
     Answer,
@@ -447,7 +447,7 @@ def composed(draw: st.DrawFn) -> tuple[Answer, dict[str, Evidence]]:
         ledger["E2"] = draw(localization(draw(st.sampled_from(names))))
     intent = draw(st.sampled_from(["detect_findings", "ask_finding", "localize"]))
     asked = draw(st.lists(st.sampled_from(FINDINGS), max_size=3, unique=True))
-    view = PlannerView(
+    view = TurnView(
         question="?", studies=[CURRENT], ledger=list(ledger.values()),
         understanding=Understanding(intent=intent, confidence=1.0, slots=Slots(findings=asked),
                                  method="rule"),
@@ -495,7 +495,7 @@ def measured(draw: st.DrawFn) -> Evidence:
 @fast(100)
 @given(measured())
 def test_the_composers_measurement_answer_always_verifies_unchanged(evidence: Evidence) -> None:
-    view = PlannerView(
+    view = TurnView(
         question="?", studies=[CURRENT], ledger=[evidence], turn_evidence=["E1"], step=1,
         understanding=Understanding(intent="measure", confidence=1.0, slots=Slots(),
                                     method="rule"),

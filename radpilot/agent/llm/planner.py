@@ -17,7 +17,7 @@ from typing import Any
 from radpilot import prompts
 from radpilot.agent.dialogue import history
 from radpilot.agent.llm.schemas import ANSWER, ASK_USER, offered_names, strict_tools
-from radpilot.agent.planner import EmbeddedPlanner, Planner, PlannerView
+from radpilot.agent.planner import EmbeddedPlanner, Planner, TurnView
 from radpilot.agent.types import PlanDecision, PlannerAttempt, ToolCall
 from radpilot.core.contracts import Evidence
 from radpilot.core.errors import RadpilotError
@@ -86,7 +86,7 @@ class LLMPlanner:
         self.breaker = breaker or CircuitBreaker()
         self._prompts: dict[str, Any] = prompts.load("planner")
 
-    def plan(self, view: PlannerView) -> PlanDecision:
+    def plan(self, view: TurnView) -> PlanDecision:
         attempts: list[PlannerAttempt] = []
         if not self.breaker.allows():
             attempts.append(
@@ -131,7 +131,7 @@ class LLMPlanner:
             )
         return self._fall_back(view, attempts)
 
-    def _fall_back(self, view: PlannerView, attempts: list[PlannerAttempt]) -> PlanDecision:
+    def _fall_back(self, view: TurnView, attempts: list[PlannerAttempt]) -> PlanDecision:
         decision = self.fallback.plan(view)
         why = attempts[-1].outcome if attempts else "unknown"
         note = f"LLM step not usable ({why}); the {self.fallback.name} planner took this step"
@@ -146,7 +146,7 @@ class LLMPlanner:
 
     # -- the conversation sent to the model -------------------------------------------------
 
-    def _messages(self, view: PlannerView) -> list[dict[str, Any]]:
+    def _messages(self, view: TurnView) -> list[dict[str, Any]]:
         text = self._prompts
         examples = "\n\n".join(
             text["context"].format(
@@ -166,7 +166,7 @@ class LLMPlanner:
             {"role": "user", "content": self._context(view)},
         ]
 
-    def _context(self, view: PlannerView) -> str:
+    def _context(self, view: TurnView) -> str:
         # Instruction-like sentences never reach the LLM (the trace lists them as ignored).
         question = view.cleaned_question
         studies = ", ".join(
@@ -214,7 +214,7 @@ class LLMPlanner:
 
     # -- validation ----------------------------------------------------------------------------
 
-    def _decide(self, reply: ChatReply, view: PlannerView, offered: list[str]) -> PlanDecision:
+    def _decide(self, reply: ChatReply, view: TurnView, offered: list[str]) -> PlanDecision:
         if not reply.tool_calls:
             raise InvalidCallError("no tool was called")
         call = reply.tool_calls[0]
@@ -231,7 +231,7 @@ class LLMPlanner:
         try:
             inputs = self.registry.validate_call(
                 call.name, arguments, {s.study_id for s in view.studies}
-            )
+            ).model_dump(mode="json")
         except RadpilotError as error:
             raise InvalidCallError(error.message) from None
         if self._already_done(view, call.name, inputs):
@@ -247,7 +247,7 @@ class LLMPlanner:
         )
 
     @staticmethod
-    def _already_done(view: PlannerView, tool: str, inputs: dict[str, Any]) -> bool:
+    def _already_done(view: TurnView, tool: str, inputs: dict[str, Any]) -> bool:
         turn = set(view.turn_evidence)
         return any(e.id in turn and e.tool == tool and e.inputs == inputs for e in view.ledger)
 
