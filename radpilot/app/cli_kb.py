@@ -69,7 +69,7 @@ def _build(args: argparse.Namespace) -> int:
     print(json.dumps({"notes": report.model_dump()}, indent=2))
     if args.cases:
         from radpilot.knowledge.cases import shared_image_cases, shared_report_cases
-        from radpilot.tools.models.findings import ModelHub
+        from radpilot.tools.models.hub import ModelHub
         from radpilot.tools.models.store import ModelStore
 
         settings = Settings()

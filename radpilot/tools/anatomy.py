@@ -15,11 +15,11 @@ import numpy as np
 from radpilot.core.contracts import ModelIdentity
 from radpilot.core.errors import RadpilotError
 from radpilot.tools.artefacts import png_bytes
-from radpilot.tools.models.store import ModelStore
+from radpilot.tools.study_cache import StudyCache
 
 if TYPE_CHECKING:
-    from radpilot.tools.models.findings import ModelHub
-from radpilot.tools.study_cache import StudyCache
+    from radpilot.tools.models.hub import ModelHub
+    from radpilot.tools.models.pspnet import PspnetSegmenter
 
 CACHED_STUDIES = 32
 
@@ -108,19 +108,13 @@ def anatomy_of(study_id: str, pixels: np.ndarray, hub: ModelHub) -> Anatomy:
     """Lungs (right/left) and heart of one study, computed once per process: from the
     torchxrayvision PSPNet when its weights are installed, else from the starter anatomy
     U-Net."""
-    from radpilot.tools.models.pspnet import pspnet_installed
-
-    if pspnet_installed(hub.store):
-        return _cache.get_or_compute(
-            f"{study_id}:pspnet", lambda: pspnet_anatomy(pixels, hub.store, hub.device)
-        )
+    pspnet = hub.pspnet()
+    if pspnet is not None:
+        return _cache.get_or_compute(f"{study_id}:pspnet", lambda: pspnet_anatomy(pixels, pspnet))
     return _cache.get_or_compute(f"{study_id}:starter", lambda: starter_anatomy(pixels, hub))
 
 
-def pspnet_anatomy(pixels: np.ndarray, store: ModelStore, device: str) -> Anatomy:
-    from radpilot.tools.models.pspnet import shared_pspnet
-
-    segmenter = shared_pspnet(store.root, device)
+def pspnet_anatomy(pixels: np.ndarray, segmenter: PspnetSegmenter) -> Anatomy:
     masks = segmenter.predict(pixels)
     return Anatomy(
         right_lung=masks.pop("Right Lung"), left_lung=masks.pop("Left Lung"),

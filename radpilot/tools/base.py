@@ -21,7 +21,7 @@ from radpilot.core.contracts import Artefact, EvidenceKind, ModelCard, ModelIden
 if TYPE_CHECKING:
     from radpilot.settings import Settings
     from radpilot.tools.artefacts import ArtefactStore
-    from radpilot.tools.models.findings import ModelHub
+    from radpilot.tools.models.hub import ModelHub
     from radpilot.tools.studies import StudyStore
 
 class ToolInput(BaseModel):
@@ -55,7 +55,7 @@ class ToolContext:
         """Stores under `root` (default: the state dir); models from the settings' weights dir."""
         from radpilot.tools.artefacts import ArtefactStore
         from radpilot.tools.dicom import load_or_create_secret
-        from radpilot.tools.models.findings import ModelHub
+        from radpilot.tools.models.hub import ModelHub
         from radpilot.tools.models.store import ModelStore
         from radpilot.tools.studies import StudyStore
 

@@ -211,14 +211,10 @@ class SegmentRegionTool(Tool[SegmentRegionInput, SegmentRegionOutput]):
     Output = SegmentRegionOutput
 
     def run(self, inp: SegmentRegionInput, ctx: ToolContext) -> SegmentRegionOutput:
-        from radpilot.tools.models.sam import installed_sam, shared_sam
-        from radpilot.tools.models.store import ModelStore
-
         study = ctx.studies.get(inp.study_id)
         require_analysable(study)
         check_prompt(inp, study.width, study.height)
-        name = installed_sam(ModelStore(ctx.settings.weights_dir), inp.weights)
-        segmenter = shared_sam(ctx.settings.weights_dir, name, ctx.settings.device)
+        segmenter = ctx.models.sam(inp.weights)
         pixels = ctx.studies.pixels(study.id)
         prediction = segmenter.segment(
             study.id, pixels, inp.box, inp.point, inp.point_is_foreground

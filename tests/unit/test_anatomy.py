@@ -70,9 +70,9 @@ def test_the_starter_anatomy_runs_on_the_configured_device(
 ) -> None:
     from radpilot.core.contracts import ModelIdentity
     from radpilot.tools import anatomy
-    from radpilot.tools.models import findings
+    from radpilot.tools.models import hub as model_hub
     from radpilot.tools.models.anatomy_model import AnatomyMasks
-    from radpilot.tools.models.findings import ModelHub
+    from radpilot.tools.models.hub import ModelHub
     from radpilot.tools.models.store import ModelStore
 
     pixels, right, left = phantom()
@@ -88,7 +88,7 @@ def test_the_starter_anatomy_runs_on_the_configured_device(
         devices.append(device)
         return Segmenter()
 
-    monkeypatch.setattr(findings, "shipped_anatomy_segmenter", segmenter_on)
+    monkeypatch.setattr(model_hub, "shipped_anatomy_segmenter", segmenter_on)
     hub = ModelHub(ModelStore(tmp_path), device="cuda")
     result = anatomy.anatomy_of("st_device_test", pixels, hub)
     assert devices == ["cuda"] and result.right_lung.any() and result.heart.any()

@@ -96,7 +96,7 @@ def test_the_batch_wait_is_built_into_the_classifier(wait_s: float, max_batch: i
 
 
 def test_the_hub_hands_its_batch_wait_to_the_model_it_builds(tmp_path: Path) -> None:
-    from radpilot.tools.models.findings import ModelHub
+    from radpilot.tools.models.hub import ModelHub
     from radpilot.tools.models.store import ModelStore
 
     model = ModelHub(ModelStore(tmp_path), batch_wait_s=0.0).findings_model()

@@ -9,7 +9,8 @@ import torch
 from radpilot.core.errors import RadpilotError
 from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.models.catalog import CATALOG
-from radpilot.tools.models.findings import ModelHub, StarterFindingsModel, XrvFindingsModel
+from radpilot.tools.models.findings import StarterFindingsModel, XrvFindingsModel
+from radpilot.tools.models.hub import ModelHub
 from radpilot.tools.models.store import ModelStore, WeightsMissingError, sha256_of
 from tests.factories import chest_like
 

@@ -20,10 +20,8 @@ from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.findings import NIH_FINDINGS
 from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
-from radpilot.tools.models.anatomy_model import AnatomySegmenter, shipped_anatomy_segmenter
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
-from radpilot.tools.models.detector import StarterDetector, shipped_detector
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
@@ -230,38 +228,3 @@ class XrvFindingsModel(FindingsModel):
 
     def _output_index(self, column: int) -> int:
         return self._xrv_index[NIH_FINDINGS[column]]
-
-
-class ModelHub:
-    """Loads each model once per process, on first use."""
-
-    def __init__(
-        self, store: ModelStore, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
-    ) -> None:
-        self.store = store
-        self.device = device
-        self.batch_wait_s = batch_wait_s
-        self._findings: FindingsModel | None = None
-        self._lock = threading.Lock()
-
-    def detector(self) -> StarterDetector | None:
-        """The shipped box detector on this hub's device; None where a build has no bundle."""
-        return shipped_detector(self.device, self.batch_wait_s)
-
-    def anatomy(self) -> AnatomySegmenter:
-        """The shipped heart-and-lung segmenter on this hub's device."""
-        return shipped_anatomy_segmenter(self.device)
-
-    def findings_model(self) -> FindingsModel:
-        with self._lock:
-            if self._findings is None:
-                self._findings = self._best_installed_findings_model()
-            return self._findings
-
-    def _best_installed_findings_model(self) -> FindingsModel:
-        for name in CLASSIFIER_PREFERENCE:
-            if CATALOG[name].bundled:
-                return StarterFindingsModel(device=self.device, batch_wait_s=self.batch_wait_s)
-            if self.store.status(name).state != "missing":
-                return XrvFindingsModel(name, self.store, self.device, self.batch_wait_s)
-        raise AssertionError("the starter classifier is always available")

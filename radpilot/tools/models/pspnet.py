@@ -4,12 +4,12 @@ installed through the model store (it is never downloaded at run time)."""
 from __future__ import annotations
 
 import threading
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from radpilot.core.contracts import ModelIdentity
+from radpilot.shared import process_wide
 from radpilot.tools.imaging import square_crop_box, to_model_input
 from radpilot.tools.models.catalog import CATALOG
 from radpilot.tools.models.store import ModelStore
@@ -21,7 +21,7 @@ def pspnet_installed(store: ModelStore) -> bool:
     return store.status(NAME).state != "missing"
 
 
-class AnatomySegmenter:
+class PspnetSegmenter:
     """`xrv.baseline_models.chestx_det.PSPNet`, loaded by its own constructor from the store's
     folder (the file name is the one it expects, so it finds the file and downloads nothing)."""
 
@@ -56,6 +56,6 @@ class AnatomySegmenter:
         return masks
 
 
-@cache
-def shared_pspnet(store_root: Path, device: str) -> AnatomySegmenter:
-    return AnatomySegmenter(ModelStore(store_root), device)
+@process_wide
+def shared_pspnet(store_root: Path, device: str) -> PspnetSegmenter:
+    return PspnetSegmenter(ModelStore(store_root), device)
