@@ -23,6 +23,7 @@ TARGETS = [
 
 
 def main() -> int:
+    from radpilot.evals import retrieval_questions
     from radpilot.knowledge.evaluation import evaluate_retrieval, load_questions, question_files
     from radpilot.knowledge.index import GuidelineIndex
     from radpilot.knowledge.notes import packaged_notes
@@ -31,7 +32,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as state:
         weights = Settings().weights_dir  # reuse the extracted MiniLM weights
         index = GuidelineIndex(Path(state), weights, packaged_notes())
-        questions = load_questions(question_files(), set(index.notes))
+        questions = load_questions(question_files(retrieval_questions()), set(index.notes))
         result = evaluate_retrieval(index, questions)
     modes = {m.mode: m for m in result.modes}
     print(f"{result.notes} notes, {result.questions} questions")

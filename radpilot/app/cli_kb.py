@@ -112,10 +112,12 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from radpilot.evals import retrieval_questions
     from radpilot.knowledge.evaluation import evaluate_retrieval, load_questions, question_files
 
     index = _index()
-    questions = load_questions(question_files(args.questions), set(index.notes))
+    folder = args.questions or retrieval_questions()
+    questions = load_questions(question_files(folder), set(index.notes))
     result = evaluate_retrieval(index, questions)
     exclude = None if args.misses else {"modes": {"__all__": {"misses_at_5"}}}
     print(result.model_dump_json(indent=2, exclude=exclude))

@@ -7,7 +7,6 @@ ids of the notes that answer it. A question is a hit at k when any gold note is 
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 from typing import get_args
 
@@ -44,9 +43,10 @@ class RetrievalEvaluation(BaseModel):
     modes: list[ModeScores]
 
 
-def question_files(folder: Path | None = None) -> list[Path]:
-    root = folder or Path(str(resources.files("radpilot.evals").joinpath("retrieval")))
-    return sorted(root.glob("*.yaml"))
+def question_files(folder: Path) -> list[Path]:
+    """The question YAML files of a folder (the project's own set is
+    `radpilot.evals.retrieval_questions()`; knowledge never reads the evals package itself)."""
+    return sorted(folder.glob("*.yaml"))
 
 
 def load_questions(paths: list[Path], known_notes: set[str]) -> list[Question]:

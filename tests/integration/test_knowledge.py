@@ -11,6 +11,7 @@ import pytest
 from radpilot.assembly import build_registry
 from radpilot.core.contracts import Artefact
 from radpilot.core.errors import RadpilotError, ToolArgumentError
+from radpilot.evals import retrieval_questions
 from radpilot.knowledge.cases import ImageCases, ReportCases, read_reports, reports_archive
 from radpilot.knowledge.evaluation import evaluate_retrieval, load_questions, question_files
 from radpilot.knowledge.index import Filters, GuidelineIndex, shared_index
@@ -103,7 +104,7 @@ def test_collection_reopens_with_the_registered_embedding_function(
 
 def test_hybrid_retrieval_meets_its_recall_target_on_the_question_set(settings: Settings) -> None:
     index = shared_index(settings.state_dir, settings.weights_dir)
-    questions = load_questions(question_files(), set(index.notes))
+    questions = load_questions(question_files(retrieval_questions()), set(index.notes))
     result = evaluate_retrieval(index, questions)
     scores = {m.mode: m for m in result.modes}
     assert scores["hybrid"].recall_at_5 >= 0.95

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from radpilot.evals import retrieval_questions
 from radpilot.knowledge.evaluation import Question, load_questions, question_files
 from radpilot.knowledge.graph import (
     KnowledgeGraph,
@@ -88,7 +89,7 @@ def test_fingerprint_changes_with_the_text_only() -> None:
 
 def test_question_set_has_120_questions_whose_gold_notes_exist() -> None:
     notes = {n.id for n in packaged_notes()}
-    questions = load_questions(question_files(), notes)
+    questions = load_questions(question_files(retrieval_questions()), notes)
     assert len(questions) >= 120
     assert len({q.id for q in questions}) == len(questions)
 
