@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from radpilot.agent.ledger import by_id
 from radpilot.agent.types import Answer, StudyRef
 from radpilot.core.notice import DECISION_SUPPORT
 
@@ -27,7 +28,7 @@ def render_markdown(answer: Answer) -> str:
         items = ", ".join(f"{f.name} (p={f.probability:.2f})" for f in uncertain)
         lines.append(f"- Uncertain, close to threshold: {items} [{uncertain[0].evidence[0]}]")
     # What the guidelines say: the verified claims that cite guideline notes only.
-    ledger = {e.id: e for e in answer.evidence}
+    ledger = by_id(answer.evidence)
     guidance = [c for c in answer.claims
                 if c.evidence and all(i in ledger and ledger[i].kind == "guideline"
                                       for i in c.evidence)]  # fmt: skip

@@ -168,17 +168,21 @@ def create_app(
     @app.middleware("http")
     async def _method_not_allowed(request: Request, call_next: Any) -> Response:
         """405 with `Allow` for a documented path asked with a method it does not have (the
-        UI mounted at `/` would otherwise answer 404)."""
+        UI mounted at `/` would otherwise answer 404). Only a 404 or 405 is looked at again,
+        so answered requests pay nothing for it."""
+        response: Response = await call_next(request)
+        if response.status_code not in (404, 405):
+            return response
         allowed = set()
         for route in app.routes:
             if isinstance(route, APIRoute) and route.include_in_schema:
                 match, _ = route.matches(request.scope)
                 if match is Match.FULL:
-                    return await call_next(request)
+                    return response  # a route's own 404 (an unknown id, say)
                 if match is Match.PARTIAL:
                     allowed |= route.methods or set()
         if not allowed:
-            return await call_next(request)
+            return response
         response = _error(405, "method_not_allowed",
                           f"{request.method} is not allowed here; use {', '.join(sorted(allowed))}")
         response.headers["Allow"] = ", ".join(sorted(allowed))

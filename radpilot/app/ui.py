@@ -138,11 +138,12 @@ def overlays(answer: Any, agent: Any, folder: Path) -> list[tuple[str, str]]:
     return shown
 
 
-def write_exports(answer: Any, studies: Any, folder: Path) -> list[str]:
-    """The answer's report as Markdown and as a FHIR DiagnosticReport, for download."""
-    from radpilot.agent.report import render_markdown, to_fhir
+def write_exports(report: str, answer: Any, studies: Any, folder: Path) -> list[str]:
+    """The answer's report (`report`, its Markdown) and a FHIR DiagnosticReport, for
+    download."""
+    from radpilot.agent.report import to_fhir
 
-    (folder / "report.md").write_text(render_markdown(answer))
+    (folder / "report.md").write_text(report)
     (folder / "report.fhir.json").write_text(json.dumps(to_fhir(answer, studies), indent=2))
     return [str(folder / "report.md"), str(folder / "report.fhir.json")]
 
@@ -152,17 +153,15 @@ def preview(path: str | None) -> Any:
     import numpy as np
 
     from radpilot.core.errors import RadpilotError
-    from radpilot.tools.dicom import Deidentifier
-    from radpilot.tools.imaging import decode_image
+    from radpilot.tools.imaging import read_pixels
 
     if not path:
         return None
     try:
-        image = decode_image(Path(path).read_bytes(), filename=path, max_megapixels=50,
-                             deidentifier=Deidentifier(b"preview-only"))  # fmt: skip
+        pixels = read_pixels(Path(path))  # shown only, never stored: ingest de-identifies
     except (RadpilotError, OSError):
         return None
-    return (np.clip(image.pixels, 0, 1) * 255).astype(np.uint8)
+    return (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
 
 
 def build_ui(
@@ -244,9 +243,10 @@ def build_ui(
         answer = turn.answer
         history[-1]["content"] = answer_markdown(answer)
         folder = files.turn_folder(session)
-        downloads = write_exports(answer, turn.studies, folder)
-        yield (history, state, overlays(answer, agent, folder), findings_rows(answer),
-               render_markdown(answer), downloads, "")  # fmt: skip
+        report = render_markdown(answer)
+        downloads = write_exports(report, answer, turn.studies, folder)
+        yield (history, state, overlays(answer, agent, folder), findings_rows(answer), report,
+               downloads, "")  # fmt: skip
 
     def delete(key: str, state: dict[str, Any]) -> Any:
         try:

@@ -172,9 +172,9 @@ def _raster_to_grey(image: object) -> tuple[np.ndarray, float, int]:
 
 
 def read_pixels(path: Path) -> np.ndarray:
-    """A development or reference image read through the same decoder as user uploads (float32
-    in [0, 1]), for evaluation, training and the similar-case index: what is measured is what
-    users run. Such images carry no identities to keep, so the de-identification key is fixed."""
+    """An image read through the same decoder as user uploads (float32 in [0, 1]), for
+    evaluation, training, the similar-case index and the UI's preview: what is measured is what
+    users run. Nothing read here is stored, so the de-identification key is fixed."""
     from radpilot.tools.dicom import Deidentifier
 
     fixed_key = Deidentifier(b"development-data-has-no-identities")
