@@ -17,8 +17,7 @@ from radpilot.core.contracts import Evidence
 from radpilot.core.instructions import split_instructions
 
 MAX_LOCALIZED_FINDINGS = 2
-NEEDS_IMAGE = {"detect_findings", "ask_finding", "localize", "measure", "compare_prior",
-               "report", "image_info", "segment_anatomy", "segment_region"}  # fmt: skip
+NO_STUDY = "no study in the session"
 # Added to a management question's search, so that it retrieves what to do, not definitions.
 MANAGEMENT_TERMS = "management, next steps, follow-up imaging and referral"
 
@@ -100,8 +99,8 @@ class EmbeddedPlanner:
     def plan(self, view: TurnView) -> PlanDecision:
         intent = view.understanding.intent
         current = view.current()
-        if intent in NEEDS_IMAGE and current is None:
-            return compose("no study in the session")
+        # Each protocol composes when it needs a study and the session has none: whether an
+        # intent needs one follows from the tools its protocol calls, not from a list.
         if intent == "image_info":
             return self._once(view, "image_info", current, "the user asks about the image")
         slots = view.understanding.slots
@@ -128,7 +127,8 @@ class EmbeddedPlanner:
 
     def _once(self, view: TurnView, tool: str, study: StudyRef | None, why: str,
               **arguments: object) -> PlanDecision:  # fmt: skip
-        assert study is not None
+        if study is None:
+            return compose(NO_STUDY)
         if tool not in view.available_tools or view.failed(tool, study.study_id):
             return compose(f"{tool} unavailable or failed")
         if view.turn(tool, study.study_id, **arguments) is not None:
@@ -227,7 +227,8 @@ class EmbeddedPlanner:
         """Segment the box in focus: this turn's localization, else the last one on this study;
         with none, localize the finding in focus first."""
         current = view.current()
-        assert current is not None
+        if current is None:
+            return compose(NO_STUDY)
         turn = set(view.turn_evidence)
         located = [e for e in view.ledger if e.id in turn and e.tool == "localize_finding"
                    and e.values.get("regions")]  # fmt: skip
@@ -257,7 +258,8 @@ class EmbeddedPlanner:
 
     def _findings(self, view: TurnView) -> PlanDecision:
         current = view.current()
-        assert current is not None
+        if current is None:
+            return compose(NO_STUDY)
         understanding = view.understanding
         if (
             understanding.intent == "ask_finding"
@@ -303,7 +305,8 @@ class EmbeddedPlanner:
 
     def _compare(self, view: TurnView) -> PlanDecision:
         current, priors = view.current(), view.priors()
-        assert current is not None
+        if current is None:
+            return compose(NO_STUDY)
         if not priors:
             if view.understanding.slots.findings:
                 # "Is the effusion worse than last time?" with no prior: answer about the
