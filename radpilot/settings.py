@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     max_image_megapixels: float = Field(
         default=50.0, gt=0, description="Images above this size are refused before decoding."
     )
+    dicomweb_url: str | None = Field(
+        default=None,
+        description="A PACS's DICOMweb root (QIDO-RS, WADO-RS, STOW-RS), e.g. "
+        "http://orthanc:8042/dicom-web; unset: PACS search and pull are off.",
+    )
+    dicomweb_username: str | None = Field(default=None, description="HTTP basic auth user.")
+    dicomweb_password: SecretStr | None = Field(default=None, description="HTTP basic password.")
+    dicomweb_token: SecretStr | None = Field(
+        default=None, description="Bearer token (instead of basic auth)."
+    )
+    dicomweb_timeout_s: float = Field(default=20.0, gt=0, le=600, description="Per request.")
     checkpoint_url: str | None = Field(
         default=None,
         description="PostgreSQL URL for conversation state (postgresql://USER@HOST:PORT/DB), "
@@ -114,6 +125,8 @@ class Settings(BaseSettings):
         "checkpoint_url",
         "chroma_url",
         "tools_url",
+        "dicomweb_url",
+        "dicomweb_username",
         mode="before",
     )
     @classmethod

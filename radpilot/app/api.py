@@ -33,6 +33,7 @@ from starlette.routing import Match
 from radpilot import __version__
 from radpilot.agent.types import Answer
 from radpilot.app.access import DEFAULT_REQUESTS_PER_MINUTE, open_access
+from radpilot.app.pacs import PACS_STATUS, pacs_router
 from radpilot.app.schemas import (
     ErrorBody,
     Health,
@@ -53,7 +54,7 @@ from radpilot.tools.registry import ToolRegistry
 STATUS_BY_CODE = {
     "unknown_session": 404, "unknown_study": 404, "unknown_artefact": 404, "not_found": 404,
     "image_too_large": 413, "upload_too_large": 413, "unauthorized": 401,
-    "rate_limited": 429, "starting": 503, "no_answer": 409,
+    "rate_limited": 429, "starting": 503, "no_answer": 409, **PACS_STATUS,
 }  # fmt: skip
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 405, 409, 413, 422, 429, 503)
@@ -334,6 +335,15 @@ def create_app(
             Artefact(id=artefact_id, kind="overlay", path=f"{artefact_id}.png")
         )
         return FileResponse(path, media_type="image/png")
+
+    if settings.dicomweb_url is not None:
+        from radpilot.pacs.client import PacsClient
+
+        gateway: dict[int | str, dict[str, Any]] = {502: {"model": ErrorBody},
+                                                    504: {"model": ErrorBody}}  # fmt: skip
+        pacs_errors = {**ERROR_RESPONSES, **gateway}
+        app.include_router(pacs_router(PacsClient.from_settings(settings), caller,
+                                       owned_session, holder.get, pacs_errors))  # fmt: skip
 
     # Registered last: unknown /v1 paths get the API's JSON 404, not the UI's.
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

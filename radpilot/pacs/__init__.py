@@ -1,0 +1,1 @@
+"""Hospital integration: a PACS over DICOMweb."""
