@@ -26,6 +26,8 @@ from radpilot.app.access import AccessPolicy, open_access
 from radpilot.app.ownership import LOCAL_OWNER
 from radpilot.core.errors import RadpilotError
 from radpilot.core.notice import DECISION_SUPPORT
+from radpilot.pacs.client import PacsQuery  # resolved by the SDK from the tools' annotations
+from radpilot.pacs.pull import PullRequest
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 
@@ -116,7 +118,35 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
 
     for spec in agent.context.registry.specs():
         _expose_tool(server, agent, access, spec.name, spec.description)
+    if settings.dicomweb_url is not None:
+        _expose_pacs(server, agent, access)
     return server
+
+
+def _expose_pacs(server: Any, agent: Any, access: Access) -> None:
+    """`find_studies` and `pull_study`: the PACS (RADPILOT_DICOMWEB_URL) under the same rules
+    as REST: a key, its rate limit, and a session the caller owns."""
+    from radpilot.app.pacs import session_ingest
+    from radpilot.pacs.client import PacsClient
+    from radpilot.pacs.pull import pull
+
+    client = PacsClient.from_settings(agent.settings)
+
+    @server.tool(description="Search the PACS for CR/DX studies by exact patient id or "
+                 "accession number, optionally within study dates; newest first.")  # fmt: skip
+    @refusals_as_errors
+    def find_studies(query: PacsQuery, ctx: Context) -> dict[str, Any]:
+        access.caller(ctx)
+        return {"studies": [s.model_dump(mode="json") for s in client.find_studies(query)]}
+
+    @server.tool(description="Pull a PACS study's frontal radiograph into a session "
+                 "(de-identified on ingest) with the patient's most recent earlier CR/DX "
+                 "study as its prior; prior: 'auto', 'none' or a StudyInstanceUID.")  # fmt: skip
+    @refusals_as_errors
+    def pull_study(session_id: str, request: PullRequest, ctx: Context) -> dict[str, Any]:
+        access.session(ctx, session_id)
+        result = pull(client, request, session_ingest(agent, session_id))
+        return result.model_dump(mode="json")
 
 
 def _image_bytes(

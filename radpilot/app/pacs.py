@@ -7,7 +7,7 @@ the one way a pulled study enters a session, shared by REST, CLI, MCP and the UI
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from radpilot.pacs.client import PacsClient, PacsQuery, PacsStudy
@@ -45,10 +45,11 @@ def pacs_router(
     router = APIRouter(prefix="/v1", tags=["pacs"], responses=responses)
     Caller = Annotated[str, Depends(caller)]
 
-    @router.get("/pacs/studies", response_model=PacsStudies)
-    def find_studies(query: Annotated[PacsQuery, Query()], owner: Caller) -> PacsStudies:
+    @router.post("/pacs/search", response_model=PacsStudies)
+    def find_studies(query: PacsQuery, owner: Caller) -> PacsStudies:
         """CR/DX studies in the PACS by patient id or accession number (exact match),
-        optionally within a date range; newest first."""
+        optionally within a date range; newest first. A POST, so that patient ids never
+        appear in URLs (access logs, proxies, browser history)."""
         return PacsStudies(studies=client.find_studies(query))
 
     @router.post("/sessions/{session_id}/pacs", status_code=201, response_model=PullResult)

@@ -10,6 +10,7 @@ radiograph, so that an interface can answer with a clear status instead of a 500
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -29,6 +30,11 @@ _FRONTAL = ("PA", "AP")
 _STUDY_FIELDS = ["ModalitiesInStudy", "StudyDescription", "NumberOfStudyRelatedInstances"]
 _INSTANCE_FIELDS = ["Modality", "ViewPosition", "NumberOfFrames", "Rows", "Columns"]
 T = TypeVar("T")
+# dicomweb-client logs every study UID it retrieves (INFO), urllib3 every URL with its query
+# (DEBUG, and in its retry warnings), `retrying` each failed attempt's error: identifiers that
+# must not reach a log, at whatever level the app runs.
+for _chatty in ("dicomweb_client", "urllib3.connectionpool", "retrying"):
+    logging.getLogger(_chatty).setLevel(logging.ERROR)
 
 
 class PacsError(RadpilotError):
@@ -130,6 +136,9 @@ class PacsClient:
         self.timeout_s = timeout_s
         self.max_pixels = max_pixels
         self._web = DICOMwebClient(url, session=session, timeout=timeout_s)
+        # One attempt: its default (five, backing off 1-8 s) keeps a user waiting 15 s for a
+        # PACS that is down; the error says so at once and the user (or client) can retry.
+        self._web.set_http_retry_params(retry=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PacsClient:
