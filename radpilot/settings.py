@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         default=None, description="Bearer token (instead of basic auth)."
     )
     dicomweb_timeout_s: float = Field(default=20.0, gt=0, le=600, description="Per request.")
+    pacs_write_back: bool = Field(
+        default=False,
+        description="Allow answers to be written back to the PACS (DICOM SR and Secondary "
+        "Captures), each time on request; pulls then keep the original UIDs (owner-only, "
+        "deleted with the session).",
+    )
     checkpoint_url: str | None = Field(
         default=None,
         description="PostgreSQL URL for conversation state (postgresql://USER@HOST:PORT/DB), "

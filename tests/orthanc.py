@@ -57,8 +57,15 @@ class Orthanc:
             return str(reply.json()["ID"])
 
 
+# A Lua filter that makes the PACS refuse every STOW-RS (403), as a read-only PACS does; its
+# own REST upload (/instances) still works, to fill it.
+REFUSE_STOW = ("function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n"
+               "  return not (method == 'POST' and string.find(uri, '^/dicom%-web/studies'))\n"
+               "end\n")  # fmt: skip
+
+
 @contextmanager
-def orthanc(root: Path) -> Iterator[Orthanc]:
+def orthanc(root: Path, lua: str | None = None) -> Iterator[Orthanc]:
     port, dicom_port = free_port(), free_port()
     config = {
         "Name": "radpilot-test", "StorageDirectory": str(root / "db"),
@@ -67,6 +74,9 @@ def orthanc(root: Path) -> Iterator[Orthanc]:
         "RegisteredUsers": {USER: PASSWORD}, "Plugins": [str(dicomweb_plugin())],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }  # fmt: skip
+    if lua is not None:
+        (root / "filter.lua").write_text(lua)
+        config["LuaScripts"] = [str(root / "filter.lua")]
     (root / "orthanc.json").write_text(json.dumps(config))
     log = (root / "orthanc.log").open("wb")
     process = subprocess.Popen(["Orthanc", str(root / "orthanc.json")], cwd=root,

@@ -33,7 +33,7 @@ from starlette.routing import Match
 from radpilot import __version__
 from radpilot.agent.types import Answer
 from radpilot.app.access import DEFAULT_REQUESTS_PER_MINUTE, open_access
-from radpilot.app.pacs import PACS_STATUS, pacs_router
+from radpilot.app.pacs import PACS_STATUS, links_for, pacs_router
 from radpilot.app.schemas import (
     ErrorBody,
     Health,
@@ -195,6 +195,8 @@ def create_app(
     Caller = Annotated[str, Depends(caller)]
     owned_session = access.session
     ui_files = UiFiles() if ui else None
+    # The original UIDs of pulled studies, kept only where write-back is allowed.
+    pacs_links = links_for(settings)
 
     def forget(session_id: str) -> None:
         """Delete the session everywhere: the agent's state and files, the UI's downloads,
@@ -202,6 +204,8 @@ def create_app(
         holder.get().delete_session(session_id)
         if ui_files is not None:
             ui_files.remove(session_id)
+        if pacs_links is not None:
+            pacs_links.remove(session_id)
         access.owners.remove_session(session_id)
 
     @app.get("/healthz", response_model=Health)
@@ -342,7 +346,7 @@ def create_app(
         gateway: dict[int | str, dict[str, Any]] = {502: {"model": ErrorBody},
                                                     504: {"model": ErrorBody}}  # fmt: skip
         pacs_errors = {**ERROR_RESPONSES, **gateway}
-        app.include_router(pacs_router(PacsClient.from_settings(settings), caller,
+        app.include_router(pacs_router(PacsClient.from_settings(settings), pacs_links, caller,
                                        owned_session, holder.get, pacs_errors))  # fmt: skip
 
     # Registered last: unknown /v1 paths get the API's JSON 404, not the UI's.

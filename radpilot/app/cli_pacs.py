@@ -30,6 +30,12 @@ def add_pacs_commands(commands: Any) -> None:
                       "the prior's StudyInstanceUID")  # fmt: skip
     pull.add_argument("--session", help="add to this session (default: a new one)")
     pull.set_defaults(handler=_pull)
+    push = pacs.add_parser(
+        "push", help="write a session's latest answer back to the PACS (DICOM SR + overlays)",
+        description="Needs RADPILOT_PACS_WRITE_BACK=true, and a current study pulled with it on.",
+    )  # fmt: skip
+    push.add_argument("--session", required=True, help="the session (from `radpilot pacs pull`)")
+    push.set_defaults(handler=_push)
 
 
 def _client() -> Any:
@@ -72,18 +78,30 @@ def _find(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     import sys
 
-    from radpilot.app.pacs import session_ingest
+    from radpilot.app.pacs import links_for, session_ingest
     from radpilot.assembly import build_agent
     from radpilot.pacs.pull import PullRequest, pull
     from radpilot.settings import Settings
 
     request = _validated(PullRequest, study_uid=args.study_uid, prior=args.prior)
     client = _client()
-    agent = build_agent(Settings())
+    settings = Settings()
+    agent = build_agent(settings)
     session_id = args.session or agent.new_session()
     agent.state(session_id)  # an unknown --session fails before the PACS is asked
-    result = pull(client, request, session_ingest(agent, session_id))
+    result = pull(client, request, session_ingest(agent, session_id, links_for(settings)))
     print(result.model_dump_json(indent=2))
     print(f"session {session_id}: ask with `radpilot ask --session {session_id} \"...\"`",
           file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from radpilot.app.pacs import links_for, write_back
+    from radpilot.assembly import build_agent
+    from radpilot.settings import Settings
+
+    settings = Settings()
+    written = write_back(build_agent(settings), _client(), links_for(settings), args.session)
+    print(written.model_dump_json(indent=2))
     return 0

@@ -126,11 +126,12 @@ def build_mcp_server(agent: Any, *, paths_allowed: bool = True) -> Any:
 def _expose_pacs(server: Any, agent: Any, access: Access) -> None:
     """`find_studies` and `pull_study`: the PACS (RADPILOT_DICOMWEB_URL) under the same rules
     as REST: a key, its rate limit, and a session the caller owns."""
-    from radpilot.app.pacs import session_ingest
+    from radpilot.app.pacs import links_for, session_ingest, write_back
     from radpilot.pacs.client import PacsClient
     from radpilot.pacs.pull import pull
 
     client = PacsClient.from_settings(agent.settings)
+    links = links_for(agent.settings)
 
     @server.tool(description="Search the PACS for CR/DX studies by exact patient id or "
                  "accession number, optionally within study dates; newest first.")  # fmt: skip
@@ -145,8 +146,15 @@ def _expose_pacs(server: Any, agent: Any, access: Access) -> None:
     @refusals_as_errors
     def pull_study(session_id: str, request: PullRequest, ctx: Context) -> dict[str, Any]:
         access.session(ctx, session_id)
-        result = pull(client, request, session_ingest(agent, session_id))
+        result = pull(client, request, session_ingest(agent, session_id, links))
         return result.model_dump(mode="json")
+
+    @server.tool(description="Write the session's latest answer back to the PACS as a DICOM "
+                 "SR (its overlays as Secondary Captures), where the site allows it.")  # fmt: skip
+    @refusals_as_errors
+    def write_results(session_id: str, ctx: Context) -> dict[str, Any]:
+        written = write_back(agent, client, links, access.session(ctx, session_id))
+        return written.model_dump(mode="json")
 
 
 def _image_bytes(

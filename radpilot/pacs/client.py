@@ -194,6 +194,10 @@ class PacsClient:
         """The study's frontal CR/DX single-frame instance as DICOM bytes, in the transfer
         syntax the PACS stores (no transcoding asked for)."""
         instance = self._choose(self.instances(study_uid))
+        return instance, self.retrieve(instance)
+
+    def retrieve(self, instance: PacsInstance) -> bytes:
+        """One instance as DICOM file bytes, in the syntax the PACS stores."""
         dataset = self._call("retrieve", lambda: self._web.retrieve_instance(
             instance.study_uid, instance.series_uid, instance.sop_uid,
             media_types=(("application/dicom", "*"),),
@@ -205,7 +209,25 @@ class PacsClient:
             raise PacsError(f"the PACS sent an instance that cannot be written back as a "
                             f"DICOM file ({type(error).__name__})",
                             code="pacs_bad_instance") from None  # fmt: skip
-        return instance, buffer.getvalue()
+        return buffer.getvalue()
+
+    def header(self, instance: PacsInstance) -> Any:
+        """The instance's header (WADO-RS metadata) as a pydicom Dataset, without pixels."""
+        from pydicom import Dataset
+
+        uids = (instance.study_uid, instance.series_uid, instance.sop_uid)
+        return self._call("metadata", lambda: Dataset.from_json(
+            self._web.retrieve_instance_metadata(*uids)))  # fmt: skip
+
+    def store(self, datasets: list[Any], study_uid: str) -> None:
+        """STOW-RS of `datasets` into `study_uid`, in one request; refused (nothing claimed as
+        written) when the PACS reports any instance as failed."""
+        reply = self._call("store", lambda: self._web.store_instances(
+            datasets, study_instance_uid=study_uid))  # fmt: skip
+        failed = len(reply.get("FailedSOPSequence", [])) if reply is not None else 0
+        if failed:
+            raise PacsError(f"the PACS at {self.host} refused {failed} of {len(datasets)} "
+                            "objects", code="pacs_rejected")  # fmt: skip
 
     def instances(self, study_uid: str) -> list[PacsInstance]:
         _check_uid(study_uid)
@@ -254,6 +276,9 @@ class PacsClient:
                             code="pacs_unavailable") from None  # fmt: skip
         except requests.HTTPError as error:
             status = error.response.status_code if error.response is not None else 0
+            if what == "store" and status in (400, 403, 409, 413, 415):
+                raise PacsError(f"the PACS at {self.host} refused the objects (HTTP {status})",
+                                code="pacs_rejected") from None  # fmt: skip
             if status in (401, 403):
                 raise PacsError(f"the PACS at {self.host} refused radpilot's credentials "
                                 f"(HTTP {status})", code="pacs_auth") from None  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, field_validator
 
-from radpilot.pacs.client import UID, PacsClient, PacsError, PacsStudy
+from radpilot.pacs.client import UID, PacsClient, PacsError, PacsInstance, PacsStudy
 
 # The name a pulled file is ingested under: never a UID or anything else from the PACS.
 PULLED_NAME = "pacs-study.dcm"
@@ -62,25 +62,26 @@ class PullResult(BaseModel):
 
 
 class Ingest(Protocol):
-    """Add DICOM bytes to the session as its current or prior study; returns the study id
-    and whether it passed QC."""
+    """Add DICOM bytes (read from `source`) to the session as its current or prior study;
+    returns the study id and whether it passed QC."""
 
-    def __call__(self, data: bytes, role: Literal["current", "prior"]) -> tuple[str, bool]: ...
+    def __call__(self, data: bytes, role: Literal["current", "prior"],
+                 source: PacsInstance) -> tuple[str, bool]: ...  # fmt: skip
 
 
 def pull(client: PacsClient, request: PullRequest, ingest: Ingest) -> PullResult:
     study = client.study(request.study_uid)
     priors = client.priors(study)
     chosen = _choose_prior(request, study, priors)
-    _, current_bytes = client.radiograph(study.study_uid)
-    prior_bytes = client.radiograph(chosen.study_uid)[1] if chosen is not None else None
+    current_source, current_bytes = client.radiograph(study.study_uid)
+    earlier = client.radiograph(chosen.study_uid) if chosen is not None else None
     # Everything is here: only now does the session change.
-    current_id, current_ok = ingest(current_bytes, "current")
+    current_id, current_ok = ingest(current_bytes, "current", current_source)
     current = PulledStudy(study_id=current_id, role="current", qc_ok=current_ok,
                           pacs_date=_iso(study))  # fmt: skip
     prior = None
-    if chosen is not None and prior_bytes is not None:
-        prior_id, prior_ok = ingest(prior_bytes, "prior")
+    if chosen is not None and earlier is not None:
+        prior_id, prior_ok = ingest(earlier[1], "prior", earlier[0])
         prior = PulledStudy(study_id=prior_id, role="prior", qc_ok=prior_ok,
                             pacs_date=_iso(chosen))  # fmt: skip
     return PullResult(current=current, prior=prior, priors=priors,

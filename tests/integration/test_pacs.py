@@ -310,3 +310,106 @@ def test_mcp_finds_and_pulls_within_the_callers_session(
     result = json.loads(pulled.content[0].text)
     assert result["prior"]["pacs_date"] == "2024-01-05"
     assert refusal(foreign)["code"] == "unknown_session"
+
+
+def read_back(server: pacs.Orthanc, study_uid: str, sop_uid: str) -> Any:
+    web = client(server)
+    found = [i for i in web.instances(study_uid) if i.sop_uid == sop_uid]
+    assert found, f"{sop_uid} is not in the PACS"
+    return pydicom.dcmread(io.BytesIO(web.retrieve(found[0])))
+
+
+def dciodvfy_errors(dataset: Any, folder: Path) -> list[str]:
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("Debian's dicom3tools (dciodvfy) is not installed")
+    path = folder / "object.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (checked.stdout + checked.stderr).splitlines()
+            if line.startswith("Error")]  # fmt: skip
+
+
+def test_the_answer_is_written_back_as_an_sr_and_overlays_then_forgotten_with_the_session(
+    server: pacs.Orthanc, studies: dict[str, str], agent: Any, tmp_path: Path
+) -> None:
+    with api(agent, server.dicomweb, pacs_write_back=True) as http:
+        session = http.post("/v1/sessions").json()["session_id"]
+        pulled = http.post(f"/v1/sessions/{session}/pacs",
+                           json={"study_uid": studies["current"], "prior": "none"})  # fmt: skip
+        assert pulled.status_code == 201
+        link = agent.settings.state_dir / "pacs_links" / f"{session}.json"
+        assert link.stat().st_mode & 0o777 == 0o600
+        assert PATIENT.encode() not in link.read_bytes(), "only UIDs are kept"
+        asked = http.post(f"/v1/sessions/{session}/messages", json={"text": "Where is the nodule?"})
+        assert asked.status_code == 200
+        written = http.post(f"/v1/sessions/{session}/pacs/results")
+        assert written.status_code == 201, written.text
+        result = written.json()
+        assert result["study_uid"] == studies["current"]
+        overlays = [a for e in asked.json()["evidence"] for a in e["artefacts"]]
+        assert len(result["secondary_capture_uids"]) == len(overlays) >= 1
+
+        report = read_back(server, studies["current"], result["structured_report_uid"])
+        assert report.Modality == "SR" and report.PatientID == PATIENT, "filed with the patient"
+        assert report.StudyInstanceUID == studies["current"]
+        texts = [item.get("TextValue", "") for item in report.ContentSequence]
+        assert any("not a diagnosis" in text for text in texts)
+        statements = [i for i in report.ContentSequence if i.ConceptNameCodeSequence[0]
+                      .CodeMeaning == "Statement"]  # fmt: skip
+        assert len(statements) == len(asked.json()["claims"])
+        assert all(any(c.ConceptNameCodeSequence[0].CodeMeaning == "Evidence"
+                       for c in s.ContentSequence) for s in statements)  # fmt: skip
+        boxes = [i for i in report.ContentSequence if i.ValueType == "SCOORD"]
+        assert boxes and boxes[0].GraphicType == "POLYLINE"
+        assert dciodvfy_errors(report, tmp_path) == []
+        capture = read_back(server, studies["current"], result["secondary_capture_uids"][0])
+        assert capture.PatientID == PATIENT and capture.pixel_array.ndim == 3
+
+        assert http.delete(f"/v1/sessions/{session}").status_code == 204
+        assert not link.exists(), "the original UIDs go with the session"
+
+
+def test_write_back_is_refused_unless_allowed_pulled_and_answered(
+    server: pacs.Orthanc, studies: dict[str, str], agent: Any, dev_dicom: bytes
+) -> None:
+    with api(agent, server.dicomweb) as http:  # the site setting is off
+        session = http.post("/v1/sessions").json()["session_id"]
+        http.post(f"/v1/sessions/{session}/pacs", json={"study_uid": studies["lone"]})
+        http.post(f"/v1/sessions/{session}/messages", json={"text": "What do you see?"})
+        refused = http.post(f"/v1/sessions/{session}/pacs/results")
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403,
+                                                                          "write_back_disabled")
+    with api(agent, server.dicomweb, pacs_write_back=True) as http:
+        session = http.post("/v1/sessions").json()["session_id"]
+        http.post(f"/v1/sessions/{session}/pacs", json={"study_uid": studies["lone"]})
+        early = http.post(f"/v1/sessions/{session}/pacs/results")
+        assert (early.status_code, early.json()["error"]["code"]) == (409, "no_answer")
+        uploaded = http.post("/v1/sessions").json()["session_id"]
+        http.post(f"/v1/sessions/{uploaded}/studies", files={"file": ("cxr.dcm", dev_dicom)})
+        http.post(f"/v1/sessions/{uploaded}/messages", json={"text": "What do you see?"})
+        foreign = http.post(f"/v1/sessions/{uploaded}/pacs/results")
+        assert (foreign.status_code, foreign.json()["error"]["code"]) == (409, "not_from_pacs")
+
+
+def test_a_stow_the_pacs_rejects_is_a_clear_error(
+    tmp_path: Path, agent: Any, dev_dicom: bytes
+) -> None:
+    if pacs.missing():
+        pytest.skip(pacs.missing() or "")
+    (tmp_path / "refusing").mkdir()
+    with pacs.orthanc(tmp_path / "refusing", lua=pacs.REFUSE_STOW) as refusing:
+        data, study = variant(dev_dicom, patient="SYN-PACS-0020", day=DATES[1])
+        refusing.store(data)
+        with api(agent, refusing.dicomweb, pacs_write_back=True) as http:
+            session = http.post("/v1/sessions").json()["session_id"]
+            assert http.post(f"/v1/sessions/{session}/pacs",
+                             json={"study_uid": study}).status_code == 201  # fmt: skip
+            http.post(f"/v1/sessions/{session}/messages", json={"text": "Any effusion?"})
+            rejected = http.post(f"/v1/sessions/{session}/pacs/results")
+            assert rejected.status_code == 502, rejected.text
+            assert rejected.json()["error"]["code"] == "pacs_rejected"
+        kinds = {i.modality for i in client(refusing).instances(study)}
+        assert kinds == {"CR"}, "nothing but the original is in the study"
