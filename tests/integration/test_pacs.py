@@ -332,14 +332,14 @@ def dciodvfy_errors(dataset: Any, folder: Path) -> list[str]:
             if line.startswith("Error")]  # fmt: skip
 
 
-def test_the_answer_is_written_back_as_an_sr_and_overlays_then_forgotten_with_the_session(
+def test_the_whole_loop_search_pull_prior_ask_sr_back_read_back_then_forgotten(
     server: pacs.Orthanc, studies: dict[str, str], agent: Any, tmp_path: Path
 ) -> None:
     with api(agent, server.dicomweb, pacs_write_back=True) as http:
+        newest = http.post("/v1/pacs/search", json={"patient_id": PATIENT}).json()["studies"][0]
         session = http.post("/v1/sessions").json()["session_id"]
-        pulled = http.post(f"/v1/sessions/{session}/pacs",
-                           json={"study_uid": studies["current"], "prior": "none"})  # fmt: skip
-        assert pulled.status_code == 201
+        pulled = http.post(f"/v1/sessions/{session}/pacs", json={"study_uid": newest["study_uid"]})
+        assert pulled.status_code == 201 and pulled.json()["prior"]["pacs_date"] == "2024-01-05"
         link = agent.settings.state_dir / "pacs_links" / f"{session}.json"
         assert link.stat().st_mode & 0o777 == 0o600
         assert PATIENT.encode() not in link.read_bytes(), "only UIDs are kept"
@@ -370,6 +370,10 @@ def test_the_answer_is_written_back_as_an_sr_and_overlays_then_forgotten_with_th
 
         assert http.delete(f"/v1/sessions/{session}").status_code == 204
         assert not link.exists(), "the original UIDs go with the session"
+    identifying = [PATIENT, "Pacspatient", studies["current"], studies["prior"]]
+    for path in agent.settings.state_dir.rglob("*"):
+        if path.is_file():
+            assert not [v for v in identifying if v.encode() in path.read_bytes()], path.name
 
 
 def test_write_back_is_refused_unless_allowed_pulled_and_answered(
