@@ -67,12 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     from radpilot.app.cli_models import add_models_commands
     from radpilot.app.cli_pacs import add_pacs_commands
     from radpilot.app.cli_server import add_server_commands
+    from radpilot.app.cli_triage import add_triage_commands
 
     add_agent_commands(commands)
     add_eval_commands(commands)
     add_kb_commands(commands)
     add_models_commands(commands)
     add_pacs_commands(commands)
+    add_triage_commands(commands)
     add_server_commands(commands)
     return parser
 

@@ -45,7 +45,7 @@ def _client() -> Any:
     return PacsClient.from_settings(Settings())
 
 
-def _validated(model: Any, **fields: Any) -> Any:
+def validated(model: Any, **fields: Any) -> Any:
     from pydantic import ValidationError
 
     from radpilot.core.errors import RadpilotError
@@ -60,7 +60,7 @@ def _validated(model: Any, **fields: Any) -> Any:
 def _find(args: argparse.Namespace) -> int:
     from radpilot.pacs.client import PacsQuery
 
-    query = _validated(PacsQuery, patient_id=args.patient_id, accession_number=args.accession,
+    query = validated(PacsQuery, patient_id=args.patient_id, accession_number=args.accession,
                        date_from=args.date_from, date_to=args.date_to,
                        modality=args.modality)  # fmt: skip
     studies = _client().find_studies(query)
@@ -83,7 +83,7 @@ def _pull(args: argparse.Namespace) -> int:
     from radpilot.pacs.pull import PullRequest, pull
     from radpilot.settings import Settings
 
-    request = _validated(PullRequest, study_uid=args.study_uid, prior=args.prior)
+    request = validated(PullRequest, study_uid=args.study_uid, prior=args.prior)
     client = _client()
     settings = Settings()
     agent = build_agent(settings)

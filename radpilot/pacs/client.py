@@ -23,6 +23,8 @@ from radpilot.core.errors import RadpilotError
 from radpilot.settings import Settings
 
 RADIOGRAPH_MODALITIES = ("CR", "DX")
+# A search by dates alone (a worklist) spans at most this many days, not the whole archive.
+MAX_WORKLIST_DAYS = 31
 # Exact matching only: a wildcard (PS3.18 `*`, `?`) or a DICOM value separator would turn a
 # search for one patient into a listing of many.
 _UNSAFE = re.compile(r"[*?\\\x00-\x1f]")
@@ -63,10 +65,14 @@ class PacsQuery(BaseModel):
 
     @model_validator(mode="after")
     def _narrow(self) -> PacsQuery:
-        if self.patient_id is None and self.accession_number is None:
-            raise ValueError("give a patient_id or an accession_number")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError("date_from is after date_to")
+        dated = self.date_from is not None and self.date_to is not None
+        if self.patient_id is None and self.accession_number is None and not (
+            dated and (self.date_to - self.date_from).days <= MAX_WORKLIST_DAYS  # type: ignore[operator]
+        ):
+            raise ValueError(f"give a patient_id, an accession_number, or a study date range "
+                             f"(date_from and date_to) of at most {MAX_WORKLIST_DAYS} days")
         return self
 
     def filters(self) -> dict[str, str]:

@@ -20,6 +20,7 @@ import numpy as np
 from radpilot.core.errors import IngestError, StudyNotFoundError
 from radpilot.tools.dicom import Deidentifier, load_or_create_secret
 from radpilot.tools.imaging import Study, decode_image
+from radpilot.tools.pixels import DecodedImage
 from radpilot.tools.qc import check_quality
 
 _ID_PATTERN_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -60,14 +61,14 @@ class StudyStore:
             max_megapixels=max_megapixels,
         )
 
+    def decode(self, data: bytes, filename: str = "") -> DecodedImage:
+        """Decode and de-identify a file in memory (nothing stored); raises `IngestError`."""
+        return decode_image(data, filename=filename, max_megapixels=self._max_megapixels,
+                            deidentifier=self._deidentifier)  # fmt: skip
+
     def ingest(self, data: bytes, filename: str = "") -> Study:
         """Decode, de-identify and check a file, then store it; raises `IngestError`."""
-        image = decode_image(
-            data,
-            filename=filename,
-            max_megapixels=self._max_megapixels,
-            deidentifier=self._deidentifier,
-        )
+        image = self.decode(data, filename)
         study_id = "st_" + secrets.token_urlsafe(16)
         height, width = image.pixels.shape
         study = Study(

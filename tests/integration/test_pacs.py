@@ -417,3 +417,37 @@ def test_a_stow_the_pacs_rejects_is_a_clear_error(
             assert rejected.json()["error"]["code"] == "pacs_rejected"
         kinds = {i.modality for i in client(refusing).instances(study)}
         assert kinds == {"CR"}, "nothing but the original is in the study"
+
+
+def test_triage_over_a_pacs_date_range_ranks_every_radiograph_study(
+    server: pacs.Orthanc, studies: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RADPILOT_DICOMWEB_URL": server.dicomweb,
+           "RADPILOT_DICOMWEB_USERNAME": pacs.USER, "RADPILOT_DICOMWEB_PASSWORD": pacs.PASSWORD,
+           "RADPILOT_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    out = tmp_path / "worklist.json"
+    ran = subprocess.run([sys.executable, "-m", "radpilot.app.cli", "triage", "--pacs",
+                          "--from", "2025-03-01", "--to", "2025-03-31", "--out", str(out)],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "triage: " in ran.stderr and "studies" in ran.stderr, "progress is shown"
+    items = json.loads(out.read_text())["items"]
+    by_study = {item["source"]: item for item in items}
+    # The MR study is not a radiograph study; the rest are ranked, the unreadable ones flagged.
+    assert studies["mr"] not in by_study
+    assert {studies["current"], studies["lone"], studies["multi_frame"], studies["huge"]} <= set(
+        by_study
+    )
+    assert by_study[studies["multi_frame"]]["urgency"] == "not assessable"
+    assert by_study[studies["huge"]]["urgency"] == "not assessable"
+    assert [item["rank"] for item in items] == list(range(1, len(items) + 1))
+    assert all(item["study_date"] == "2025-03-10" for item in items)
+    wide = subprocess.run([sys.executable, "-m", "radpilot.app.cli", "triage", "--pacs",
+                           "--from", "2025-01-01", "--to", "2025-12-31"],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert wide.returncode == 2 and "at most 31 days" in wide.stderr

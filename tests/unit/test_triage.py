@@ -1,0 +1,74 @@
+"""The triage rule on scripted probabilities: pneumothorax, then effusion, then other
+findings, then unreadable studies, then the rest, each by probability. (The model here is a
+script of probabilities: what is tested is the ranking rule, not a model.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from radpilot.app.triage import TriageSource, triage
+from radpilot.core.contracts import ModelIdentity
+from radpilot.core.findings import NIH_FINDINGS
+from radpilot.tools.studies import StudyStore
+from tests.factories import chest_like, png_bytes
+
+THRESHOLD = 0.5
+
+
+class ScriptedModel:
+    """Returns, for each image, the probabilities scripted for its mean brightness."""
+
+    covered = list(NIH_FINDINGS)
+    thresholds = dict.fromkeys(NIH_FINDINGS, THRESHOLD)
+    identity = ModelIdentity(name="scripted", version="1")
+
+    def __init__(self, script: dict[int, dict[str, float]]) -> None:
+        self.script = script
+        self.batches: list[int] = []
+
+    def predict(self, pixels: list[np.ndarray]) -> np.ndarray:
+        self.batches.append(len(pixels))
+        rows = []
+        for image in pixels:
+            wanted = self.script[int(round(float(image[0, 0]) * 10))]
+            rows.append([wanted.get(f, 0.05) for f in NIH_FINDINGS])
+        return np.array(rows)
+
+
+def image(marker: int) -> bytes:
+    pixels = chest_like(256, 256, seed=marker)
+    pixels[0, 0] = marker / 10  # the script's key, read back after decoding
+    return png_bytes(pixels)
+
+
+def test_the_worklist_follows_the_documented_rule(tmp_path: Path) -> None:
+    script = {
+        1: {"Nodule": 0.7},
+        2: {"Pneumothorax": 0.8},
+        3: {},
+        4: {"Effusion": 0.9},
+        5: {"Pneumothorax": 0.95, "Effusion": 0.99},
+        6: {"Mass": 0.9, "Nodule": 0.6},
+    }
+    model = ScriptedModel(script)
+    tools = SimpleNamespace(studies=StudyStore(tmp_path, secret=b"k" * 32),
+                            models=SimpleNamespace(findings_model=lambda: model))  # fmt: skip
+    sources = [TriageSource(source=f"s{k}.png", read=lambda k=k: image(k)) for k in script]
+    sources.insert(2, TriageSource(source="broken.png", read=lambda: b"not an image"))
+    done: list[int] = []
+    worklist = triage(sources, tools, batch_size=3, progress=done.append)
+    order = [(item.source, item.urgency) for item in worklist.items]
+    assert order == [
+        ("s5.png", "pneumothorax"), ("s2.png", "pneumothorax"), ("s4.png", "effusion"),
+        ("s6.png", "other finding"), ("s1.png", "other finding"),
+        ("broken.png", "not assessable"), ("s3.png", "no finding"),
+    ]  # fmt: skip
+    assert [item.rank for item in worklist.items] == list(range(1, 8))
+    assert worklist.items[3].present == ["Mass", "Nodule"]
+    assert done == [3, 6, 7] and model.batches == [2, 3, 1], "batched; unreadable skipped"
+    assert "not a diagnosis" in worklist.notice
+
+
