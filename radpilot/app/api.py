@@ -48,6 +48,7 @@ from radpilot.app.ui import UiFiles
 from radpilot.assembly import build_registry
 from radpilot.core.errors import RadpilotError
 from radpilot.core.notice import DECISION_SUPPORT
+from radpilot.pacs.client import PacsClient
 from radpilot.settings import Settings
 from radpilot.tools.registry import ToolRegistry
 
@@ -197,6 +198,7 @@ def create_app(
     ui_files = UiFiles() if ui else None
     # The original UIDs of pulled studies, kept only where write-back is allowed.
     pacs_links = links_for(settings)
+    pacs_client = PacsClient.from_settings(settings) if settings.dicomweb_url else None
 
     def forget(session_id: str) -> None:
         """Delete the session everywhere: the agent's state and files, the UI's downloads,
@@ -340,13 +342,11 @@ def create_app(
         )
         return FileResponse(path, media_type="image/png")
 
-    if settings.dicomweb_url is not None:
-        from radpilot.pacs.client import PacsClient
-
+    if pacs_client is not None:
         gateway: dict[int | str, dict[str, Any]] = {502: {"model": ErrorBody},
                                                     504: {"model": ErrorBody}}  # fmt: skip
         pacs_errors = {**ERROR_RESPONSES, **gateway}
-        app.include_router(pacs_router(PacsClient.from_settings(settings), pacs_links, caller,
+        app.include_router(pacs_router(pacs_client, pacs_links, caller,
                                        owned_session, holder.get, pacs_errors))  # fmt: skip
 
     # Registered last: unknown /v1 paths get the API's JSON 404, not the UI's.
@@ -362,7 +362,8 @@ def create_app(
 
         examples = settings.data / "nih" / "images" if settings.data else None
         assert ui_files is not None
-        blocks = build_ui(holder, access, ui_files, forget, examples)
+        pacs_ui = (pacs_client, pacs_links) if pacs_client is not None else None
+        blocks = build_ui(holder, access, ui_files, forget, examples, pacs_ui)
         # Never the state dir: Gradio serves every file under an allowed path to anyone.
         allowed = [str(examples)] if examples else []
         app = gr.mount_gradio_app(app, blocks, path="/", allowed_paths=allowed)

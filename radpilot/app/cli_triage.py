@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import sys
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -74,19 +73,12 @@ def _folder_sources(folder: Path) -> list[Any]:
 
 def _pacs_sources(args: argparse.Namespace, settings: Any) -> list[Any]:
     from radpilot.app.cli_pacs import validated
-    from radpilot.app.triage import TriageSource
+    from radpilot.app.triage import pacs_sources
     from radpilot.pacs.client import PacsClient, PacsQuery
 
-    client = PacsClient.from_settings(settings)
     query = validated(PacsQuery, patient_id=args.patient_id, date_from=args.date_from,
-                       date_to=args.date_to, limit=200)  # fmt: skip
-    def reader(study_uid: str) -> Callable[[], bytes]:
-        return lambda: client.radiograph(study_uid)[1]
-
-    return [TriageSource(source=s.study_uid, read=reader(s.study_uid),
-                         study_date=s.study_date.isoformat() if s.study_date else None,
-                         accession_number=s.accession_number)
-            for s in client.find_studies(query)]  # fmt: skip
+                      date_to=args.date_to, limit=200)  # fmt: skip
+    return pacs_sources(PacsClient.from_settings(settings), query)
 
 
 def _csv(worklist: Any) -> str:

@@ -79,6 +79,19 @@ class _Read:
     problem: str | None = None
 
 
+def pacs_sources(client: Any, query: Any) -> list[TriageSource]:
+    """The studies a PACS query finds (`client`: a PacsClient), each read when its turn
+    comes."""
+
+    def reader(study_uid: str) -> Callable[[], bytes]:
+        return lambda: client.radiograph(study_uid)[1]
+
+    return [TriageSource(source=s.study_uid, read=reader(s.study_uid),
+                         study_date=s.study_date.isoformat() if s.study_date else None,
+                         accession_number=s.accession_number)
+            for s in client.find_studies(query)]  # fmt: skip
+
+
 def triage(sources: Iterable[TriageSource], tools: Any, *, batch_size: int = BATCH_SIZE,
            progress: Callable[[int], None] | None = None) -> Worklist:  # fmt: skip
     """Classify every source (`tools`: a ToolContext) and rank them; `progress(done)` after

@@ -164,15 +164,29 @@ def preview(path: str | None) -> Any:
     return (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
 
 
+def study_choices(studies: list[Any]) -> list[tuple[str, str]]:
+    """Dropdown entries for PACS studies: what a reader recognises, and the UID as value."""
+    return [(f"{s.study_date or 'undated'} · {'/'.join(s.modalities) or '?'} · "
+             f"accession {s.accession_number or '-'}", s.study_uid) for s in studies]  # fmt: skip
+
+
+def worklist_rows(worklist: Any) -> list[list[Any]]:
+    return [[i.rank, i.study_date or "", i.accession_number or "", i.urgency, i.reason]
+            for i in worklist.items]  # fmt: skip
+
+
 def build_ui(
     holder: Any,
     access: Any,
     files: UiFiles,
     forget: Callable[[str], None],
     example_dir: Path | None,
+    pacs: Any = None,
 ) -> Any:
     """The chat UI. `access`: the interfaces' `AccessPolicy`; `forget`: deletes a session
-    everywhere (agent, UI files, ownership), as the REST API's DELETE does."""
+    everywhere (agent, UI files, ownership), as the REST API's DELETE does; `pacs`: a
+    `(PacsClient, PacsLinks | None)` pair when a PACS is configured, which adds a PACS search
+    next to upload and a Worklist tab."""
     import gradio as gr
 
     from radpilot.agent.report import render_markdown
@@ -248,6 +262,68 @@ def build_ui(
         yield (history, state, overlays(answer, agent, folder), findings_rows(answer), report,
                downloads, "")  # fmt: skip
 
+    def find(patient_id: str, key: str) -> Any:
+        from pydantic import ValidationError
+
+        from radpilot.pacs.client import PacsQuery
+
+        try:
+            access.caller(key)
+            studies = pacs[0].find_studies(PacsQuery(patient_id=patient_id))
+        except ValidationError:
+            raise gr.Error("Type the exact patient id (no wildcards).") from None
+        except RadpilotError as error:
+            raise gr.Error(error.message) from None
+        if not studies:
+            gr.Info("No CR/DX study of this patient in the PACS.")
+        choices = study_choices(studies)
+        return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+    def open_study(study_uid: str | None, key: str, state: dict[str, Any]) -> Any:
+        """Pull the chosen PACS study (and its latest prior) into this tab's conversation."""
+        from radpilot.app.pacs import session_ingest
+        from radpilot.pacs.pull import PullRequest, pull
+
+        if not study_uid:
+            raise gr.Error("Search the PACS and choose a study first.")
+        try:
+            session = session_of(state, key)
+            agent = holder.get()
+            result = pull(pacs[0], PullRequest(study_uid=study_uid),
+                          session_ingest(agent, session, pacs[1]))  # fmt: skip
+        except RadpilotError as error:
+            raise gr.Error(error.message) from None
+        gr.Info(f"Study of {result.current.pacs_date or 'unknown date'} opened; {result.note}.")
+        pixels = agent.tools.studies.pixels(result.current.study_id)
+        return (pixels.clip(0, 1) * 255).astype("uint8"), state
+
+    tracker = gr.Progress()  # Gradio finds it as a default and reports through it
+
+    def build_worklist(date_from: str, date_to: str, key: str,
+                       progress: Any = tracker) -> Any:  # fmt: skip
+        from datetime import date
+
+        from pydantic import ValidationError
+
+        from radpilot.app.triage import pacs_sources, triage
+        from radpilot.pacs.client import PacsQuery
+
+        try:
+            access.caller(key)
+            query = PacsQuery(date_from=date.fromisoformat(date_from.strip()),
+                              date_to=date.fromisoformat(date_to.strip()), limit=200)  # fmt: skip
+            sources = pacs_sources(pacs[0], query)
+        except (ValueError, ValidationError):
+            raise gr.Error("Give two dates (YYYY-MM-DD), at most 31 days apart.") from None
+        except RadpilotError as error:
+            raise gr.Error(error.message) from None
+        worklist = triage(sources, holder.get().tools, progress=lambda done: progress(
+            (done, len(sources)), desc="Classifying studies"))  # fmt: skip
+        choices = [(f"{i.rank}. {i.urgency} · {i.study_date or 'undated'} · accession "
+                    f"{i.accession_number or '-'}", i.source) for i in worklist.items]  # fmt: skip
+        return worklist_rows(worklist), gr.update(choices=choices,
+                                                  value=choices[0][1] if choices else None)
+
     def delete(key: str, state: dict[str, Any]) -> Any:
         try:
             owner = access.caller(key)  # like every request: the key and its rate limit
@@ -274,6 +350,13 @@ def build_ui(
                 key = gr.Textbox(label="API key", type="password", visible=needs_key)
                 forget_button = gr.Button("Delete this conversation", variant="stop",
                                           elem_id="delete")  # fmt: skip
+                if pacs is not None:
+                    with gr.Accordion("From the PACS", open=True):
+                        patient = gr.Textbox(label="Patient id (exact)", elem_id="pacs-patient")
+                        search = gr.Button("Search the PACS", elem_id="pacs-search")
+                        found = gr.Dropdown(label="CR/DX studies, newest first", choices=[],
+                                            elem_id="pacs-studies")  # fmt: skip
+                        opened = gr.Button("Open with its latest prior", elem_id="pacs-open")
                 if example_dir is not None:
                     examples = sorted(example_dir.glob("*.png"))[:EXAMPLE_COUNT]
                     gr.Examples([[str(p)] for p in examples], inputs=[current],
@@ -299,10 +382,30 @@ def build_ui(
             with gr.Tab("Report"):
                 report = gr.Markdown()
                 downloads = gr.File(label="Download (Markdown, FHIR JSON)", file_count="multiple")
+            if pacs is not None:
+                with gr.Tab("Worklist"):
+                    gr.Markdown("New CR/DX studies ranked: pneumothorax, effusion, other "
+                                "findings, not assessable, no finding; each by probability. "
+                                "The ranking orders reading; it rules nothing out.")  # fmt: skip
+                    with gr.Row():
+                        worklist_from = gr.Textbox(label="From (YYYY-MM-DD)",
+                                                   elem_id="worklist-from")  # fmt: skip
+                        worklist_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="worklist-to")
+                        build = gr.Button("Build the worklist", elem_id="worklist-build")
+                    ranked = gr.Dataframe(headers=["rank", "date", "accession", "urgency",
+                                                   "reason"], elem_id="worklist")  # fmt: skip
+                    picked = gr.Dropdown(label="Study", choices=[], elem_id="worklist-study")
+                    open_picked = gr.Button("Open in the conversation",
+                                            elem_id="worklist-open")  # fmt: skip
         inputs = [question, current, prior, prior_date, key, state, chat]
         outputs = [chat, state, gallery, table, report, downloads, question]
         current.change(preview, [current], [shown])
         ask.click(send, inputs, outputs)
         question.submit(send, inputs, outputs)
         forget_button.click(delete, [key, state], [chat, state, gallery, table, report, downloads])
+        if pacs is not None:
+            search.click(find, [patient, key], [found])
+            opened.click(open_study, [found, key, state], [shown, state])
+            build.click(build_worklist, [worklist_from, worklist_to, key], [ranked, picked])
+            open_picked.click(open_study, [picked, key, state], [shown, state])
     return ui
