@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.server import free_port
+from tests.server import free_port, stop
 
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins")
 USER, PASSWORD = "radpilot", "pacs-test-password"
@@ -86,12 +86,7 @@ def orthanc(root: Path, lua: str | None = None) -> Iterator[Orthanc]:
         _wait(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
         log.close()
 
 

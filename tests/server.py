@@ -50,12 +50,18 @@ def server_process(
         _wait_ready(url, process, ready_timeout)
         yield ServerProcess(url=url, process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # open browser connections can hold uvicorn up
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Terminate a test server, and kill it if it has not exited within 15 s (open browser
+    connections can hold uvicorn up)."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[str], timeout: float) -> None:

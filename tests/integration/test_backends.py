@@ -36,7 +36,7 @@ from radpilot.knowledge.notes import Note, packaged_notes
 from radpilot.settings import Settings
 from radpilot.tools.base import ToolContext
 from tests.factories import chest_like, png_bytes
-from tests.server import ProcessExitedError, free_port, wait_until_answers
+from tests.server import ProcessExitedError, free_port, stop, wait_until_answers
 
 pytestmark = pytest.mark.integration
 
@@ -374,12 +374,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_heartbeat(url, process, log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 QUERIES = {

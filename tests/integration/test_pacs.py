@@ -333,8 +333,10 @@ def dciodvfy_errors(dataset: Any, folder: Path) -> list[str]:
 
 
 def test_the_whole_loop_search_pull_prior_ask_sr_back_read_back_then_forgotten(
-    server: pacs.Orthanc, studies: dict[str, str], agent: Any, tmp_path: Path
-) -> None:
+    server: pacs.Orthanc, studies: dict[str, str], agent: Any, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)
     with api(agent, server.dicomweb, pacs_write_back=True) as http:
         newest = http.post("/v1/pacs/search", json={"patient_id": PATIENT}).json()["studies"][0]
         session = http.post("/v1/sessions").json()["session_id"]
@@ -374,6 +376,7 @@ def test_the_whole_loop_search_pull_prior_ask_sr_back_read_back_then_forgotten(
     for path in agent.settings.state_dir.rglob("*"):
         if path.is_file():
             assert not [v for v in identifying if v.encode() in path.read_bytes()], path.name
+    assert not [value for value in identifying if value in caplog.text], "nothing in the logs"
 
 
 def test_write_back_is_refused_unless_allowed_pulled_and_answered(
