@@ -252,7 +252,8 @@ def _evaluate_ctr(args: argparse.Namespace) -> int:
 def _evaluate_temporal(args: argparse.Namespace) -> int:
     from radpilot.training.evaluate_temporal import evaluate_temporal
 
-    evaluation = evaluate_temporal(args.data, limit=args.limit, progress=_progress)
+    split = "test" if args.split == "all" else args.split
+    evaluation = evaluate_temporal(args.data, split=split, limit=args.limit, progress=_progress)
     print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
     return 0
 

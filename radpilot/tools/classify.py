@@ -63,11 +63,12 @@ class ClassifyOutput(ToolOutput):
     findings: list[FindingProbability]
 
 
-def status_of(probability: float, threshold: float) -> Status:
-    def logit(p: float) -> float:
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
+
+def status_of(probability: float, threshold: float) -> Status:
     distance = logit(probability) - logit(threshold)
     if distance >= UNCERTAIN_LOGITS:
         return "present"

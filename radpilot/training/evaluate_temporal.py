@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -36,7 +36,14 @@ class VerdictScores(BaseModel):
     f1: dict[str, float]
 
 
+class RuleScore(BaseModel):
+    margin_sigmas: float
+    min_logit_change: float
+    macro_f1: float
+
+
 class TemporalEvaluation(BaseModel):
+    split: str
     pairs: int
     registered: int
     registration_success_rate: float
@@ -44,9 +51,30 @@ class TemporalEvaluation(BaseModel):
     radpilot: VerdictScores
     baseline: VerdictScores = Field(description="independent labels, same registered pairs")
     baseline_all_pairs: VerdictScores
+    rule_grid: list[RuleScore] = Field(
+        default_factory=list,
+        description="macro-F1 of each (margin, log-odds floor) rule on these pairs, best first: "
+        "the selection table (run on the validation split)",
+    )
     proxy_note: str = (
         "gold change is derived from NLP-mined labels of two separate reports: a noisy proxy"
     )
+
+
+class PairReading(BaseModel):
+    """One pair read once: the classifier's probabilities and retest spreads on both films."""
+
+    pair: PairRecord
+    registered: bool
+    prior: list[float]
+    prior_spread: list[float]
+    current: list[float]
+    current_spread: list[float]
+
+
+# The rules tried on the validation pairs (the shipped one is in `radpilot.tools.compare`).
+GRID_SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+GRID_LOGITS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 
 def gold_change(pair: PairRecord, finding: str) -> Change:
@@ -76,49 +104,79 @@ def scores(gold: list[Change], predicted: list[Change]) -> VerdictScores:
                          macro_f1=round(float(np.mean(list(f1.values()))), 4), f1=f1)  # fmt: skip
 
 
-def evaluate_temporal(
-    data: Path, limit: int | None = None, progress: Callable[[str], None] | None = None
-) -> TemporalEvaluation:
-    from radpilot.tools.compare import (
-        MIN_REGISTRATION_SCORE,
-        finding_changes,
-        read_with_noise,
-        verdict_of,
-    )
+Progress = Callable[[str], None]
+Verdicts = tuple[list[Change], list[Change]]
+
+
+def read_pairs(data: Path, split: str, limit: int | None = None,
+               progress: Progress | None = None) -> tuple[list[PairReading], Any]:  # fmt: skip
+    """The NIH pairs of `split` patients, each registered and read once; and the model."""
+    from radpilot.tools.compare import MIN_REGISTRATION_SCORE, read_with_noise
     from radpilot.tools.imaging import read_pixels
     from radpilot.tools.models.findings import StarterFindingsModel
     from radpilot.tools.registration import register
 
     rows = read_rows(data / "pairs.jsonl", "pairs.jsonl and nih/images/")
     pairs = [PairRecord.model_validate(r) for r in rows if r["patient_id"].startswith("nih-")]
-    pairs = [p for p in pairs if split_of(p.patient_id) == "test"][:limit]
+    pairs = [p for p in pairs if split_of(p.patient_id) == split][:limit]
     model = StarterFindingsModel()
-    gold, ours, base, base_all = [], [], [], []
-    registered = 0
+    readings = []
     for n, pair in enumerate(pairs, start=1):
         prior, current = (read_pixels(data / path) for path in (pair.prior, pair.current))
-        ok = register(prior, current).score >= MIN_REGISTRATION_SCORE
-        registered += ok
-        for change in finding_changes(model, read_with_noise(model, prior),
-                                      read_with_noise(model, current)):  # fmt: skip
-            label = gold_change(pair, change.name)
-            # The baseline: the two readings thresholded independently, no margin.
-            naive = collapse(verdict_of(change.prior_probability, change.probability,
-                                        change.threshold, 0.0))  # fmt: skip
-            base_all.append((label, naive))
-            if not ok:
-                continue
-            gold.append(label)
-            ours.append(collapse(change.verdict))
-            base.append(naive)
+        (before, before_spread), (now, now_spread) = (read_with_noise(model, pixels)
+                                                      for pixels in (prior, current))  # fmt: skip
+        readings.append(PairReading(
+            pair=pair, registered=register(prior, current).score >= MIN_REGISTRATION_SCORE,
+            prior=before.tolist(), prior_spread=before_spread.tolist(), current=now.tolist(),
+            current_spread=now_spread.tolist()))  # fmt: skip
         if progress and n % 10 == 0:
             progress(f"compared {n}/{len(pairs)} pairs")
+    return readings, model
+
+
+def rule_verdicts(readings: list[PairReading], model: Any, sigmas: float | None,
+                  min_logit: float, registered_only: bool = True) -> Verdicts:  # fmt: skip
+    """Gold and predicted changes of every (pair, finding) under one rule; `sigmas=None`: no
+    margin at all (the baseline)."""
+    from radpilot.core.findings import NIH_FINDINGS
+    from radpilot.tools.compare import retest_margin, verdict_of
+
+    gold: list[Change] = []
+    predicted: list[Change] = []
+    for reading in readings:
+        if registered_only and not reading.registered:
+            continue
+        for column, name in enumerate(NIH_FINDINGS):
+            if name not in model.covered:
+                continue
+            margin = 0.0 if sigmas is None else retest_margin(
+                reading.prior_spread[column], reading.current_spread[column], sigmas)
+            gold.append(gold_change(reading.pair, name))
+            predicted.append(collapse(verdict_of(reading.prior[column], reading.current[column],
+                                                 model.thresholds[name], margin, min_logit)))
+    return gold, predicted
+
+
+def evaluate_temporal(data: Path, split: str = "test", limit: int | None = None,
+                      progress: Progress | None = None) -> TemporalEvaluation:  # fmt: skip
+    """The shipped rule against the baseline (the two readings thresholded independently, no
+    margin) on the same registered pairs, and the whole rule grid on these pairs."""
+    from radpilot.tools.compare import MARGIN_SIGMAS, MIN_LOGIT_CHANGE
+
+    readings, model = read_pairs(data, split, limit, progress)
+    registered = sum(r.registered for r in readings)
+    grid = [RuleScore(margin_sigmas=k, min_logit_change=floor,
+                      macro_f1=scores(*rule_verdicts(readings, model, k, floor)).macro_f1)
+            for k in GRID_SIGMAS for floor in GRID_LOGITS]  # fmt: skip
+    ours = rule_verdicts(readings, model, MARGIN_SIGMAS, MIN_LOGIT_CHANGE)
     return TemporalEvaluation(
-        pairs=len(pairs),
+        split=split,
+        pairs=len(readings),
         registered=registered,
-        registration_success_rate=round(registered / max(len(pairs), 1), 4),
-        items=len(gold),
-        radpilot=scores(gold, ours),
-        baseline=scores(gold, base),
-        baseline_all_pairs=scores([g for g, _ in base_all], [b for _, b in base_all]),
+        registration_success_rate=round(registered / max(len(readings), 1), 4),
+        items=len(ours[0]),
+        radpilot=scores(*ours),
+        baseline=scores(*rule_verdicts(readings, model, None, 0.0)),
+        baseline_all_pairs=scores(*rule_verdicts(readings, model, None, 0.0, False)),
+        rule_grid=sorted(grid, key=lambda r: -r.macro_f1),
     )

@@ -16,6 +16,7 @@ from radpilot.training.evaluate_temporal import scores
         (0.90, 0.60, "improved"),
         (0.80, 0.84, "unchanged"),  # present on both, within the margin
         (0.05, 0.30, "unchanged"),  # absent on both
+        (0.40, 0.62, "uncertain"),  # beyond the margin, but the log-odds move by 0.9 only
     ],
 )
 def test_verdicts_need_a_change_beyond_the_margin(
