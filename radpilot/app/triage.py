@@ -56,8 +56,7 @@ class TriageItem(BaseModel):
 class Worklist(BaseModel):
     items: list[TriageItem]
     model: str
-    rule: str = "pneumothorax > effusion > other finding > not assessable > no finding; " \
-                "then by probability"
+    rule: str = " > ".join(TIERS) + "; then by probability"
     notice: str = DECISION_SUPPORT
 
 
@@ -97,13 +96,13 @@ def triage(sources: Iterable[TriageSource], tools: Any, *, batch_size: int = BAT
     """Classify every source (`tools`: a ToolContext) and rank them; `progress(done)` after
     each batch."""
     model = tools.models.findings_model()
+    covered = set(model.covered)
     scored: list[tuple[_Read, dict[str, float]]] = []
     done = 0
     for batch in _batches(sources, batch_size):
         reads = [_decode(source, tools) for source in batch]
         readable = [r for r in reads if r.problem is None]
         rows = model.predict([r.pixels for r in readable]) if readable else []
-        covered = set(model.covered)
         for read, row in zip(readable, rows, strict=True):
             scored.append((read, {f: round(float(row[i]), 4) for i, f in enumerate(NIH_FINDINGS)
                                   if f in covered}))  # fmt: skip
@@ -135,8 +134,7 @@ def _decode(source: TriageSource, tools: Any) -> _Read:
         return _Read(source, problem=error.message)
     qc = check_quality(image)
     if not qc.ok:
-        reasons = "; ".join(i.message for i in qc.issues if i.severity == "refuse")
-        return _Read(source, problem=f"QC refused the image: {reasons}")
+        return _Read(source, problem=f"QC refused the image: {qc.refusal}")
     return _Read(source, pixels=image.pixels)
 
 

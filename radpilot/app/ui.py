@@ -148,10 +148,15 @@ def write_exports(report: str, answer: Any, studies: Any, folder: Path) -> list[
     return [str(folder / "report.md"), str(folder / "report.fhir.json")]
 
 
-def preview(path: str | None) -> Any:
-    """The uploaded file as a greyscale picture (DICOM included), or nothing if unreadable."""
+def display_pixels(pixels: Any) -> Any:
+    """Pixels in [0, 1] as an 8-bit picture for the browser."""
     import numpy as np
 
+    return (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+
+
+def preview(path: str | None) -> Any:
+    """The uploaded file as a greyscale picture (DICOM included), or nothing if unreadable."""
     from radpilot.core.errors import RadpilotError
     from radpilot.tools.imaging import read_pixels
 
@@ -161,7 +166,7 @@ def preview(path: str | None) -> Any:
         pixels = read_pixels(Path(path))  # shown only, never stored: ingest de-identifies
     except (RadpilotError, OSError):
         return None
-    return (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    return display_pixels(pixels)
 
 
 def study_choices(studies: list[Any]) -> list[tuple[str, str]]:
@@ -294,8 +299,7 @@ def build_ui(
         except RadpilotError as error:
             raise gr.Error(error.message) from None
         gr.Info(f"Study of {result.current.pacs_date or 'unknown date'} opened; {result.note}.")
-        pixels = agent.tools.studies.pixels(result.current.study_id)
-        return (pixels.clip(0, 1) * 255).astype("uint8"), state
+        return display_pixels(agent.tools.studies.pixels(result.current.study_id)), state
 
     tracker = gr.Progress()  # Gradio finds it as a default and reports through it
 

@@ -80,8 +80,8 @@ def status_of(probability: float, threshold: float) -> Status:
 def require_analysable(study: Study) -> None:
     """Interpreting tools refuse what QC refused, with QC's reasons."""
     if not study.qc.ok:
-        reasons = "; ".join(i.message for i in study.qc.issues if i.severity == "refuse")
-        raise RadpilotError(f"The quality checks refused the image: {reasons}", code="qc_refused")
+        raise RadpilotError(f"The quality checks refused the image: {study.qc.refusal}",
+                            code="qc_refused")  # fmt: skip
 
 
 class FindingsModelTool(Tool[InputT, OutputT]):

@@ -43,6 +43,11 @@ class QCResult(BaseModel):
         return not any(issue.severity == "refuse" for issue in self.issues)
 
     @property
+    def refusal(self) -> str:
+        """Why interpreting tools refuse the image ("" when they do not)."""
+        return "; ".join(i.message for i in self.issues if i.severity == "refuse")
+
+    @property
     def limitations(self) -> list[str]:
         return [issue.message for issue in self.issues]
 
