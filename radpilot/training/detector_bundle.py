@@ -25,10 +25,10 @@ from radpilot.training.evaluate import (
     grad_cam_localizer,
 )
 from radpilot.training.starter_bundle import (
-    DATA_LICENCE,
     SPLIT_RULE,
     bundle_header,
     card_opening,
+    data_licence,
 )
 from radpilot.training.train_classifier import save_state
 from radpilot.training.train_detector import TrainedDetector, detector_localizer
@@ -97,7 +97,7 @@ def write_detector_bundle(
         version=__version__,
         architecture=weights.architecture,
         source="trained by the radpilot project: `radpilot models train detector`",
-        licence="Weights: Apache-2.0. " + DATA_LICENCE,
+        licence="Weights: Apache-2.0. " + data_licence("efficientnet-lite0"),
         sha256=sha256,
         intended_use=weights.intended_use,
         limitations=DETECTOR_LIMITATIONS,

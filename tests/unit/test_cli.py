@@ -117,6 +117,8 @@ def test_bad_inputs_are_clear_errors_with_exit_code_2(tmp_path: Path, name: str)
             ],
             "RADPILOT_LLM_MODEL",
         ),
+        (["models", "train", "anatomy", "--arch", "efficientnet-lite1"], "classifier only"),
+        (["models", "compare-classifiers", "/nonexistent", "--data", "."], "not a classifier"),
     ],
 )
 def test_misuse_is_a_clear_error(args: list[str], words: str) -> None:
@@ -124,3 +126,4 @@ def test_misuse_is_a_clear_error(args: list[str], words: str) -> None:
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+

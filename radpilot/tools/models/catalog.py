@@ -149,7 +149,8 @@ CATALOG: dict[str, KnownWeights] = {
         KnownWeights(
             name="starter-classifier",
             family="starter-classifier",
-            architecture="EfficientNet-Lite0 (ImageNet init, fine-tuned here)",
+            architecture="EfficientNet-Lite, variant named by the bundle (ImageNet init, "
+            "fine-tuned here)",
             filename="model.safetensors",
             folder="bundled",
             url="bundled with the radpilot package",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.findings import NIH_FINDINGS
@@ -26,6 +27,35 @@ from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
 CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
+
+
+class TtaView(BaseModel):
+    """One view of the input whose logits are averaged at test time: a zoom about the centre
+    and a shift (fractions of half the image). Never a flip: left and right matter in chest
+    radiographs (laterality, the heart's side)."""
+
+    zoom: float = 1.0
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+
+
+IDENTITY_VIEW = TtaView()
+
+
+def views_of(batch: Any, views: Sequence[TtaView]) -> Any:
+    """`batch` (N, C, H, W) seen through each view: (len(views) * N, C, H, W), view-major."""
+    import torch
+    import torch.nn.functional as F
+
+    n = batch.shape[0]
+    theta = torch.tensor(
+        [[[1 / v.zoom, 0.0, v.shift_x], [0.0, 1 / v.zoom, v.shift_y]] for v in views],
+        dtype=batch.dtype,
+        device=batch.device,
+    ).repeat_interleave(n, dim=0)
+    tiled = batch.repeat(len(views), 1, 1, 1)
+    grid = F.affine_grid(theta, list(tiled.shape), align_corners=False)
+    return F.grid_sample(tiled, grid, align_corners=False, padding_mode="border")
 
 
 class FindingsModel(ABC):
@@ -124,15 +154,20 @@ class FindingsModel(ABC):
 
 
 class StarterFindingsModel(FindingsModel):
-    """The EfficientNet-Lite0 starter shipped inside the package."""
+    """The EfficientNet-Lite starter shipped inside the package (its bundle names the variant)."""
 
     def __init__(
-        self, folder: Path | None = None, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
+        self,
+        folder: Path | None = None,
+        device: str = "cpu",
+        batch_wait_s: float = BATCH_WAIT_S,
+        views: Sequence[TtaView] | None = None,
     ) -> None:
+        """`views` overrides the bundle's test-time views (to evaluate a TTA before it ships)."""
         super().__init__(device, batch_wait_s)
         from safetensors.torch import load_file
 
-        from radpilot.tools.models.efficientnet import build_lite0
+        from radpilot.tools.models.efficientnet import build_lite
 
         folder = folder or bundled_dir("starter-classifier")
         metadata = json.loads((folder / "metadata.json").read_text())
@@ -140,13 +175,14 @@ class StarterFindingsModel(FindingsModel):
         self.weights = CATALOG["starter-classifier"].model_copy(
             update={"input": InputConvention.model_validate(metadata["input"])}
         )
-        self.model = build_lite0(len(NIH_FINDINGS), imagenet=False)
+        self.model = build_lite(metadata["backbone"], len(NIH_FINDINGS), imagenet=False)
         state = {
             k: v.float() if v.is_floating_point() else v
             for k, v in load_file(str(folder / self.weights.filename)).items()
         }
         self.model.load_state_dict(state)
         self.model.to(device).eval()
+        self.views = list(views or map(TtaView.model_validate, metadata["test_time_views"]))
         self.temperature = float(metadata["temperature"])
         self.thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
         self.card = ModelCard.model_validate(metadata["card"])
@@ -155,7 +191,10 @@ class StarterFindingsModel(FindingsModel):
         )
 
     def _forward(self, batch: Any) -> Any:
-        return self.model(batch)
+        if self.views == [IDENTITY_VIEW]:
+            return self.model(batch)
+        logits = self.model(views_of(batch, self.views))
+        return logits.reshape(len(self.views), batch.shape[0], -1).mean(dim=0)
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
         logits = outputs.float().cpu().numpy().astype(np.float64)
