@@ -6,8 +6,11 @@ their throughputs (target >= 0.9; warm tool latency target < 150 ms on 2 CPU cor
 micro-batcher on its own: `--clients` threads each sending single-image requests
 (`predict_one`, as concurrent sessions do) to a model with batching off and to one with the
 default wait, alternating rounds, and the ratio of their throughputs (the batch gain).
+With `--baseline-rev REV`, also the shipped starter's warm single-image latency against the
+starter bundle of that git revision, alternating image by image (target: within 1.5x).
 
     python bench/bench_classifier.py [--images 30] [--clients 16] [--rounds 3]
+                                     [--baseline-rev REV]
 """
 
 from __future__ import annotations
@@ -26,7 +29,51 @@ TARGETS = [
     Target("tool_p50_ms", "<", 150, "ms"),
     Target("throughput_ratio_tool_vs_bare", ">=", 0.9),
     Target("concurrent.batch_gain", ">", 1.0),
+    Target("against_baseline.latency_ratio", "<=", 1.5),
 ]
+BUNDLE = "radpilot/tools/models/starter/starter-classifier"
+
+
+def bundle_at_revision(revision: str, folder: Path) -> Path:
+    """The starter classifier bundle as committed at `revision`, unpacked into `folder`."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", revision, BUNDLE], cwd=root, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / BUNDLE
+
+
+def against_baseline(pixels: list[Any], revision: str, scratch: Path) -> dict[str, Any]:
+    """Warm single-image `predict` of the shipped starter and of `revision`'s, alternating."""
+    from radpilot.tools.models.findings import StarterFindingsModel
+
+    models = {
+        "shipped": StarterFindingsModel(batch_wait_s=0),
+        "baseline": StarterFindingsModel(bundle_at_revision(revision, scratch), batch_wait_s=0),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.predict(pixels[:1])  # warm-up
+    for image in pixels:
+        for name, model in models.items():
+            started = time.perf_counter()
+            model.predict([image])
+            timings[name].append((time.perf_counter() - started) * 1000)
+    shipped, baseline = (statistics.median(timings[n]) for n in ("shipped", "baseline"))
+    return {
+        "baseline_revision": revision,
+        "shipped_backbone": models["shipped"].card.architecture,
+        "shipped_input_px": models["shipped"].weights.input.size,
+        "shipped_p50_ms": round(shipped, 1),
+        "baseline_p50_ms": round(baseline, 1),
+        "latency_ratio": round(shipped / baseline, 3),
+    }
 
 
 def concurrent_throughput(model: Any, prepared: list[Any], clients: int) -> float:
@@ -72,6 +119,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline-rev", help="git revision whose starter bundle to compare")
     args = parser.parse_args()
 
     import torch
@@ -107,6 +155,13 @@ def main() -> int:
         concurrent = batching_gain(
             [ctx.studies.pixels(s) for s in studies[:8]], args.clients, args.rounds
         )
+        baseline = (
+            against_baseline(
+                [ctx.studies.pixels(s) for s in studies], args.baseline_rev, Path(scratch)
+            )
+            if args.baseline_rev
+            else None
+        )
     result = {
         "model": model.identity.name,
         "images": len(studies),
@@ -117,6 +172,7 @@ def main() -> int:
         "bare_p95_ms": round(percentile(bare_ms, 0.95), 1),
         "throughput_ratio_tool_vs_bare": round(sum(bare_ms) / sum(tool_ms), 3),
         "concurrent": concurrent,
+        "against_baseline": baseline,
     }
     write_results("classifier", result, TARGETS)
     print("| metric | value |\n|---|---|")

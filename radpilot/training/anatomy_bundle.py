@@ -52,8 +52,6 @@ def save_anatomy_model(
     evaluation yet: `write_anatomy_bundle` adds it)."""
     weights = CATALOG[NAME]
     sha256 = save_state(model, folder / weights.filename)
-    # safetensors writes the file owner-only (0600); shipped package data must be readable.
-    (folder / weights.filename).chmod(0o644)
     sources = ", ".join(f"{count} {source}" for source, count in trained.train_images.items())
     card = ModelCard(
         name=weights.name,

@@ -91,7 +91,6 @@ def write_detector_bundle(
 ) -> DetectorEvaluation:
     weights = CATALOG["starter-detector"]
     sha256 = save_state(model, folder / weights.filename)
-    (folder / weights.filename).chmod(0o644)  # safetensors writes 0600; package data is read
     card = ModelCard(
         name=weights.name,
         version=__version__,

@@ -243,7 +243,7 @@ def _soft_targets(records: list[NihRecord], distill_weight: float) -> np.ndarray
 
 
 def save_state(model: Any, path: Path) -> str:
-    """fp16 safetensors; returns the file's sha256."""
+    """fp16 safetensors, readable by all (package data); returns the file's sha256."""
     import hashlib
 
     from safetensors.torch import save_file
@@ -256,6 +256,7 @@ def save_state(model: Any, path: Path) -> str:
     state.update({k: v for k, v in model.state_dict().items() if not v.is_floating_point()})
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
+    path.chmod(0o644)  # safetensors writes 0600
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

@@ -194,3 +194,31 @@ def test_evaluate_detector_puts_both_localizers_side_by_side(data_dir: Path, det
     assert detected.keys() == {m["finding"] for m in evaluation["grad_cam"]}
     for m in [*evaluation["detector"], *evaluation["grad_cam"]]:
         assert m["boxes"] > 0 and 0 <= m["t_iobb_0_1"] <= 1 and 0 <= m["pointing_game"] <= 1
+
+
+def test_compare_classifiers_puts_alone_tta_and_ensemble_side_by_side(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from radpilot.tools.models.store import bundled_dir
+
+    for name in ("one", "same"):
+        shutil.copytree(bundled_dir("starter-classifier"), tmp_path / name)
+    result = subprocess.run(
+        [sys.executable, "-m", "radpilot.app.cli", "models", "compare-classifiers",
+         str(tmp_path / "one"), str(tmp_path / "same"), "--data", str(data_dir),
+         "--limit", "80", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {(r["name"], r["tta"]): r for r in json.loads(result.stdout)}
+    ensemble = "ensemble: one + same"
+    assert set(rows) == {(n, t) for n in ("one", "same", ensemble) for t in ("none", "2 views")}
+    assert [rows[(ensemble, t)]["forward_passes"] for t in ("none", "2 views")] == [2, 4]
+    alone = rows[("one", "none")]
+    assert alone["val_mean_auroc"] is not None and 0.5 < alone["val_mean_auroc"] <= 1
+    # Two copies of one model: the ensemble reads what each copy reads.
+    for tta in ("none", "2 views"):
+        for figure in ("val_mean_auroc", "test_mean_auroc", "test_ece"):
+            assert rows[(ensemble, tta)][figure] == pytest.approx(rows[("one", tta)][figure])
