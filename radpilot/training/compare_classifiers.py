@@ -2,15 +2,16 @@
 
 Each trained bundle is read once per test-time view on the validation and the test patients;
 from those logits come, for every bundle, its figures alone and with test-time augmentation
-(TTA, views that keep laterality: zooms and shifts, never a flip), and the figures of the
-ensemble of all bundles. A recipe is chosen by validation mean AUROC only; the test columns
-are reported, never used to choose.
+(TTA, views that keep laterality: a zoom, never a flip), and the figures of every pair of
+bundles as an ensemble (the mean of their probabilities), and of all of them. A recipe is
+chosen by validation mean AUROC only; the test columns are reported, never used to choose.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ class LeverRow(BaseModel):
     test_ratio_to_chexnet: float | None
     test_ece: float
     forward_passes: int  # networks x views per image: the cost of one classification
+    weights_mb: float  # the fp16 weight files together (the shipped bundle must stay < 15 MB)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class _Read:
 
     name: str
     temperature: float
+    weights_mb: float
     logits: dict[str, np.ndarray]  # split -> (views, images, findings)
 
 
@@ -94,6 +97,7 @@ def compare_classifiers(
             _Read(
                 name=folder.name,
                 temperature=model.temperature,
+                weights_mb=(folder / model.weights.filename).stat().st_size / 1e6,
                 logits={s: _view_logits(model, p) for s, p in pixels.items()},
             )
         )
@@ -118,12 +122,16 @@ def compare_classifiers(
             test_ratio_to_chexnet=figures["test"].ratio_to_chexnet,
             test_ece=figures["test"].ece,
             forward_passes=len(members) * len(views),
+            weights_mb=round(sum(m.weights_mb for m in members), 1),
         )
 
+    def ensemble(members: Sequence[_Read]) -> LeverRow:
+        return row("ensemble: " + " + ".join(m.name for m in members), "none", list(members))
+
     rows = [row(read.name, tta, [read]) for read in reads for tta in TTA_VIEWS]
-    if len(reads) > 1:
-        ensemble = " + ".join(read.name for read in reads)
-        rows += [row(f"ensemble: {ensemble}", tta, reads) for tta in TTA_VIEWS]
+    rows += [ensemble(pair) for pair in combinations(reads, 2)]
+    if len(reads) > 2:
+        rows.append(ensemble(reads))
     return rows
 
 
@@ -134,13 +142,14 @@ def lever_table(rows: list[LeverRow]) -> list[str]:
         return "—" if value is None else f"{value:.3f}"
 
     lines = [
-        "| run | TTA | forward passes | validation mean AUROC | test mean AUROC | "
+        "| run | TTA | forward passes | weights MB | validation mean AUROC | test mean AUROC | "
         "ratio to CheXNet (test) | ECE (test) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.name} | {r.tta} | {r.forward_passes} | {fmt(r.val_mean_auroc)} | "
+            f"| {r.name} | {r.tta} | {r.forward_passes} | {r.weights_mb:.1f} | "
+            f"{fmt(r.val_mean_auroc)} | "
             f"{fmt(r.test_mean_auroc)} | {fmt(r.test_ratio_to_chexnet)} | {r.test_ece:.3f} |"
         )
     return lines

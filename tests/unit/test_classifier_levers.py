@@ -81,6 +81,7 @@ def test_the_lever_table_prints_every_row() -> None:
         test_ratio_to_chexnet=0.9,
         test_ece=0.0123,
         forward_passes=2,
+        weights_mb=6.9,
     )
     lines = lever_table([row])
-    assert lines[2] == "| A | 2 views | 2 | 0.712 | — | 0.900 | 0.012 |"
+    assert lines[2] == "| A | 2 views | 2 | 6.9 | 0.712 | — | 0.900 | 0.012 |"
