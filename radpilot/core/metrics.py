@@ -1,8 +1,9 @@
-"""Metrics for model cards and `radpilot models evaluate`, in plain NumPy."""
+"""Metrics for model cards and `radpilot models evaluate`, in NumPy (and SciPy's ranks)."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -12,15 +13,7 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # Average ranks over ties.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(scores)]))
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
+    ranks = rankdata(scores)  # average ranks over ties
     rank_sum = ranks[labels].sum()
     return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
 
