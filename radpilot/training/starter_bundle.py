@@ -63,6 +63,20 @@ def bundle_header(weights: KnownWeights, sha256: str, input_size: int) -> dict[s
     }
 
 
+def training_data_text(trained: TrainedClassifier) -> str:
+    """What the model learnt from, for its card (the distillation targets included)."""
+    distilled = (
+        f", with the CheXNet reference scores (J. Zech's public reproduction) as soft targets "
+        f"(weight {trained.recipe.distill_weight:g}) where an image has them"
+        if trained.recipe.distill_weight > 0
+        else ""
+    )
+    return (
+        f"{trained.train_images} NIH images (training patients){distilled}; "
+        f"{trained.val_images} for epoch, threshold and temperature selection"
+    )
+
+
 def write_bundle(
     model: Any,
     trained: TrainedClassifier,
@@ -85,8 +99,7 @@ def write_bundle(
         intended_use="Offline default classifier of 14 NIH findings on frontal chest "
         "radiographs, as decision support for clinicians.",
         limitations=LIMITATIONS,
-        training_data=f"{trained.train_images} NIH images (training patients), "
-        f"{trained.val_images} for epoch, threshold and temperature selection",
+        training_data=training_data_text(trained),
     )
     metadata: dict[str, Any] = {
         **bundle_header(weights, sha256, trained.recipe.input_size),
