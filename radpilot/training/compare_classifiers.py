@@ -58,15 +58,14 @@ class _Read:
 def _view_logits(model: StarterFindingsModel, pixels: list[np.ndarray]) -> np.ndarray:
     import torch
 
-    from radpilot.tools.models.findings import views_of
-
-    rows = []
     with torch.no_grad():
-        for start in range(0, len(pixels), 32):
-            batch = model.inputs(pixels[start : start + 32])
-            logits = model.model(views_of(batch, _ALL_VIEWS))
-            rows.append(logits.reshape(len(_ALL_VIEWS), batch.shape[0], -1).numpy())
-    return np.concatenate(rows, axis=1)
+        return np.concatenate(
+            [
+                model.view_logits(model.inputs(pixels[start : start + 32]), _ALL_VIEWS).numpy()
+                for start in range(0, len(pixels), 32)
+            ],
+            axis=1,
+        )
 
 
 def _probabilities(read: _Read, split: str, views: Sequence[TtaView]) -> np.ndarray:

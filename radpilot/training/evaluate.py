@@ -77,22 +77,16 @@ def evaluate_findings_model(
 ) -> Evaluation:
     pixels = [read_pixels(data_dir / r.image) for r in records]
     progress(f"classifying {len(records)} images")
-    evaluation = classification_metrics(
-        model.identity, model.covered, records, predict_all(model, pixels)
+    scores = np.concatenate(
+        [model.predict(pixels[start : start + 32]) for start in range(0, len(pixels), 32)]
     )
+    evaluation = classification_metrics(model.identity, model.covered, records, scores)
     if localization:
         progress("localizing the annotated boxes")
         evaluation.localization = evaluate_localization(
             grad_cam_localizer(model), model.covered, records, pixels
         )
     return evaluation
-
-
-def predict_all(model: FindingsModel, pixels: list[np.ndarray]) -> np.ndarray:
-    """Probabilities of every image, in batches of 32: (N, len(NIH_FINDINGS))."""
-    return np.concatenate(
-        [model.predict(pixels[start : start + 32]) for start in range(0, len(pixels), 32)]
-    )
 
 
 def classification_metrics(

@@ -47,9 +47,7 @@ def data_licence(backbone: LiteVariant) -> str:
 
 
 def architecture_text(backbone: LiteVariant) -> str:
-    return f"{backbone.replace('efficientnet', 'EfficientNet').replace('lite', 'Lite')} " + (
-        "(ImageNet init, fine-tuned here)"
-    )
+    return f"EfficientNet-Lite{backbone[-1]} (ImageNet init, fine-tuned here)"
 
 
 def bundle_header(weights: KnownWeights, sha256: str, input_size: int) -> dict[str, Any]:

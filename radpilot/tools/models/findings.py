@@ -190,11 +190,15 @@ class StarterFindingsModel(FindingsModel):
             name=self.weights.name, version=metadata["version"], sha256=metadata["sha256"]
         )
 
+    def view_logits(self, batch: Any, views: Sequence[TtaView]) -> Any:
+        """Logits of `batch` seen through each view: (len(views), N, labels)."""
+        if list(views) == [IDENTITY_VIEW]:  # the shipped default: no resampling on the hot path
+            return self.model(batch)[None]
+        logits = self.model(views_of(batch, views))
+        return logits.reshape(len(views), batch.shape[0], -1)
+
     def _forward(self, batch: Any) -> Any:
-        if self.views == [IDENTITY_VIEW]:
-            return self.model(batch)
-        logits = self.model(views_of(batch, self.views))
-        return logits.reshape(len(self.views), batch.shape[0], -1).mean(dim=0)
+        return self.view_logits(batch, self.views).mean(dim=0)
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
         logits = outputs.float().cpu().numpy().astype(np.float64)
