@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from radpilot.agent.direct import DirectAnswers
 from radpilot.agent.ledger import by_id
-from radpilot.agent.planner import TurnView
+from radpilot.agent.planner import TurnView, clarification
 from radpilot.agent.types import Answer, Claim, FindingRow, Intent, Message
 from radpilot.agent.understanding import Vocabulary
-from radpilot.agent.wording import graph_claims, row_certainty, templates
+from radpilot.agent.wording import display, graph_claims, row_certainty, templates, zone
 from radpilot.core.contracts import Evidence
 
 GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
@@ -39,26 +40,42 @@ def first_sentences(text: str, limit: int = 2) -> str:
     return opening.group(0).strip() if opening else text
 
 
-def zone(y_centre: float, height: int) -> str:
-    fraction = y_centre / height
-    return "upper zone" if fraction < 0.4 else "mid zone" if fraction < 0.6 else "lower zone"
-
-
 class Composer:
     def __init__(self) -> None:
         self.text = templates()
         self.vocabulary = Vocabulary()
+        self.direct = DirectAnswers()
 
     def compose(self, view: TurnView, history: list[Message]) -> Answer:
+        """One answer for every question the message asks, each answered first, in order."""
+        parts = [self._compose_one(part, history) for part in view.parts()]
+        if len(parts) == 1:
+            return parts[0]
+        merged = parts[0].model_copy(deep=True)
+        for part in parts[1:]:
+            merged.claims += [c for c in part.claims if c not in merged.claims]
+            merged.evidence += [e for e in part.evidence if e not in merged.evidence]
+            merged.findings = merged.findings or part.findings
+            merged.limitations += [x for x in part.limitations if x not in merged.limitations]
+            merged.direct += part.direct
+        return merged
+
+    def _compose_one(self, view: TurnView, history: list[Message]) -> Answer:
         """Claims from the evidence this turn produced, whichever planner chose the tools:
         each tool's evidence has a writer; the intent only orders them and picks fixed
-        statements for what could not be answered."""
+        statements for what could not be answered. A closed question's direct answer comes
+        first."""
         intent = view.understanding.intent
+        target = view.understanding.target
         ledger = by_id(view.ledger)
         turn = [ledger[i] for i in view.turn_evidence if i in ledger]
         answer = Answer(evidence=turn)
-        if intent == "out_of_scope":
-            answer.claims.append(self._stated("out_of_scope"))
+        if target.kind == "unclear":
+            answer.claims.append(Claim(text=clarification(), evidence=[], certainty="stated"))
+        elif target.kind == "identity":
+            answer.claims.append(self._stated("identity"))
+        elif intent == "out_of_scope":
+            answer.claims.append(self._stated("off_topic" if target.subject else "out_of_scope"))
         elif intent == "explain":
             self._explain(answer, view, history, ledger)
         elif view.current() is None and not self._about_knowledge(intent, turn):
@@ -76,7 +93,25 @@ class Composer:
         if view.understanding.ignored:
             answer.limitations.append(self.text["ignored_instructions"])
         self._limitations(answer, turn)
+        self._answer_first(answer, view, turn)
         return answer
+
+    def _answer_first(self, answer: Answer, view: TurnView, turn: list[Evidence]) -> None:
+        """The direct answer as the first claim; the plain sentence it restates is dropped."""
+        if view.current() is None and view.understanding.target.kind not in (
+            "unsupported", "identity", "attribute"
+        ):
+            return
+        written = self.direct.write(view, turn)
+        if written is None:
+            return
+        claim, summary = written
+        restated = {self.direct.finding_sentence(r) for e in turn if e.tool == "classify_findings"
+                    for r in e.values.get("findings", [])
+                    if r["name"] == summary.subject}  # fmt: skip
+        answer.claims = [claim, *(c for c in answer.claims
+                                  if c.text not in restated and c.text != claim.text)]
+        answer.direct = [summary]
 
     @staticmethod
     def _about_knowledge(intent: Intent, turn: list[Evidence]) -> bool:
@@ -138,11 +173,8 @@ class Composer:
 
     def _finding_claim(self, row: dict[str, Any], evidence: Evidence) -> Claim:
         certainty = row_certainty(row)
-        text = self.text["finding"][certainty].format(
-            finding=display(row["name"]), probability=row["probability"],
-            threshold=row["threshold"],
-        )  # fmt: skip
-        return Claim(text=text, evidence=[evidence.id], certainty=certainty)
+        return Claim(text=self.direct.finding_sentence(row), evidence=[evidence.id],
+                     certainty=certainty)  # fmt: skip
 
     def _classification(self, view: TurnView, turn: list[Evidence]) -> Evidence | None:
         current = view.current()
@@ -179,7 +211,7 @@ class Composer:
         if classification is None:
             return
         rows = classification.values.get("findings", [])
-        above = sorted((r for r in rows if r["probability"] >= r["threshold"]),
+        above = sorted((r for r in rows if r["status"] == "present"),
                        key=lambda r: -r["probability"])  # fmt: skip
         named = [r for r in rows if r["name"] in slots.findings]
         focused = bool(named) and view.understanding.intent not in ("detect_findings", "report")
@@ -198,8 +230,7 @@ class Composer:
                              if r["name"] not in stated)  # fmt: skip
         stated |= {r["name"] for r in named}
         considered = sorted([*above[READ_FINDINGS:], *(
-            r for r in rows if r["status"] == "uncertain" and r["name"] not in stated
-            and r["probability"] < r["threshold"]
+            r for r in rows if r["status"] == "indeterminate" and r["name"] not in stated
         )], key=lambda r: -r["probability"])  # fmt: skip
         if considered:  # one sentence, not one claim each: an open read stays readable
             items = ", ".join(f"{display(r['name'])} ({r['probability']:.2f})" for r in considered)
@@ -447,11 +478,6 @@ class Composer:
                     answer.limitations.append(item)
         if self.text["decision_support"] not in answer.limitations:
             answer.limitations.append(self.text["decision_support"])
-
-
-def display(finding: str) -> str:
-    """A finding as a clinician writes it (Pleural_Thickening -> Pleural thickening)."""
-    return finding.replace("_", " ").capitalize() if "_" in finding else finding
 
 
 def _area(value: dict[str, Any]) -> str:

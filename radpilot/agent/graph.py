@@ -23,7 +23,7 @@ from radpilot.agent.dialogue import advance
 from radpilot.agent.history import SessionHistory
 from radpilot.agent.ledger import by_id, evidence_from_result, evidence_id, find_reusable
 from radpilot.agent.llm.drafter import Drafter
-from radpilot.agent.planner import Planner, ToolFailure, TurnView
+from radpilot.agent.planner import Planner, ToolFailure, TurnView, plan_parts
 from radpilot.agent.state import RECENT_MESSAGES, AgentState, working_ledger
 from radpilot.agent.types import DialogueFocus, Message, ToolCall, TraceEvent
 from radpilot.agent.understanding import IntentRecognizer
@@ -92,7 +92,7 @@ def understand(state: AgentState, runtime: Context) -> dict[str, Any]:
 
 
 def plan(state: AgentState, runtime: Context) -> dict[str, Any]:
-    decision = runtime.context.planner.plan(_view(state, runtime.context))
+    decision = plan_parts(runtime.context.planner, _view(state, runtime.context))
     if decision.action == "call_tools" and not decision.calls:
         decision = decision.model_copy(update={"action": "compose"})
     event = _emit(TraceEvent(kind="plan", data=decision.model_dump(mode="json")))

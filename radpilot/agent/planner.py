@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from radpilot import prompts
 from radpilot.agent.types import DialogueFocus, PlanDecision, StudyRef, ToolCall, Understanding
 from radpilot.core.contracts import Evidence
 from radpilot.core.instructions import split_instructions
@@ -49,6 +50,14 @@ class TurnView(BaseModel):
     def cleaned_question(self) -> str:
         """The question without instruction-like sentences (computed once, by understanding)."""
         return self.understanding.cleaned or split_instructions(self.question)[0]
+
+    def for_part(self, part: Understanding) -> TurnView:
+        """The view of one question of a multi-part message."""
+        return self.model_copy(update={"understanding": part})
+
+    def parts(self) -> list[TurnView]:
+        """One view per question asked, in order."""
+        return [self.for_part(p) for p in self.understanding.parts] or [self]
 
     def current(self) -> StudyRef | None:
         currents = [s for s in self.studies if s.role == "current"]
@@ -91,6 +100,28 @@ def compose(note: str = "") -> PlanDecision:
     return PlanDecision(action="compose", note=note)
 
 
+def clarification() -> str:
+    """What a question not understood gets: never an open read as a fallback."""
+    text: str = prompts.load("targets")["clarification"]
+    return text
+
+
+def plan_parts(planner: Planner, view: TurnView) -> PlanDecision:
+    """Each question of a message planned in turn: the tools all of them need run together;
+    a clarifying question only when no part can be answered."""
+    decisions = [planner.plan(part) for part in view.parts()]
+    if len(decisions) == 1:
+        return decisions[0]
+    calls: list[ToolCall] = []
+    for decision in decisions:
+        calls += [c for c in decision.calls if c not in calls]
+    if calls:
+        return decisions[0].model_copy(update={"action": "call_tools", "calls": calls})
+    if all(d.action == "clarify" for d in decisions):
+        return decisions[0]
+    return compose("every part answered")
+
+
 class EmbeddedPlanner:
     """Clinical protocols per intent, over whichever tools are registered."""
 
@@ -99,6 +130,9 @@ class EmbeddedPlanner:
     def plan(self, view: TurnView) -> PlanDecision:
         intent = view.understanding.intent
         current = view.current()
+        if view.understanding.target.kind == "unclear":
+            return PlanDecision(action="clarify", question=clarification(),
+                                note="the question was not understood")  # fmt: skip
         # Each protocol composes when it needs a study and the session has none: whether an
         # intent needs one follows from the tools its protocol calls, not from a list.
         if intent == "image_info":
@@ -142,7 +176,8 @@ class EmbeddedPlanner:
             return compose()
         findings = list(view.understanding.slots.findings)
         current = view.current()
-        if not findings and current is not None:
+        about_radiography = view.understanding.target.subject == "radiography"
+        if not findings and current is not None and not about_radiography:
             # "What do the guidelines say about this?": about what the image shows.
             classification = self._classification(view, current)
             if classification is None and not view.failed("classify_findings", current.study_id):
@@ -158,8 +193,8 @@ class EmbeddedPlanner:
             view.focus.questions
         ):  # "and if they're high risk?": the earlier question says about what
             query = f"{view.focus.questions[-1]} {query}"
-        if findings and not view.understanding.slots.findings:
-            query = f"{query} {findings[0].replace('_', ' ')}"
+        if findings and findings[0].replace("_", " ").lower() not in query.lower():
+            query = f"{query} {findings[0].replace('_', ' ')}"  # "what next?" about the effusion
         arguments: dict[str, object] = {"query": query[:500], "k": 3}
         if len(findings) == 1:  # one finding narrows the search to its notes
             arguments["finding"] = findings[0]
@@ -182,7 +217,7 @@ class EmbeddedPlanner:
     @staticmethod
     def _most_probable(classification: Evidence | None) -> list[str]:
         rows = classification.values.get("findings", []) if classification else []
-        present = [r for r in rows if r["probability"] >= r["threshold"]]
+        present = [r for r in rows if r["status"] == "present"]
         return [max(present, key=lambda r: r["probability"])["name"]] if present else []
 
     def _knowledge(self, view: TurnView) -> PlanDecision:
@@ -296,12 +331,14 @@ class EmbeddedPlanner:
         named = [f for f in view.understanding.slots.findings if f in rows]
         if view.understanding.intent == "localize" and named:
             return named[:MAX_LOCALIZED_FINDINGS]
-        # A named finding is shown even when uncertain; an overview shows what is present.
-        wanted = ("present", "uncertain") if named else ("present",)
+        # A named finding is shown even when indeterminate, and so is the most probable one
+        # when the question asks which side is abnormal; an overview shows what is present.
+        which_side = view.understanding.target.subject == "opacity side"
+        wanted = ("present", "indeterminate") if named or which_side else ("present",)
         candidates = named or list(rows)
         positive = [f for f in candidates if rows[f]["status"] in wanted]
         positive.sort(key=lambda f: -rows[f]["probability"])
-        return positive[:MAX_LOCALIZED_FINDINGS]
+        return positive[:1] if which_side else positive[:MAX_LOCALIZED_FINDINGS]
 
     def _compare(self, view: TurnView) -> PlanDecision:
         current, priors = view.current(), view.priors()

@@ -33,6 +33,13 @@ Intent = Literal[
     "out_of_scope",
 ]
 Laterality = Literal["left", "right", "bilateral"]
+# What a question asks about (DESIGN.md "Answers"): it decides which direct answer it gets.
+TargetKind = Literal[
+    "finding", "heart_size", "side", "anatomy", "attribute", "normality", "change", "knowledge",
+    "unsupported", "out_of_scope", "identity", "read", "unclear",
+]  # fmt: skip
+DirectWord = Literal["yes", "no", "possibly", "cannot_assess"]
+Polarity = Literal["abnormal", "normal"]
 
 
 class ToolCall(BaseModel):
@@ -54,10 +61,28 @@ class Slots(BaseModel):
     report_format: Literal["md", "json", "fhir"] | None = None
 
 
+class Target(BaseModel):
+    """What one question asks about, and how its answer must begin."""
+
+    kind: TargetKind
+    closed: bool = Field(default=False, description="a yes/no question: answered Yes/No/...")
+    polarity: Polarity = Field(
+        default="abnormal", description="'normal': Yes means the evidence says normal"
+    )
+    subject: str = Field(default="", description="the attribute or unsupported thing named")
+    side: Laterality | None = Field(default=None, description="the side the question names")
+    asks_side: bool = Field(default=False, description="where / which side")
+
+
 class Understanding(BaseModel):
     intent: Intent
     confidence: float
     slots: Slots
+    target: Target = Field(default_factory=lambda: Target(kind="read"))
+    parts: list[Understanding] = Field(
+        default_factory=list,
+        description="Each question of a multi-part message, in order (empty: one question).",
+    )
     method: str = Field(description="How the intent was recognised (embedding, rule, ...).")
     ignored: list[str] = Field(
         default_factory=list, description="Instruction-like sentences removed from the question."
@@ -142,6 +167,18 @@ class Claim(BaseModel):
     text: str
     evidence: list[str]
     certainty: Certainty
+    answers: DirectWord | None = Field(
+        default=None, description="set on the claim that answers a closed question directly"
+    )
+
+
+class DirectAnswer(BaseModel):
+    """The direct answer to one closed or where-question, as its claim begins."""
+
+    word: DirectWord | None = Field(description="Yes / No / Possibly / I cannot assess")
+    target: TargetKind
+    subject: str = Field(description="what was asked about (a finding, 'heart size', ...)")
+    side: Literal["left", "right", "both"] | None = None
 
 
 class FindingRow(BaseModel):
@@ -157,6 +194,9 @@ class Answer(BaseModel):
     findings: list[FindingRow] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
     clarification: str | None = None
+    direct: list[DirectAnswer] = Field(
+        default_factory=list, description="One per question asked, in order: the answer first."
+    )
     trace_id: str = ""
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from radpilot import prompts
 from radpilot.agent.dialogue import resolve, sentences
-from radpilot.agent.types import DialogueFocus, Intent, Slots, Understanding
+from radpilot.agent.targets import QuestionReader, TargetVocabulary, split_questions
+from radpilot.agent.types import DialogueFocus, Intent, Slots, Target, Understanding
 from radpilot.core.instructions import split_instructions
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ _ANATOMY = re.compile(
     r"heart and lungs?|lungs and heart|anatomy)\b|\blung (areas?|fields?|volumes?|borders?)\b",
     re.IGNORECASE,
 )
+# "outline the fluid", "draw around it": the region of a named finding, not the anatomy.
+_OUTLINE = re.compile(r"\b(outline|segment|contour|delineate|draw (a line )?around|trace)\b", re.I)
 _REPORT = re.compile(r"\b(report|impression)\b", re.IGNORECASE)
 _FHIR = re.compile(r"\bfhir\b", re.IGNORECASE)
 _LEFT = re.compile(r"\bleft\b", re.IGNORECASE)
@@ -131,10 +134,9 @@ class Vocabulary:
 
     def __init__(self) -> None:
         table: dict[str, list[str]] = dict(prompts.load("findings"))  # load() is cached
-        self.unsupported = table.pop("_unsupported")
         self.canonical = {p.lower(): f for f, phrases in table.items() for p in [f, *phrases]}
         self._pattern = _phrase_pattern(list(self.canonical))
-        self._unsupported = _phrase_pattern(self.unsupported)
+        self.targets = TargetVocabulary()
 
     def findings_in(self, text: str) -> list[str]:
         found: list[str] = []
@@ -152,7 +154,8 @@ class Vocabulary:
         return self._pattern.sub(" ", text.replace("_", " "))
 
     def unsupported_in(self, text: str) -> list[str]:
-        return sorted({m.group(0).lower() for m in self._unsupported.finditer(text)})
+        """What no installed model sees, by category (prompts/targets.yaml `unsupported`)."""
+        return self.targets.unsupported_categories(text)
 
 
 def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:
@@ -217,6 +220,7 @@ class IntentRecognizer:
         # Trained once when the agent starts, with the models (~3 s on 2 cores), so the first
         # question does not pay for it.
         self.classifier = IntentClassifier(self.embedder.embed(texts), labels)
+        self.reader = QuestionReader(list(self.vocabulary.canonical))
 
     def understand(self, question: str, focus: DialogueFocus | None = None) -> Understanding:
         question, ignored = split_instructions(question)
@@ -228,6 +232,14 @@ class IntentRecognizer:
                 slots=Slots(), method="only instructions to the system, no question",
                 ignored=ignored,
             )  # fmt: skip
+        question = self.reader.normalise(question)
+        parts = [self._understand_one(text, focus, ignored) for text in split_questions(question)]
+        if len(parts) == 1:
+            return parts[0]
+        return parts[0].model_copy(update={"parts": parts, "cleaned": question})
+
+    def _understand_one(self, question: str, focus: DialogueFocus | None,
+                        ignored: list[str]) -> Understanding:  # fmt: skip
         slots = extract_slots(question, self.vocabulary)
         clause = last_question(question)
         # "had a pneumothorax on that side before. Nodule?": only the asking sentence says
@@ -251,7 +263,9 @@ class IntentRecognizer:
             ignored=ignored,
             cleaned=question,
         )
-        return resolve(understanding, focus or DialogueFocus())
+        resolved = resolve(understanding, focus or DialogueFocus())
+        return with_target(resolved, self.reader.target(clause, resolved.intent, resolved.slots),
+                           decision=rule.startswith("asks for a clinical decision"))  # fmt: skip
 
 
 def last_question(text: str) -> str:
@@ -290,6 +304,8 @@ def refine(
         return "guideline", "asks what the guidelines say"
     if _KNOWLEDGE.search(question):
         return "guideline", "asks for criteria or a definition"
+    if _OUTLINE.search(question) and slots.findings and not _ANATOMY.search(question):
+        return "segment_region", "asks for the outline of a finding"
     if bare and intent not in ("localize", "compare_prior", "report") and not _WHERE.search(
         question
     ):
@@ -342,3 +358,41 @@ def refine(
     if intent == "detect_findings" and slots.findings:
         return "ask_finding", "names a finding"
     return intent, ""
+
+
+# Intents whose tools can answer a question about a named finding's presence or side.
+_READS: set[Intent] = {"ask_finding", "detect_findings", "localize", "image_info", "measure",
+                       "explain", "out_of_scope"}  # fmt: skip
+
+
+def with_target(understanding: Understanding, target: Target, *, decision: bool) -> Understanding:
+    """The understanding with its target, and the intent the target needs: a target that no
+    image tool answers (identity, out of scope, knowledge, unsupported) never reads the image;
+    a side or heart-size question gets the tools that answer it."""
+    intent, slots = understanding.intent, understanding.slots
+    kind = target.kind
+    if kind == "knowledge" and decision:
+        target, kind = Target(kind="out_of_scope"), "out_of_scope"
+    updates: dict[str, object] = {}
+    if kind in ("identity", "out_of_scope"):
+        intent = "out_of_scope"
+    elif kind == "knowledge" and intent not in ("guideline", "management", "differential"):
+        intent = "guideline"
+    elif kind == "unsupported":
+        intent = "ask_finding"
+        updates["unsupported_findings"] = [target.subject]
+    elif kind == "attribute":
+        intent = "image_info"
+    elif kind == "side" and (intent in _READS or target.subject == "opacity side"):
+        intent = "localize"
+    elif kind == "heart_size" and intent in _READS:
+        intent = "ask_finding" if target.closed else "measure"
+        updates["findings"] = ["Cardiomegaly"] if target.closed else []
+    elif kind in ("normality", "read") and intent in _READS - {"explain"}:
+        intent = "detect_findings"
+    if kind in ("identity", "out_of_scope", "attribute"):
+        updates["findings"] = []  # nothing about a finding is asked
+    return understanding.model_copy(update={
+        "intent": intent, "target": target, "slots": slots.model_copy(update=updates),
+        "method": f"{understanding.method}; target: {kind}",
+    })  # fmt: skip

@@ -18,16 +18,29 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from radpilot.agent.types import Answer, Claim, StudyRef
+from radpilot import prompts
+from radpilot.agent.types import Answer, Certainty, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
-from radpilot.agent.wording import DIRECTION, graph_claims, row_certainty, stated_texts, templates
+from radpilot.agent.wording import (
+    DIRECTION,
+    answer_word,
+    graph_claims,
+    heart_size_certainty,
+    row_certainty,
+    stated_texts,
+    templates,
+)
 from radpilot.core.contracts import Evidence
 
 # A leading minus is the number's sign unless it joins two words or numbers (2024-01-15, T4-5);
 # a full stop after a number ends the sentence, a dot and a digit make it a version or UID.
 _NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)(?!\w|\.\d)")
 _ABSENT = re.compile(r"\b(unlikely|absent|no evidence|not present|ruled out)\b", re.I)
-_UNCERTAIN = re.compile(r"\b(possible|uncertain|equivocal)\b", re.I)
+_UNCERTAIN = re.compile(r"\b(possible|uncertain|equivocal|indeterminate)\b", re.I)
+# The direct answer's first word; "within normal limits" answers a question of normal polarity.
+_FIRST_WORD = re.compile(r"^(Yes|No|Possibly|I cannot assess)\b")
+_NORMAL_POLARITY = re.compile(r"^(Yes, within normal limits|No, not within normal limits)\b")
+_WORD_OF = {"Yes": "yes", "No": "no", "Possibly": "possibly", "I cannot assess": "cannot_assess"}
 _PRESENT = re.compile(r"\b(likely|present|definite|confirmed|there is)\b", re.I)
 _SIDE = re.compile(r"\b(left|right)\b", re.I)
 _PRIOR = re.compile(r"\b(prior|previous|earlier study|last (week|month|year)|old film)\b", re.I)
@@ -112,6 +125,45 @@ def _named(evidence: list[Evidence]) -> set[str]:
     return names
 
 
+def _expected(name: str, row: dict[str, Any], cited: list[Evidence]) -> Certainty:
+    """A finding's certainty from its row; heart size reads the cited measured ratio too."""
+    certainty = row_certainty(row)
+    measured = next((e for e in cited if "cardiothoracic_ratio" in e.values), None)
+    if name == "Cardiomegaly" and measured is not None:
+        return heart_size_certainty(certainty, measured.values["cardiothoracic_ratio"],
+                                    str(measured.values.get("view", "")))  # fmt: skip
+    return certainty
+
+
+def first_word_problem(claim: Claim, text: str, named: list[str], cited: list[Evidence],
+                       lung_findings: list[str]) -> str | None:  # fmt: skip
+    """Yes only at or above rule-in, No only below rule-out, Possibly in between (swapped for
+    a question of normal polarity); a side answer is checked by the laterality rule."""
+    match = _FIRST_WORD.match(text)
+    if match is None:
+        return "a direct answer must begin Yes, No, Possibly or I cannot assess" if (
+            claim.answers is not None) else None  # fmt: skip
+    word = _WORD_OF[match.group(1)]
+    if claim.answers is not None and word != claim.answers:
+        return f"begins {match.group(1)!r} but answers {claim.answers}"
+    if word == "cannot_assess" or any(e.tool == "localize_finding" for e in cited):
+        return None
+    rows = _rows(cited)
+    polarity = "normal" if _NORMAL_POLARITY.match(text) else "abnormal"
+    if named:
+        certainties = {_expected(n, rows[n], cited) for n in named if n in rows}
+    elif "below its rule-out point" in text:  # "no acute finding above the operating points"
+        scope = lung_findings if "lung finding" in text else list(rows)
+        certainties = {row_certainty(rows[n]) for n in scope if n in rows}
+        certainties = {"unlikely"} if certainties == {"unlikely"} else {"likely"}
+    else:
+        return None
+    words = {answer_word(c, polarity) for c in certainties}  # type: ignore[arg-type]
+    if words != {word}:
+        return f"answers {word} but the evidence says {', '.join(sorted(words))}"
+    return None
+
+
 def _sides(evidence: list[Evidence]) -> set[str]:
     """The sides a cited result speaks of: localized regions, a measurement's per-side values,
     segmented structures named by side."""
@@ -131,6 +183,7 @@ class Verifier:
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
         self.stated = stated_texts()
+        self.lung_findings: list[str] = prompts.load("targets")["lung_findings"]
 
     def verify(
         self, answer: Answer, ledger: dict[str, Evidence], studies: list[StudyRef]
@@ -192,9 +245,12 @@ class Verifier:
             if finding not in known:
                 return f"{finding} is not in the cited evidence"
         rows = _rows(cited)
+        problem = first_word_problem(claim, text, named, cited, self.lung_findings)
+        if problem is not None:
+            return problem
         direction = direction_of(text)
         if len(named) == 1 and named[0] in rows and direction is not None:
-            expected = row_certainty(rows[named[0]])
+            expected = _expected(named[0], rows[named[0]], cited)
             if direction != DIRECTION[expected]:
                 return f"says {direction} but the evidence says {DIRECTION[expected]} ({expected})"
             if claim.certainty != expected:

@@ -1,16 +1,15 @@
 """The answer's wording, shared by the composer (who writes it) and the verifier (who checks it).
 
-Certainty words follow the calibrated probability and the operating point (decision threshold)
-chosen on validation data, never the distance to the threshold alone:
+Certainty words follow each finding's two operating points, chosen on validation patients and
+stored with the model (`radpilot models operating-points`):
 
-| calibrated probability | against the operating point | word     |
-|------------------------|-----------------------------|----------|
-| >= 0.5                 | at or above                 | likely   |
-| < 0.5                  | at or above                 | possible |
-| any                    | below                       | unlikely |
+| calibrated probability          | status        | word          | a closed question |
+|---------------------------------|---------------|---------------|-------------------|
+| at or above rule-in (spec 0.90) | present       | likely        | Yes               |
+| between rule-out and rule-in    | indeterminate | indeterminate | Possibly          |
+| below rule-out (sens 0.90)      | absent        | unlikely      | No                |
 
-So a pneumothorax at probability 0.22 with an operating point of 0.06 is "possible", not
-"likely": a clinician reads "likely" as a positive call.
+A question of normal polarity ("is the heart size normal?") swaps Yes and No.
 """
 
 from __future__ import annotations
@@ -18,30 +17,63 @@ from __future__ import annotations
 from typing import Any
 
 from radpilot import prompts
-from radpilot.agent.types import Certainty
+from radpilot.agent.types import Certainty, DirectWord, Polarity
 
-LIKELY_FROM = 0.5
 # The verifier's reading of a sentence's direction word, per certainty.
 DIRECTION: dict[Certainty, str] = {
     "likely": "present",
-    "possible": "uncertain",
+    "possible": "uncertain",  # what `direction_of` reads from "indeterminate" or "possible"
     "unlikely": "absent",
 }
 STATED_KEYS = ("no_prior", "prior_without_tool", "no_measure_tool", "no_guideline_tool",
                "no_guideline_match", "out_of_scope", "explain_none", "no_study",
-               "no_focus", "no_region", "tool_unavailable", "nothing_to_localize")  # fmt: skip
+               "no_focus", "no_region", "tool_unavailable", "nothing_to_localize", "identity",
+               "off_topic", "cannot_assess_image", "projection_unknown")  # fmt: skip
 GRAPH_ITEMS = 5  # a graph claim lists at most this many differentials or steps
 
 
-def certainty_of(probability: float, threshold: float) -> Certainty:
-    """The certainty word of one finding (the table above)."""
-    if probability < threshold:
-        return "unlikely"
-    return "likely" if probability >= LIKELY_FROM else "possible"
+_CERTAINTY: dict[str, Certainty] = {"present": "likely", "indeterminate": "possible",
+                                    "absent": "unlikely"}  # fmt: skip
+# The measured ratio moves a call one step only when it clearly disagrees on a PA film; on an
+# AP film the heart is magnified, so the ratio cannot argue for enlargement.
+CTR_CLEARLY_ENLARGED = 0.55
+CTR_CLEARLY_NORMAL = 0.45
 
 
 def row_certainty(row: dict[str, Any]) -> Certainty:
-    return certainty_of(float(row["probability"]), float(row["threshold"]))
+    """The certainty word of one finding row: its status against the two operating points."""
+    return _CERTAINTY[str(row["status"])]
+
+
+def answer_word(certainty: Certainty, polarity: Polarity) -> DirectWord:
+    """Yes / No / Possibly for a closed question about a finding (the table above)."""
+    if certainty == "possible":
+        return "possibly"
+    found = certainty == "likely"
+    return "yes" if found == (polarity == "abnormal") else "no"
+
+
+def heart_size_certainty(classifier: Certainty, ratio: float | None, view: str) -> Certainty:
+    """Heart size from the classifier's Cardiomegaly call and the measured cardiothoracic
+    ratio together: the classifier decides, a clearly disagreeing ratio on a film that is not
+    AP makes it indeterminate."""
+    if ratio is None:
+        return classifier
+    if classifier == "unlikely" and ratio >= CTR_CLEARLY_ENLARGED and view.upper() != "AP":
+        return "possible"
+    if classifier == "likely" and ratio < CTR_CLEARLY_NORMAL:
+        return "possible"
+    return classifier
+
+
+def display(finding: str) -> str:
+    """A finding as a clinician writes it (Pleural_Thickening -> Pleural thickening)."""
+    return finding.replace("_", " ").capitalize() if "_" in finding else finding
+
+
+def zone(y_centre: float, height: int) -> str:
+    fraction = y_centre / height
+    return "upper zone" if fraction < 0.4 else "mid zone" if fraction < 0.6 else "lower zone"
 
 
 def templates() -> dict[str, Any]:
@@ -52,10 +84,11 @@ def templates() -> dict[str, Any]:
 def stated_texts() -> set[str]:
     """Every fixed sentence the composer may write without citing evidence."""
     text = templates()
-    unsupported: list[str] = prompts.load("findings")["_unsupported"]
-    return {text[key] for key in STATED_KEYS} | {
-        text["not_assessed"].format(finding=phrase) for phrase in unsupported
-    }
+    categories: list[str] = list(prompts.load("targets")["unsupported"])
+    return ({text[key] for key in STATED_KEYS}
+            | {text["not_assessed"].format(finding=c) for c in categories}
+            | {text["attribute_unknown"].format(attribute=a) for a in ("sex", "age")}
+            | {prompts.load("targets")["clarification"]})  # fmt: skip
 
 
 def graph_claims(values: dict[str, Any], *, steps_first: bool = False) -> list[str]:

@@ -2,14 +2,14 @@
 
 The rule, in order (a study's tier is the first that applies):
 
-1. **pneumothorax**: Pneumothorax present (the classifier's own present/absent call, the
+1. **pneumothorax**: Pneumothorax present (at or above its rule-in point, the
    same as `classify_findings`);
 2. **effusion**: Effusion present (its probability stands in for size, which no model here
    measures);
 3. **other finding**: any other finding present;
 4. **not assessable**: the image could not be read or QC refused it: it needs a reader, and
    nothing is known about it, so it ranks above studies the model calls normal;
-5. **no finding**: nothing above its threshold.
+5. **no finding**: nothing at or above its rule-in point.
 
 Within a tier, by the deciding probability (the tier's finding; for "other", the highest
 present one; for "no finding", the highest of all), highest first. Decision support: the
@@ -28,9 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from radpilot.core.errors import RadpilotError
-from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.findings import NIH_FINDINGS, OperatingPoint
 from radpilot.core.notice import DECISION_SUPPORT
-from radpilot.tools.classify import status_of
 from radpilot.tools.qc import check_quality
 
 Urgency = Literal["pneumothorax", "effusion", "other finding", "not assessable", "no finding"]
@@ -49,7 +48,9 @@ class TriageItem(BaseModel):
     tier: int = Field(ge=1, le=len(TIERS))
     urgency: Urgency
     reason: str
-    present: list[str] = Field(description="Findings above their thresholds, most probable first.")
+    present: list[str] = Field(
+        description="Findings at or above their rule-in points, most probable first."
+    )
     probabilities: dict[str, float] = Field(default_factory=dict)
 
 
@@ -110,7 +111,7 @@ def triage(sources: Iterable[TriageSource], tools: Any, *, batch_size: int = BAT
         done += len(batch)
         if progress is not None:
             progress(done)
-    ranked = sorted((_assess(read, probabilities, model.thresholds)
+    ranked = sorted((_assess(read, probabilities, model.operating_points)
                      for read, probabilities in scored), key=lambda item: item[0])  # fmt: skip
     items = [item.model_copy(update={"rank": rank}) for rank, (_, item) in enumerate(ranked, 1)]
     return Worklist(items=items, model=f"{model.identity.name} {model.identity.version}")
@@ -139,10 +140,10 @@ def _decode(source: TriageSource, tools: Any) -> _Read:
 
 
 def _assess(read: _Read, probabilities: dict[str, float],
-            thresholds: dict[str, float]) -> tuple[tuple[int, float], TriageItem]:  # fmt: skip
+            points: dict[str, OperatingPoint]) -> tuple[tuple[int, float], TriageItem]:  # fmt: skip
     """The sort key (tier, -deciding probability) and the unranked item."""
     present = sorted((f for f, p in probabilities.items()
-                      if status_of(p, thresholds[f]) == "present"),
+                      if points[f].band(p) == "present"),
                      key=lambda f: -probabilities[f])  # fmt: skip
     if read.problem is not None:
         urgency: Urgency = "not assessable"
@@ -159,7 +160,7 @@ def _assess(read: _Read, probabilities: dict[str, float],
     else:
         urgency = "no finding"
         deciding = max(probabilities.values(), default=0.0)
-        reason = "no finding above its threshold"
+        reason = "no finding at or above its rule-in point"
     tier = TIERS.index(urgency) + 1
     source = read.source
     item = TriageItem(rank=0, source=source.source, study_date=source.study_date,

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from radpilot.core.contracts import EvidenceKind
 from radpilot.core.errors import RadpilotError
 
-Status = Literal["present", "absent", "uncertain"]
+Status = Literal["present", "absent", "indeterminate"]
+DirectWord = Literal["yes", "no", "possibly", "cannot_assess"]
+Side = Literal["left", "right", "both"]
 Change = Literal["new", "resolved", "worsened", "improved", "unchanged", "uncertain"]
 
 
@@ -39,12 +41,17 @@ class Expect(BaseModel):
     clarifies: bool | None = Field(
         default=None, description="true: the answer is a clarifying question"
     )
+    answer: DirectWord | None = Field(
+        default=None, description="the first word of the answer to the turn's closed question"
+    )
+    side: Side | None = Field(default=None, description="the side the answer must state")
 
 
 class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ask: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list, description="categories for reporting")
     expect: Expect = Field(default_factory=Expect)
     attack: bool = Field(
         default=False,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.errors import RadpilotError
-from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.findings import NIH_FINDINGS, OperatingPoint
 from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.base import InputT, OutputT, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.imaging import Study
@@ -20,10 +20,7 @@ from radpilot.tools.study_cache import StudyCache
 if TYPE_CHECKING:
     from radpilot.tools.models.findings import FindingsModel
 
-Status = Literal["present", "absent", "uncertain"]
-# A probability within this many logits of the threshold is "uncertain" (about +-10
-# percentage points around 0.5): too close to the decision boundary to call either way.
-UNCERTAIN_LOGITS = 0.4
+Status = Literal["present", "absent", "indeterminate"]
 # Each study's probabilities, so that localizing after classifying (and asking again) reuses
 # them: 14 floats a study, so many studies fit.
 _probabilities: StudyCache[np.ndarray] = StudyCache(capacity=1024)
@@ -33,9 +30,21 @@ class FindingProbability(BaseModel):
     name: str
     probability: float = Field(ge=0, le=1)
     threshold: float = Field(
-        ge=0, le=1, description="Decision threshold chosen on validation data."
+        ge=0, le=1, description="Single (Youden) decision threshold chosen on validation data; "
+        "the temporal comparison judges change against it."
     )
+    rule_out: float = Field(ge=0, le=1, description="Below it: absent (sensitivity >= 0.90 on "
+                            "validation).")  # fmt: skip
+    rule_in: float = Field(ge=0, le=1, description="At or above it: present (specificity >= "
+                           "0.90 on validation); in between: indeterminate.")  # fmt: skip
     status: Status
+
+    @classmethod
+    def of(cls, name: str, probability: float, threshold: float,
+           point: OperatingPoint) -> FindingProbability:  # fmt: skip
+        return cls(name=name, probability=round(probability, 4), threshold=round(threshold, 4),
+                   rule_out=round(point.rule_out, 4), rule_in=round(point.rule_in, 4),
+                   status=point.band(probability))  # fmt: skip
 
 
 def known_findings(names: list[str]) -> list[str]:
@@ -66,15 +75,6 @@ class ClassifyOutput(ToolOutput):
 def logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
-
-
-def status_of(probability: float, threshold: float) -> Status:
-    distance = logit(probability) - logit(threshold)
-    if distance >= UNCERTAIN_LOGITS:
-        return "present"
-    if distance <= -UNCERTAIN_LOGITS:
-        return "absent"
-    return "uncertain"
 
 
 def require_analysable(study: Study) -> None:
@@ -116,8 +116,8 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
     name = "classify_findings"
     description = (
         "Estimate, for a frontal chest radiograph, the probability of each of 14 findings "
-        f"({', '.join(NIH_FINDINGS)}) with a calibrated threshold and a status "
-        "(present / absent / uncertain). Use it first for any question about what an image "
+        f"({', '.join(NIH_FINDINGS)}) with its rule-out and rule-in points and a status "
+        "(present / indeterminate / absent). Use it first for any question about what an image "
         "shows, or to check one named finding (pass `findings`)."
     )
     Input = ClassifyInput
@@ -133,15 +133,8 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
             if finding in not_covered:
                 continue
             probability = float(probabilities[NIH_FINDINGS.index(finding)])
-            threshold = model.thresholds[finding]
-            results.append(
-                FindingProbability(
-                    name=finding,
-                    probability=round(probability, 4),
-                    threshold=round(threshold, 4),
-                    status=status_of(probability, threshold),
-                )
-            )
+            results.append(FindingProbability.of(finding, probability, model.thresholds[finding],
+                                                 model.operating_points[finding]))  # fmt: skip
         limitations = [*study.qc.limitations, *model.card.limitations, DECISION_SUPPORT]
         if not_covered:
             limitations.append(f"{model.identity.name} does not assess: {', '.join(not_covered)}")

@@ -28,7 +28,7 @@ from radpilot.core.findings import NIH_FINDINGS
 from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
-from radpilot.tools.classify import FindingsModelTool, logit, status_of
+from radpilot.tools.classify import FindingsModelTool, logit
 from radpilot.tools.imaging import Study
 from radpilot.tools.models.findings import FindingsModel
 from radpilot.tools.registration import Registration, register, square, warp
@@ -57,7 +57,7 @@ class FindingChange(BaseModel):
     probability: float
     threshold: float
     margin: float = Field(description="a change must exceed this to count (retest noise)")
-    status: str = Field(description="on the current study: present / uncertain / absent")
+    status: str = Field(description="on the current study: present / indeterminate / absent")
     verdict: Verdict
     prior_region_px: float | None = Field(
         default=None, description="area of the localized region (Grad-CAM boxes) on the prior, "
@@ -150,11 +150,12 @@ def finding_changes(model: FindingsModel, prior: Reading, current: Reading) -> l
             continue
         margin = retest_margin(before_noise[column], now_noise[column])
         threshold = model.thresholds[name]
+        status = model.operating_points[name].band(float(now[column]))
         changes.append(
             FindingChange(
                 name=name, prior_probability=round(float(before[column]), 4),
                 probability=round(float(now[column]), 4), threshold=round(threshold, 4),
-                margin=round(margin, 4), status=status_of(float(now[column]), threshold),
+                margin=round(margin, 4), status=status,
                 verdict=verdict_of(float(before[column]), float(now[column]), threshold, margin),
             )
         )  # fmt: skip

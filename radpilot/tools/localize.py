@@ -21,7 +21,6 @@ from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import (
     FindingsModelTool,
     known_findings,
-    status_of,
 )
 from radpilot.tools.imaging import square_crop_box
 from radpilot.tools.models.detector import Detector, detector_is_shipped
@@ -148,7 +147,7 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
         "Show where the evidence for one finding lies on a frontal chest radiograph: boxes "
         "(x, y, w, h in image pixels) around the regions that drive the classifier's score, "
         "the patient's side, and an overlay image. Use it after classify_findings when a "
-        "finding is present or uncertain, or when the user asks 'where?'."
+        "finding is present or indeterminate, or when the user asks 'where?'."
     )
     Input = LocalizeInput
     Output = LocalizeOutput
@@ -186,7 +185,7 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
             finding=inp.finding,
             model=model.identity,
             probability=round(probability, 4),
-            status=status_of(probability, model.thresholds[inp.finding]),
+            status=model.operating_points[inp.finding].band(probability),
             method=method,
             image_size=(pixels.shape[1], pixels.shape[0]),
             regions=regions,

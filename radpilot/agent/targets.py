@@ -1,0 +1,212 @@
+"""Question targets: what one question asks about, whether it is closed, and its polarity.
+
+The vocabularies live in `prompts/targets.yaml` (data, not code); this module only looks them
+up. Understanding calls `QuestionReader.target` once per question part, after the intent
+classifier and slot extraction; the planner and the composer read the target to decide which
+tools answer it and how the answer begins (DESIGN.md "Answers").
+"""
+
+from __future__ import annotations
+
+import re
+from difflib import get_close_matches
+from functools import cached_property
+
+from radpilot import prompts
+from radpilot.agent.types import Intent, Slots, Target
+
+# Misspellings: a word this close (difflib ratio) to a finding word counts as that word.
+SPELLING_CUTOFF = 0.84
+SPELLING_MIN_LENGTH = 6  # shorter words are matched exactly ("mass" is not "mast")
+_WORD = re.compile(r"[a-z][a-z'-]+")
+# "and what's the CTR", "also, is ...": a connective that starts a further question.
+_NEXT_QUESTION = re.compile(
+    r"\s*(?:[,;]|\band\b|\balso\b|\bplus\b)\s+(?=(?:what|whats|what's|where|which|how|is|are|"
+    r"does|do|any|can|could|has|have|should|will)\b)",
+    re.IGNORECASE,
+)
+_LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
+MAX_PARTS = 3
+# Intents that are about the image but not about a named finding or knowledge.
+_IMAGE_ACTIONS: set[Intent] = {"localize", "segment_anatomy", "segment_region", "similar_cases",
+                               "report", "explain"}  # fmt: skip
+
+
+def phrase_pattern(phrases: list[str]) -> re.Pattern[str] | None:
+    """Whole-word, case-insensitive; longer phrases win. None for an empty list."""
+    if not phrases:
+        return None
+    ordered = sorted(set(phrases), key=len, reverse=True)
+    return re.compile(
+        r"(?<![\w/])(" + "|".join(re.escape(p) for p in ordered) + r")(?![\w/])", re.IGNORECASE
+    )
+
+
+def _found(pattern: re.Pattern[str] | None, text: str) -> str | None:
+    match = pattern.search(text) if pattern is not None else None
+    return match.group(0).lower() if match else None
+
+
+class TargetVocabulary:
+    """`prompts/targets.yaml`, compiled once."""
+
+    def __init__(self) -> None:
+        table = prompts.load("targets")
+        self.table = table
+        self.abbreviations: dict[str, str] = {k.lower(): v for k, v in
+                                              table["abbreviations"].items()}  # fmt: skip
+        self._abbreviation = phrase_pattern(list(self.abbreviations))
+        self.unsupported_category = {p.lower(): category
+                                     for category, phrases in table["unsupported"].items()
+                                     for p in phrases}  # fmt: skip
+        self.unsupported = phrase_pattern(list(self.unsupported_category))
+        self.identity = phrase_pattern(table["identity"])
+        self.off_topic = phrase_pattern(table["off_topic"])
+        self.attribute_of = {p.lower(): name for name, phrases in table["attributes"].items()
+                             for p in phrases}  # fmt: skip
+        self.attributes = phrase_pattern(list(self.attribute_of))
+        self.normal = phrase_pattern(table["normal_words"])
+        self.abnormal = phrase_pattern(table["abnormal_words"])
+        self.lungs = phrase_pattern(table["lung_words"])
+        self.heart_size = phrase_pattern(table["heart_size_words"])
+        self.time = phrase_pattern(table["time_words"])
+        self.lung_findings: list[str] = list(table["lung_findings"])
+        self.knowledge = phrase_pattern(table["knowledge"])
+        self.closed = phrase_pattern(table["closed_openers"])
+        self.open = phrase_pattern(table["open_openers"])
+        self.where = phrase_pattern(table["where_words"])
+        self.read_cues = phrase_pattern(table["read_cues"])
+        self.clarification: str = table["clarification"]
+
+    def expand(self, text: str) -> str:
+        """Shorthand spelt out ("r/o ptx" -> "rule out pneumothorax"); "?x" reads "x?"."""
+        text = re.sub(r"(^|\s)\?\s*(?=[a-z])", r"\1query ", text, flags=re.IGNORECASE)
+        if self._abbreviation is None:
+            return text
+        return self._abbreviation.sub(lambda m: self.abbreviations[m.group(0).lower()], text)
+
+    def unsupported_categories(self, text: str) -> list[str]:
+        if self.unsupported is None:
+            return []
+        found = [self.unsupported_category[m.group(0).lower()]
+                 for m in self.unsupported.finditer(text)]  # fmt: skip
+        return list(dict.fromkeys(found))
+
+
+class Spelling:
+    """Finding words misspelt ("pnuemothorax", "efusion") mapped to the vocabulary's own."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = sorted({w for phrase in words for w in phrase.lower().split()
+                             if len(w) >= SPELLING_MIN_LENGTH})  # fmt: skip
+
+    def correct(self, text: str) -> str:
+        known = set(self.words)
+
+        def fix(match: re.Match[str]) -> str:
+            word = match.group(0)
+            lowered = word.lower()
+            if len(lowered) < SPELLING_MIN_LENGTH or lowered in known:
+                return word
+            close = get_close_matches(lowered, self.words, n=1, cutoff=SPELLING_CUTOFF)
+            return close[0] if close else word
+
+        return _WORD.sub(fix, text)
+
+
+def split_questions(text: str) -> list[str]:
+    """The questions of one message, in order: "Any effusion? And the CTR?" -> two. Context
+    sentences that ask nothing stay with the question after them."""
+    sentences = [s.strip() for s in re.findall(r"[^?]+\?*", text) if s.strip()]
+    parts: list[str] = []
+    carry = ""
+    for sentence in sentences:
+        for clause in _NEXT_QUESTION.split(sentence):
+            clause = clause.strip()
+            if not clause:
+                continue
+            parts.append(f"{carry} {clause}".strip() if carry else clause)
+            carry = ""
+    asking = [p for p in parts if len(_WORD.findall(p.lower())) >= 1]
+    if len(asking) <= 1:
+        return [text]
+    return [_LEADING_CONNECTIVE.sub("", p) or p for p in asking[:MAX_PARTS]]
+
+
+class QuestionReader:
+    """Decides a question part's target from its text, intent and slots."""
+
+    def __init__(self, finding_words: list[str]) -> None:
+        self.vocabulary = TargetVocabulary()
+        self.spelling = Spelling(finding_words)
+
+    def normalise(self, text: str) -> str:
+        return self.spelling.correct(self.vocabulary.expand(text))
+
+    @cached_property
+    def clarification(self) -> str:
+        return self.vocabulary.clarification
+
+    def target(self, text: str, intent: Intent, slots: Slots) -> Target:
+        v = self.vocabulary
+        lowered = text.strip().lower()
+        closed = self._closed(lowered, slots)
+        side = slots.laterality
+        asks_side = _found(v.where, text) is not None
+        polarity = "normal" if _found(v.normal, text) and not _found(v.abnormal, text) else (
+            "abnormal")  # fmt: skip
+        def asked(kind: str, **extra: object) -> Target:
+            """A target of this question: its closedness and sides, plus `extra`."""
+            return Target.model_validate({"kind": kind, "closed": closed, "side": side,
+                                          "asks_side": asks_side, **extra})  # fmt: skip
+
+        if _found(v.identity, text) and not slots.findings:
+            return Target(kind="identity", subject=_found(v.identity, text) or "")
+        if _found(v.knowledge, text):
+            return Target(kind="knowledge", subject="radiography")
+        attribute = v.attribute_of.get(_found(v.attributes, text) or "")
+        if attribute == "opacity side" or (asks_side and not slots.findings
+                                           and _found(v.abnormal, text)):  # fmt: skip
+            return Target(kind="side", subject="opacity side", asks_side=True, side=side)
+        if attribute and not slots.findings:
+            return asked("attribute", subject=attribute)
+        if intent == "out_of_scope":
+            return Target(kind="out_of_scope")
+        if intent in ("guideline", "management", "differential"):
+            return Target(kind="knowledge")
+        if _found(v.off_topic, text) and not slots.findings and not _found(v.read_cues, text):
+            return Target(kind="out_of_scope", subject=_found(v.off_topic, text) or "")
+        unsupported = v.unsupported_categories(text)
+        if unsupported and not slots.findings:
+            return Target(kind="unsupported", subject=unsupported[0], closed=True, side=side)
+        about_heart = slots.findings == ["Cardiomegaly"] or (
+            not slots.findings and (intent == "measure" or _found(v.heart_size, text)))
+        if about_heart and not _found(v.time, text):
+            return asked("heart_size", polarity=polarity)
+        if intent == "compare_prior" or (slots.mentions_prior and intent != "measure"):
+            return asked("change")
+        if slots.findings:
+            kind = "side" if (side is not None or asks_side) and intent != "segment_region" else (
+                "finding")  # fmt: skip
+            return asked(kind, subject=slots.findings[0])
+        if intent in _IMAGE_ACTIONS:
+            return Target(kind="anatomy" if intent == "segment_anatomy" else "read")
+        if closed and (_found(v.normal, text) or _found(v.abnormal, text)):
+            subject = "lungs" if _found(v.lungs, text) else "film"
+            return Target(kind="normality", subject=subject, polarity=polarity,  # type: ignore[arg-type]
+                          closed=True)  # fmt: skip
+        if intent in ("detect_findings", "image_info") and _found(v.read_cues, text):
+            return Target(kind="read")
+        return Target(kind="unclear")
+
+    def _closed(self, lowered: str, slots: Slots) -> bool:
+        """A yes/no question: opens with an auxiliary verb or "any", or names a finding and
+        hardly anything else ("Effusion?", "query pneumonia")."""
+        v = self.vocabulary
+        first = _WORD.findall(lowered)[:1]
+        if first and v.open is not None and v.open.match(first[0]) and first[0] not in ("ok",):
+            return False
+        opener = v.closed.match(lowered) if v.closed is not None else None
+        if opener is not None:
+            return True
+        return bool(slots.findings or slots.unsupported_findings) and len(lowered.split()) <= 4
