@@ -17,16 +17,17 @@ LOINC_CHEST_XR = {"system": "http://loinc.org", "code": "36643-5", "display": "X
 
 def render_markdown(answer: Answer) -> str:
     present = [f for f in answer.findings if f.status == "present"]
-    uncertain = [f for f in answer.findings if f.status == "uncertain"]
+    indeterminate = [f for f in answer.findings if f.status == "indeterminate"]
     lines = ["# Chest radiograph report (draft, decision support)", "", "## FINDINGS"]
     lines += [f"- {c.text} [{', '.join(c.evidence) or 'statement'}]" for c in answer.claims]
     lines += ["", "## IMPRESSION"]
     lines += [
         f"- {f.name}: likely (p={f.probability:.2f}) [{', '.join(f.evidence)}]" for f in present
-    ] or ["- No finding reaches its decision threshold."]
-    if uncertain:
-        items = ", ".join(f"{f.name} (p={f.probability:.2f})" for f in uncertain)
-        lines.append(f"- Uncertain, close to threshold: {items} [{uncertain[0].evidence[0]}]")
+    ] or ["- No finding reaches its rule-in point."]
+    if indeterminate:
+        items = ", ".join(f"{f.name} (p={f.probability:.2f})" for f in indeterminate)
+        lines.append(f"- Indeterminate, between rule-out and rule-in: {items} "
+                     f"[{indeterminate[0].evidence[0]}]")  # fmt: skip
     # What the guidelines say: the verified claims that cite guideline notes only.
     ledger = by_id(answer.evidence)
     guidance = [c for c in answer.claims

@@ -31,7 +31,7 @@ from radpilot.core.notice import DECISION_SUPPORT
 
 SCHEME = "99RADPILOT"
 MANUFACTURER = "radpilot"
-_STATUS_MEANING = {"present": "Likely present", "uncertain": "Possible",
+_STATUS_MEANING = {"present": "Likely present", "indeterminate": "Indeterminate",
                    "absent": "Unlikely"}  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from difflib import get_close_matches
 from functools import cached_property
 
 from radpilot import prompts
-from radpilot.agent.types import Intent, Slots, Target
+from radpilot.agent.types import Intent, Laterality, Slots, Target
 
 # Misspellings: a word this close (difflib ratio) to a finding word counts as that word.
 SPELLING_CUTOFF = 0.84
@@ -25,6 +25,11 @@ _NEXT_QUESTION = re.compile(
     r"does|do|any|can|could|has|have|should|will)\b)",
     re.IGNORECASE,
 )
+# "..., yes?", "agree?", "is that right?": a yes/no question whatever its first word.
+_TAG = re.compile(r"(\b(yes|no|right|correct|true|agree|agreed|ok|okay)\s*\?\s*$)|"
+                  r"\b(would you agree|do you agree|is that (right|correct|true))\b", re.I)
+_ASKS = re.compile(r"(what|whats|what's|where|which|how|is|are|does|do|any|can|could|has|have|"
+                   r"should|will|why|who)\b", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
 MAX_PARTS = 3
 # Intents that are about the image but not about a named finding or knowledge.
@@ -76,6 +81,9 @@ class TargetVocabulary:
         self.open = phrase_pattern(table["open_openers"])
         self.where = phrase_pattern(table["where_words"])
         self.read_cues = phrase_pattern(table["read_cues"])
+        self.read_words = phrase_pattern(table["read_words"])
+        self.guideline = phrase_pattern(table["guideline_words"])
+        self.vague_words = set(table["vague_words"])
         self.clarification: str = table["clarification"]
 
     def expand(self, text: str) -> str:
@@ -117,20 +125,24 @@ class Spelling:
 def split_questions(text: str) -> list[str]:
     """The questions of one message, in order: "Any effusion? And the CTR?" -> two. Context
     sentences that ask nothing stay with the question after them."""
-    sentences = [s.strip() for s in re.findall(r"[^?]+\?*", text) if s.strip()]
+    clauses = [c.strip() for sentence in re.findall(r"[^?]+\?*", text)
+               for c in _NEXT_QUESTION.split(sentence) if c.strip()]  # fmt: skip
     parts: list[str] = []
     carry = ""
-    for sentence in sentences:
-        for clause in _NEXT_QUESTION.split(sentence):
-            clause = clause.strip()
-            if not clause:
-                continue
-            parts.append(f"{carry} {clause}".strip() if carry else clause)
+    for number, clause in enumerate(clauses):
+        joined = f"{carry} {clause}".strip()
+        asks = clause.endswith("?") or bool(_ASKS.match(_LEADING_CONNECTIVE.sub("", clause)))
+        if asks or number == len(clauses) - 1:
+            if not asks and parts:  # "... ? need to send a letter": context of the last one
+                parts[-1] = f"{parts[-1]} {joined}"
+            else:
+                parts.append(joined)
             carry = ""
-    asking = [p for p in parts if len(_WORD.findall(p.lower())) >= 1]
-    if len(asking) <= 1:
+        else:
+            carry = joined  # "58F, breathless, is there ...": context of the next question
+    if len(parts) <= 1:
         return [text]
-    return [_LEADING_CONNECTIVE.sub("", p) or p for p in asking[:MAX_PARTS]]
+    return [_LEADING_CONNECTIVE.sub("", p) or p for p in parts[:MAX_PARTS]]
 
 
 class QuestionReader:
@@ -147,33 +159,37 @@ class QuestionReader:
     def clarification(self) -> str:
         return self.vocabulary.clarification
 
-    def target(self, text: str, intent: Intent, slots: Slots) -> Target:
+    def target(self, text: str, intent: Intent, slots: Slots, *, decision: bool = False,
+               first_turn: bool = False) -> Target:  # fmt: skip
+        """The question's target. `decision`: a treatment decision was asked (refused);
+        `first_turn`: nothing earlier in the conversation can give a vague question meaning."""
         v = self.vocabulary
-        lowered = text.strip().lower()
-        closed = self._closed(lowered, slots)
-        side = slots.laterality
+        closed = self._closed(text, slots)
+        side = first_side(text) if slots.laterality == "bilateral" and not _both(text) else (
+            slots.laterality)  # fmt: skip
         asks_side = _found(v.where, text) is not None
         polarity = "normal" if _found(v.normal, text) and not _found(v.abnormal, text) else (
             "abnormal")  # fmt: skip
+
         def asked(kind: str, **extra: object) -> Target:
             """A target of this question: its closedness and sides, plus `extra`."""
             return Target.model_validate({"kind": kind, "closed": closed, "side": side,
                                           "asks_side": asks_side, **extra})  # fmt: skip
 
+        if decision:
+            return Target(kind="out_of_scope")
         if _found(v.identity, text) and not slots.findings:
             return Target(kind="identity", subject=_found(v.identity, text) or "")
         if _found(v.knowledge, text):
             return Target(kind="knowledge", subject="radiography")
+        if intent == "guideline" and _found(v.guideline, text):
+            return Target(kind="knowledge")
         attribute = v.attribute_of.get(_found(v.attributes, text) or "")
         if attribute == "opacity side" or (asks_side and not slots.findings
                                            and _found(v.abnormal, text)):  # fmt: skip
-            return Target(kind="side", subject="opacity side", asks_side=True, side=side)
+            return asked("side", subject="opacity side", asks_side=True)
         if attribute and not slots.findings:
             return asked("attribute", subject=attribute)
-        if intent == "out_of_scope":
-            return Target(kind="out_of_scope")
-        if intent in ("guideline", "management", "differential"):
-            return Target(kind="knowledge")
         if _found(v.off_topic, text) and not slots.findings and not _found(v.read_cues, text):
             return Target(kind="out_of_scope", subject=_found(v.off_topic, text) or "")
         unsupported = v.unsupported_categories(text)
@@ -181,32 +197,66 @@ class QuestionReader:
             return Target(kind="unsupported", subject=unsupported[0], closed=True, side=side)
         about_heart = slots.findings == ["Cardiomegaly"] or (
             not slots.findings and (intent == "measure" or _found(v.heart_size, text)))
-        if about_heart and not _found(v.time, text):
-            return asked("heart_size", polarity=polarity)
+        if about_heart and not _found(v.time, text) and intent not in _IMAGE_ACTIONS - {"explain"}:
+            ratio = closed and re.search(r"\b(ratio|ctr|0\.\d)", text, re.IGNORECASE)
+            return asked("heart_size", polarity=polarity, subject="ratio" if ratio else "")
+        if first_turn and not slots.findings and self._vague(text):
+            return Target(kind="unclear")
         if intent == "compare_prior" or (slots.mentions_prior and intent != "measure"):
             return asked("change")
-        if slots.findings:
+        if slots.findings and intent not in ("management", "differential", "similar_cases"):
             kind = "side" if (side is not None or asks_side) and intent != "segment_region" else (
                 "finding")  # fmt: skip
             return asked(kind, subject=slots.findings[0])
+        if closed and not slots.findings and (_found(v.normal, text) or _found(v.abnormal, text)):
+            subject = "lungs" if _found(v.lungs, text) else "film"
+            return asked("normality", subject=subject, polarity=polarity)
+        if intent in ("management", "differential", "guideline") and not (
+            _found(v.read_words, text) and not slots.findings
+        ):
+            return Target(kind="knowledge")
+        if intent == "out_of_scope":
+            return Target(kind="out_of_scope")
+        if not slots.findings and _found(v.read_words, text):
+            return Target(kind="read", subject="main finding")
         if intent in _IMAGE_ACTIONS:
             return Target(kind="anatomy" if intent == "segment_anatomy" else "read")
-        if closed and (_found(v.normal, text) or _found(v.abnormal, text)):
-            subject = "lungs" if _found(v.lungs, text) else "film"
-            return Target(kind="normality", subject=subject, polarity=polarity,  # type: ignore[arg-type]
-                          closed=True)  # fmt: skip
         if intent in ("detect_findings", "image_info") and _found(v.read_cues, text):
             return Target(kind="read")
-        return Target(kind="unclear")
+        if intent in ("detect_findings", "image_info"):
+            return Target(kind="unclear")
+        return Target(kind="read")
 
-    def _closed(self, lowered: str, slots: Slots) -> bool:
-        """A yes/no question: opens with an auxiliary verb or "any", or names a finding and
-        hardly anything else ("Effusion?", "query pneumonia")."""
+    def _vague(self, text: str) -> bool:
+        """Too few words of substance to say what is asked ("the thing from before?")."""
+        words = [w for w in _WORD.findall(text.lower()) if w not in self.vocabulary.vague_words]
+        return len(words) <= 1 and not _found(self.vocabulary.read_cues, text)
+
+    def _closed(self, text: str, slots: Slots) -> bool:
+        """A yes/no question: its asking clause opens with an auxiliary verb or "any", ends in
+        a tag ("..., right?", "agree?"), or is a bare "Effusion?" / "Enlarged heart?"."""
         v = self.vocabulary
-        first = _WORD.findall(lowered)[:1]
-        if first and v.open is not None and v.open.match(first[0]) and first[0] not in ("ok",):
+        lowered = text.strip().lower()
+        clauses = [c.strip() for c in re.split(r"[,;:()]|\s[-–]\s|\.\s", lowered) if c.strip()]
+        asking = clauses[-1] if clauses else lowered
+        if _TAG.search(lowered):
+            return True
+        starts = [_WORD.findall(c)[:1] for c in clauses]
+        if any(w and v.open is not None and v.open.fullmatch(w[0]) for w in starts[-1:]):
             return False
-        opener = v.closed.match(lowered) if v.closed is not None else None
-        if opener is not None:
+        if v.closed is not None and any(v.closed.match(c) for c in (asking, *clauses)):
+            return True
+        opens_anywhere = any(w and v.open is not None and v.open.fullmatch(w[0]) for w in starts)
+        if lowered.endswith("?") and not opens_anywhere:
             return True
         return bool(slots.findings or slots.unsupported_findings) and len(lowered.split()) <= 4
+
+
+def first_side(text: str) -> Laterality | None:
+    """The side named first ("is the right lung whiter than the left?" -> right)."""
+    match = re.search(r"\b(left|right)\b", text, re.IGNORECASE)
+    return match.group(1).lower() if match else None  # type: ignore[return-value]
+
+
+def _both(text: str) -> bool:
+    return bool(re.search(r"\b(both|bilateral|bilaterally)\b", text, re.IGNORECASE))

@@ -263,9 +263,14 @@ class IntentRecognizer:
             ignored=ignored,
             cleaned=question,
         )
-        resolved = resolve(understanding, focus or DialogueFocus())
-        return with_target(resolved, self.reader.target(clause, resolved.intent, resolved.slots),
-                           decision=rule.startswith("asks for a clinical decision"))  # fmt: skip
+        focus = focus or DialogueFocus()
+        resolved = resolve(understanding, focus)
+        target = self.reader.target(
+            question, resolved.intent, resolved.slots,
+            decision=rule.startswith("asks for a clinical decision"),
+            first_turn=not focus.questions,
+        )  # fmt: skip
+        return with_target(resolved, target)
 
 
 def last_question(text: str) -> str:
@@ -365,14 +370,12 @@ _READS: set[Intent] = {"ask_finding", "detect_findings", "localize", "image_info
                        "explain", "out_of_scope"}  # fmt: skip
 
 
-def with_target(understanding: Understanding, target: Target, *, decision: bool) -> Understanding:
+def with_target(understanding: Understanding, target: Target) -> Understanding:
     """The understanding with its target, and the intent the target needs: a target that no
     image tool answers (identity, out of scope, knowledge, unsupported) never reads the image;
     a side or heart-size question gets the tools that answer it."""
     intent, slots = understanding.intent, understanding.slots
     kind = target.kind
-    if kind == "knowledge" and decision:
-        target, kind = Target(kind="out_of_scope"), "out_of_scope"
     updates: dict[str, object] = {}
     if kind in ("identity", "out_of_scope"):
         intent = "out_of_scope"
@@ -388,7 +391,9 @@ def with_target(understanding: Understanding, target: Target, *, decision: bool)
     elif kind == "heart_size" and intent in _READS:
         intent = "ask_finding" if target.closed else "measure"
         updates["findings"] = ["Cardiomegaly"] if target.closed else []
-    elif kind in ("normality", "read") and intent in _READS - {"explain"}:
+    elif kind == "normality" and intent not in ("report", "compare_prior", "explain"):
+        intent = "detect_findings"
+    elif kind == "read" and (target.subject == "main finding" or intent in _READS - {"explain"}):
         intent = "detect_findings"
     if kind in ("identity", "out_of_scope", "attribute"):
         updates["findings"] = []  # nothing about a finding is asked

@@ -200,12 +200,12 @@ class Verifier:
         limitations = list(answer.limitations)
         if removed:
             limitations.insert(0, REMOVED_NOTICE.format(count=len(removed)))
+        # A direct answer stands only while the claim that gives it does.
+        words = {c.answers for c in kept if c.answers is not None}
+        direct = [d for d in answer.direct if d.word is None or d.word in words]
         verified = answer.model_copy(
-            update={
-                "claims": kept,
-                "findings": findings,
-                "limitations": limitations,
-            }  # fmt: skip
+            update={"claims": kept, "findings": findings, "limitations": limitations,
+                    "direct": direct}  # fmt: skip
         )
         report = VerificationReport(checked=len(answer.claims), removed=removed)
         return verified, report

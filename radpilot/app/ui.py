@@ -44,11 +44,13 @@ def evidence_values_html(evidence: Any) -> str:
     if isinstance(values.get("findings"), list):
         rows = "".join(
             f"<tr><td>{html.escape(str(r['name']))}</td><td>{r['probability']:.2f}</td>"
-            f"<td>{r['threshold']:.2f}</td><td>{html.escape(str(r['status']))}</td></tr>"
+            f"<td>{r.get('rule_out', r['threshold']):.2f}</td>"
+            f"<td>{r.get('rule_in', r['threshold']):.2f}</td>"
+            f"<td>{html.escape(str(r['status']))}</td></tr>"
             for r in values["findings"]
         )
-        return ("<table><tr><th>finding</th><th>probability</th><th>threshold</th>"
-                f"<th>status</th></tr>{rows}</table>")  # fmt: skip
+        return ("<table><tr><th>finding</th><th>probability</th><th>rule-out</th>"
+                f"<th>rule-in</th><th>status</th></tr>{rows}</table>")  # fmt: skip
     if isinstance(values.get("regions"), list):
         items = "".join(
             f"<li>box {', '.join(f'{v:.0f}' for v in r['box'])} px · patient's "
