@@ -118,6 +118,8 @@ class DirectAnswers:
             if measured is None or target.closed:
                 return self._unreadable(view, target)
             return None  # "what is the CTR?": the measurement's own claim answers it
+        if target.subject == "ratio" and target.closed and measured is not None:
+            return self._ratio(target, measured)
         row, classification = found
         ratio = measured.values["cardiothoracic_ratio"] if measured is not None else None
         film = str(measured.values["view"]) if measured is not None else "UNKNOWN"
@@ -135,6 +137,17 @@ class DirectAnswers:
             if film.upper() == "AP":
                 text += " " + self.text["heart_size_ap"]
         return self._answer(word if target.closed else None, target, text, evidence, certainty)
+
+    def _ratio(self, target: Target, measured: Evidence) -> tuple[Claim, DirectAnswer]:
+        """"Is the CTR above 0.5?": the measured ratio against the usual PA limit."""
+        v = measured.values
+        above = v["cardiothoracic_ratio"] > v["pa_threshold"]
+        word = answer_word("likely" if above else "unlikely", target.polarity)
+        text = self.text["direct"][target.polarity][word] + self.text["ctr_answer"].format(
+            ratio=v["cardiothoracic_ratio"], view=v["view"], reading=v["ctr_reading"],
+            threshold=v["pa_threshold"],
+        )  # fmt: skip
+        return self._answer(word, target, text, [measured.id], "stated")
 
     def _side(self, view: TurnView, target: Target, turn: list[Evidence]
               ) -> tuple[Claim, DirectAnswer] | None:  # fmt: skip

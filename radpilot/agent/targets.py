@@ -18,7 +18,7 @@ from radpilot.agent.types import Intent, Laterality, Slots, Target
 # Misspellings: a word this close (difflib ratio) to a finding word counts as that word.
 SPELLING_CUTOFF = 0.84
 SPELLING_MIN_LENGTH = 6  # shorter words are matched exactly ("mass" is not "mast")
-_WORD = re.compile(r"[a-z][a-z'-]+")
+_WORD = re.compile(r"[a-z][a-z'-]+", re.IGNORECASE)
 # "and what's the CTR", "also, is ...": a connective that starts a further question.
 _NEXT_QUESTION = re.compile(
     r"\s*(?:[,;]|\band\b|\balso\b|\bplus\b)\s+(?=(?:what|whats|what's|where|which|how|is|are|"

@@ -370,6 +370,14 @@ _READS: set[Intent] = {"ask_finding", "detect_findings", "localize", "image_info
                        "explain", "out_of_scope"}  # fmt: skip
 
 
+def opens_a_read(target: Target, intent: Intent) -> bool:
+    """Normality and "what's the main abnormality?" are read from every finding."""
+    if target.kind == "normality":
+        return intent not in ("report", "compare_prior", "explain")
+    return target.kind == "read" and (target.subject == "main finding"
+                                      or intent in _READS - {"explain"})  # fmt: skip
+
+
 def with_target(understanding: Understanding, target: Target) -> Understanding:
     """The understanding with its target, and the intent the target needs: a target that no
     image tool answers (identity, out of scope, knowledge, unsupported) never reads the image;
@@ -391,9 +399,7 @@ def with_target(understanding: Understanding, target: Target) -> Understanding:
     elif kind == "heart_size" and intent in _READS:
         intent = "ask_finding" if target.closed else "measure"
         updates["findings"] = ["Cardiomegaly"] if target.closed else []
-    elif kind == "normality" and intent not in ("report", "compare_prior", "explain"):
-        intent = "detect_findings"
-    elif kind == "read" and (target.subject == "main finding" or intent in _READS - {"explain"}):
+    elif opens_a_read(target, intent):
         intent = "detect_findings"
     if kind in ("identity", "out_of_scope", "attribute"):
         updates["findings"] = []  # nothing about a finding is asked
