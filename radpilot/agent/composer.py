@@ -106,11 +106,12 @@ class Composer:
         if written is None:
             return
         claim, summary = written
+        subject = "Cardiomegaly" if summary.target == "heart_size" else summary.subject
         restated = {self.direct.finding_sentence(r) for e in turn if e.tool == "classify_findings"
                     for r in e.values.get("findings", [])
-                    if r["name"] == summary.subject}  # fmt: skip
+                    if r["name"] == subject}  # fmt: skip
         answer.claims = [claim, *(c for c in answer.claims
-                                  if c.text not in restated and c.text != claim.text)]
+                                  if c.text not in restated and c.text not in claim.text)]
         answer.direct = [summary]
 
     @staticmethod

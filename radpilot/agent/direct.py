@@ -128,7 +128,8 @@ class DirectAnswers:
         sentence = self.text["heart_size"][certainty].format(
             probability=row["probability"], rule_out=row["rule_out"], rule_in=row["rule_in"],
         )  # fmt: skip
-        text = self.text["direct"][target.polarity][word] + sentence
+        text = (self.text["direct"][target.polarity][word] if target.closed else "") + sentence
+        text = text[0].upper() + text[1:]
         evidence = [classification.id]
         if ratio is not None and measured is not None:
             text = text.removesuffix(".") + self.text["heart_size_ctr"].format(ratio=ratio,
@@ -182,9 +183,14 @@ class DirectAnswers:
             finding=display(name), x=x, y=y, w=w, h=h,
         )  # fmt: skip
         evidence = [classification.id, location.id]
-        if target.closed and target.side is not None and target.subject != "opacity side":
-            agrees = side == target.side or (target.side == "bilateral" and side != "central")
-            word = answer_word(certainty, "abnormal") if agrees else "no"
+        sides = {str(r["side"]) for r in location.values["regions"]}
+        if target.closed and target.side is not None:
+            agrees = side == target.side or (target.side == "bilateral"
+                                             and {"left", "right"} <= sides)  # fmt: skip
+            word = answer_word(certainty, "abnormal")
+            if not agrees:  # "Is the right side whiter?": No; a finding present elsewhere: the
+                # localization is weaker evidence than the classifier, so only Possibly
+                word = "no" if target.subject == "opacity side" else "possibly"
             prefix = self.text["direct"]["abnormal"][word]
             text = f"{prefix}{self.finding_sentence(row)} {where}"
             return self._answer(word, target, text, evidence, certainty, side=side)

@@ -30,6 +30,8 @@ _TAG = re.compile(r"(\b(yes|no|right|correct|true|agree|agreed|ok|okay)\s*\?\s*$
                   r"\b(would you agree|do you agree|is that (right|correct|true))\b", re.I)
 _ASKS = re.compile(r"(what|whats|what's|where|which|how|is|are|does|do|any|can|could|has|have|"
                    r"should|will|why|who)\b", re.IGNORECASE)
+_EITHER_OR = re.compile(r"\b(left|right|ap|pa|one side|both)\s+or\s+(the\s+)?(left|right|ap|pa|"
+                        r"both|the other)\b", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
 MAX_PARTS = 3
 # Intents that are about the image but not about a named finding or knowledge.
@@ -83,6 +85,7 @@ class TargetVocabulary:
         self.read_cues = phrase_pattern(table["read_cues"])
         self.read_words = phrase_pattern(table["read_words"])
         self.guideline = phrase_pattern(table["guideline_words"])
+        self.negations = phrase_pattern(table["negations"])
         self.vague_words = set(table["vague_words"])
         self.clarification: str = table["clarification"]
 
@@ -168,8 +171,9 @@ class QuestionReader:
         side = first_side(text) if slots.laterality == "bilateral" and not _both(text) else (
             slots.laterality)  # fmt: skip
         asks_side = _found(v.where, text) is not None
-        polarity = "normal" if _found(v.normal, text) and not _found(v.abnormal, text) else (
-            "abnormal")  # fmt: skip
+        negated = _found(v.negations, text) is not None
+        normal = _found(v.normal, text) is not None and not _found(v.abnormal, text)
+        polarity = "normal" if normal != negated else "abnormal"  # "not normal?" asks abnormal
 
         def asked(kind: str, **extra: object) -> Target:
             """A target of this question: its closedness and sides, plus `extra`."""
@@ -204,11 +208,12 @@ class QuestionReader:
             return Target(kind="unclear")
         if intent == "compare_prior" or (slots.mentions_prior and intent != "measure"):
             return asked("change")
-        if slots.findings and intent not in ("management", "differential", "similar_cases"):
+        if slots.findings and (closed and not _found(v.guideline, text) or intent not in (
+            "management", "differential", "similar_cases", "guideline")):
             kind = "side" if (side is not None or asks_side) and intent != "segment_region" else (
                 "finding")  # fmt: skip
-            return asked(kind, subject=slots.findings[0])
-        if closed and not slots.findings and (_found(v.normal, text) or _found(v.abnormal, text)):
+            return asked(kind, subject=slots.findings[0], polarity=polarity)
+        if closed and not slots.findings and (normal or negated or _found(v.abnormal, text)):
             subject = "lungs" if _found(v.lungs, text) else "film"
             return asked("normality", subject=subject, polarity=polarity)
         if intent in ("management", "differential", "guideline") and not (
@@ -239,6 +244,8 @@ class QuestionReader:
         lowered = text.strip().lower()
         clauses = [c.strip() for c in re.split(r"[,;:()]|\s[-–]\s|\.\s", lowered) if c.strip()]
         asking = clauses[-1] if clauses else lowered
+        if _EITHER_OR.search(lowered):  # "left or right?", "AP or PA?": not a yes/no
+            return False
         if _TAG.search(lowered):
             return True
         starts = [_WORD.findall(c)[:1] for c in clauses]
@@ -247,7 +254,8 @@ class QuestionReader:
         if v.closed is not None and any(v.closed.match(c) for c in (asking, *clauses)):
             return True
         opens_anywhere = any(w and v.open is not None and v.open.fullmatch(w[0]) for w in starts)
-        if lowered.endswith("?") and not opens_anywhere:
+        asked_sentences = re.findall(r"[^?.!]+\?", lowered)  # "Big heart? known CCF"
+        if asked_sentences and not opens_anywhere:
             return True
         return bool(slots.findings or slots.unsupported_findings) and len(lowered.split()) <= 4
 

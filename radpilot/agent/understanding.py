@@ -15,7 +15,7 @@ import numpy as np
 from radpilot import prompts
 from radpilot.agent.dialogue import resolve, sentences
 from radpilot.agent.targets import QuestionReader, TargetVocabulary, split_questions
-from radpilot.agent.types import DialogueFocus, Intent, Slots, Target, Understanding
+from radpilot.agent.types import DialogueFocus, FocusFinding, Intent, Slots, Target, Understanding
 from radpilot.core.instructions import split_instructions
 
 if TYPE_CHECKING:
@@ -233,7 +233,9 @@ class IntentRecognizer:
                 ignored=ignored,
             )  # fmt: skip
         question = self.reader.normalise(question)
-        parts = [self._understand_one(text, focus, ignored) for text in split_questions(question)]
+        parts: list[Understanding] = []
+        for text in split_questions(question):
+            parts.append(self._understand_one(text, after(focus, parts), ignored))
         if len(parts) == 1:
             return parts[0]
         return parts[0].model_copy(update={"parts": parts, "cleaned": question})
@@ -271,6 +273,19 @@ class IntentRecognizer:
             first_turn=not focus.questions,
         )  # fmt: skip
         return with_target(resolved, target)
+
+
+def after(focus: DialogueFocus | None, parts: list[Understanding]) -> DialogueFocus | None:
+    """The focus a later question of the same message reads: "Pneumothorax? Where?" means
+    where the pneumothorax is."""
+    if not parts or not parts[-1].slots.findings:
+        return focus
+    earlier = parts[-1]
+    return (focus or DialogueFocus()).model_copy(update={
+        "findings": [FocusFinding(name=f, evidence=[]) for f in earlier.slots.findings],
+        "intent": earlier.intent,
+        "questions": [*(focus.questions if focus else []), earlier.cleaned],
+    })  # fmt: skip
 
 
 def last_question(text: str) -> str:
@@ -396,9 +411,13 @@ def with_target(understanding: Understanding, target: Target) -> Understanding:
         intent = "image_info"
     elif kind == "side" and (intent in _READS or target.subject == "opacity side"):
         intent = "localize"
-    elif kind == "heart_size" and intent in _READS:
+    elif kind == "heart_size" and (intent in _READS or target.closed and intent not in (
+            "compare_prior", "report", "explain")):
         intent = "ask_finding" if target.closed else "measure"
         updates["findings"] = ["Cardiomegaly"] if target.closed else []
+    elif kind == "finding" and target.closed and intent not in (
+            "ask_finding", "localize", "compare_prior", "report", "explain"):
+        intent = "ask_finding"  # "?nodule - incidental": whatever else is said, a yes/no
     elif opens_a_read(target, intent):
         intent = "detect_findings"
     if kind in ("identity", "out_of_scope", "attribute"):

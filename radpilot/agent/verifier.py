@@ -146,9 +146,10 @@ def first_word_problem(claim: Claim, text: str, named: list[str], cited: list[Ev
     word = _WORD_OF[match.group(1)]
     if claim.answers is not None and word != claim.answers:
         return f"begins {match.group(1)!r} but answers {claim.answers}"
-    if word == "cannot_assess" or any(e.tool == "localize_finding" for e in cited):
+    if word == "cannot_assess":
         return None
     rows = _rows(cited)
+    located = any(e.tool == "localize_finding" for e in cited)
     polarity = "normal" if _NORMAL_POLARITY.match(text) else "abnormal"
     if named:
         certainties = {_expected(n, rows[n], cited) for n in named if n in rows}
@@ -159,7 +160,10 @@ def first_word_problem(claim: Claim, text: str, named: list[str], cited: list[Ev
     else:
         return None
     words = {answer_word(c, polarity) for c in certainties}  # type: ignore[arg-type]
-    if words != {word}:
+    if located and "likely" in certainties:
+        # a side answer: the finding elsewhere than the side asked is Possibly or No
+        words |= {"possibly", "no"}
+    if word not in words if located else words != {word}:
         return f"answers {word} but the evidence says {', '.join(sorted(words))}"
     return None
 

@@ -1,5 +1,6 @@
 """The composer writes cited claims from every tool's evidence, focused on the question, with
-certainty words from the documented table; the verifier accepts every claim it writes."""
+certainty words from the documented table (each finding's rule-out and rule-in points); the
+verifier accepts every claim it writes."""
 
 import pytest
 
@@ -9,24 +10,34 @@ from radpilot.agent.planner import TurnView
 from radpilot.agent.types import Intent, Slots, StudyRef, Understanding
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier
-from radpilot.agent.wording import certainty_of
+from radpilot.agent.wording import answer_word, heart_size_certainty, row_certainty
 from radpilot.core.contracts import Citation, Evidence
+from radpilot.core.findings import OperatingPoint
 
 STUDY = "st_a"
-ROWS = [  # name, probability, threshold, status (as classify_findings writes them)
-    ("Pneumothorax", 0.22, 0.06, "present"),
-    ("Effusion", 0.81, 0.40, "present"),
-    ("Atelectasis", 0.35, 0.30, "uncertain"),
-    ("Nodule", 0.05, 0.10, "absent"),
-    ("Mass", 0.12, 0.14, "uncertain"),
-    ("Edema", 0.30, 0.20, "present"),
-    ("Consolidation", 0.25, 0.15, "present"),
-    ("Infiltration", 0.45, 0.35, "present"),
+ROWS = [  # name, probability, Youden threshold, rule-out, rule-in (status from the last two)
+    ("Pneumothorax", 0.22, 0.06, 0.03, 0.15),  # present at 0.22: its rule-in point decides
+    ("Effusion", 0.81, 0.40, 0.20, 0.55),
+    ("Atelectasis", 0.35, 0.30, 0.15, 0.45),  # indeterminate
+    ("Nodule", 0.05, 0.10, 0.08, 0.30),  # absent
+    ("Mass", 0.12, 0.14, 0.10, 0.30),  # indeterminate
+    ("Edema", 0.30, 0.20, 0.10, 0.25),
+    ("Consolidation", 0.25, 0.15, 0.08, 0.20),
+    ("Infiltration", 0.45, 0.35, 0.25, 0.60),  # indeterminate near even odds
 ]
+
+
+def classifier_row(name: str, probability: float, threshold: float, rule_out: float,
+                   rule_in: float) -> dict[str, object]:  # fmt: skip
+    """A row as classify_findings writes it: its status follows its two operating points."""
+    status = OperatingPoint(rule_out=rule_out, rule_in=rule_in).band(probability)
+    return {"name": name, "probability": probability, "threshold": threshold,
+            "rule_out": rule_out, "rule_in": rule_in, "status": status}  # fmt: skip
+
+
 CLASSIFICATION = Evidence(
     id="E1", kind="model_output", tool="classify_findings", inputs={"study_id": STUDY},
-    values={"findings": [{"name": n, "probability": p, "threshold": t, "status": s}
-                         for n, p, t, s in ROWS]},
+    values={"findings": [classifier_row(*row) for row in ROWS]},
 )  # fmt: skip
 CITATION = Citation(document="Pleural disease guideline", issuing_body="BTS", year=2023)
 GRAPH = Evidence(
@@ -93,28 +104,85 @@ def verified(verifier: Verifier, composer: Composer, planner_view: TurnView) -> 
 
 
 @pytest.mark.parametrize(
-    ("probability", "threshold", "word"),
-    [(0.22, 0.06, "possible"), (0.81, 0.40, "likely"), (0.5, 0.3, "likely"),
-     (0.49, 0.3, "possible"), (0.05, 0.10, "unlikely"), (0.55, 0.6, "unlikely"),
-     (0.06, 0.06, "possible")],
+    ("probability", "status", "word"),
+    [(0.81, "present", "likely"), (0.22, "present", "likely"), (0.45, "indeterminate", "possible"),
+     (0.12, "indeterminate", "possible"), (0.05, "absent", "unlikely"),
+     (0.60, "absent", "unlikely")],
 )  # fmt: skip
-def test_the_certainty_table(probability: float, threshold: float, word: str) -> None:
-    assert certainty_of(probability, threshold) == word
+def test_the_certainty_word_is_the_rows_status(probability: float, status: str, word: str) -> None:
+    """The table in wording.py: the status against the two operating points decides, never the
+    probability alone (a row is "likely" at 0.22 when that is above its rule-in point)."""
+    row = {"name": "Effusion", "probability": probability, "status": status}
+    assert row_certainty(row) == word
 
 
-def test_never_likely_at_a_low_probability(verifier: Verifier, composer: Composer) -> None:
+@pytest.mark.parametrize(
+    ("certainty", "polarity", "word"),
+    [("likely", "abnormal", "yes"), ("possible", "abnormal", "possibly"),
+     ("unlikely", "abnormal", "no"), ("likely", "normal", "no"), ("possible", "normal", "possibly"),
+     ("unlikely", "normal", "yes")],
+)  # fmt: skip
+def test_the_answer_word_follows_the_certainty_and_the_questions_polarity(
+    certainty: str, polarity: str, word: str
+) -> None:
+    # "Is there an effusion?" (abnormal) and "is the heart size normal?" (normal) swap Yes and No.
+    assert answer_word(certainty, polarity) == word  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("classifier", "ratio", "view", "expected"),
+    [
+        ("unlikely", None, "PA", "unlikely"),  # no measurement: the classifier decides
+        ("likely", None, "AP", "likely"),
+        ("unlikely", 0.58, "PA", "possible"),  # a clearly enlarged ratio on a PA film disagrees
+        ("unlikely", 0.55, "pa", "possible"),  # at the bound, whatever the case of the view
+        ("unlikely", 0.54, "PA", "unlikely"),  # not clearly enlarged
+        ("unlikely", 0.62, "AP", "unlikely"),  # AP magnifies the heart: the ratio cannot argue
+        ("unlikely", 0.62, "UNKNOWN", "possible"),
+        ("likely", 0.40, "PA", "possible"),  # a clearly normal ratio disagrees
+        ("likely", 0.40, "AP", "possible"),  # ... on any film
+        ("likely", 0.45, "PA", "likely"),  # not clearly normal
+        ("likely", 0.70, "PA", "likely"),  # agreeing ratios change nothing
+        ("possible", 0.70, "PA", "possible"),  # a ratio never makes a call more certain
+        ("possible", 0.30, "PA", "possible"),
+    ],
+)
+def test_heart_size_reads_the_classifier_and_the_measured_ratio_together(
+    classifier: str, ratio: float | None, view: str, expected: str
+) -> None:
+    assert heart_size_certainty(classifier, ratio, view) == expected  # type: ignore[arg-type]
+
+
+def test_likely_follows_the_rule_in_point_not_even_odds(
+    verifier: Verifier, composer: Composer
+) -> None:
     texts = verified(verifier, composer, view("ask_finding", ["E1"], ("Pneumothorax",)))
-    assert texts[0].startswith("Pneumothorax is possible but not likely (model probability 0.22")
+    assert texts[0] == ("Pneumothorax is likely (model probability 0.22; at or above its rule-in "
+                        "point 0.15).")  # fmt: skip
+    texts = verified(verifier, composer, view("ask_finding", ["E1"], ("Infiltration",)))
+    assert texts[0] == ("Infiltration is indeterminate (model probability 0.45, between its "
+                        "rule-out point 0.25 and rule-in point 0.60).")  # fmt: skip
 
 
 def test_a_single_finding_question_answers_that_finding_first(
     verifier: Verifier, composer: Composer
 ) -> None:
     texts = verified(verifier, composer, view("ask_finding", ["E1"], ("Nodule",)))
-    assert texts[0].startswith("Nodule is unlikely")
-    # Only an urgent finding above its operating point joins it; the rest stay in the table.
-    assert len(texts) == 2 and texts[1].startswith("Pneumothorax is possible")
+    assert texts[0] == "Nodule is unlikely (model probability 0.05; below its rule-out point 0.08)."
+    # Only an urgent finding at or above its rule-in point joins it; the rest stay in the table.
+    assert len(texts) == 2 and texts[1].startswith("Pneumothorax is likely")
     assert not any("Effusion" in t or "Edema" in t for t in texts)
+
+
+def test_an_indeterminate_urgent_finding_does_not_join_a_focused_answer(
+    verifier: Verifier, composer: Composer
+) -> None:
+    rows = [classifier_row("Pneumothorax", 0.12, 0.06, 0.03, 0.15),
+            classifier_row("Nodule", 0.05, 0.10, 0.08, 0.30)]  # fmt: skip
+    evidence = CLASSIFICATION.model_copy(update={"values": {"findings": rows}})
+    focused = view("ask_finding", ["E1"], ("Nodule",)).model_copy(update={"ledger": [evidence]})
+    answer = composer.compose(focused, [])
+    assert [c.text.split(" is ")[0] for c in answer.claims] == ["Nodule"]
 
 
 def test_an_open_read_ranks_what_is_present_then_one_line(
@@ -122,10 +190,28 @@ def test_an_open_read_ranks_what_is_present_then_one_line(
 ) -> None:
     texts = verified(verifier, composer, view("detect_findings", ["E1"]))
     assert texts[0].startswith("Effusion is likely")
-    assert [t.split(" is ")[0] for t in texts[:4]] == ["Effusion", "Infiltration", "Atelectasis",
-                                                       "Edema"]  # fmt: skip
-    assert texts[4].startswith("Also considered") and "Mass (0.12)" in texts[4]
+    assert [t.split(" is ")[0] for t in texts[:4]] == ["Effusion", "Edema", "Consolidation",
+                                                       "Pneumothorax"]  # fmt: skip
+    # What is indeterminate goes in one line, most probable first; what is absent is left out.
+    assert texts[4] == ("Also considered, each less probable (model probability): "
+                        "Infiltration (0.45), Atelectasis (0.35), Mass (0.12).")  # fmt: skip
     assert len(texts) == 5
+
+
+def test_an_open_read_with_nothing_at_rule_in_says_so(
+    verifier: Verifier, composer: Composer
+) -> None:
+    rows = [classifier_row("Atelectasis", 0.35, 0.30, 0.15, 0.45),
+            classifier_row("Nodule", 0.05, 0.10, 0.08, 0.30)]  # fmt: skip
+    evidence = CLASSIFICATION.model_copy(update={"values": {"findings": rows}})
+    read = view("detect_findings", ["E1"]).model_copy(update={"ledger": [evidence]})
+    answer = composer.compose(read, [])
+    assert [c.text for c in answer.claims] == [
+        "No finding reaches its rule-in point on this image.",
+        "Also considered, each less probable (model probability): Atelectasis (0.35).",
+    ]
+    _, report = verifier.verify(answer, {"E1": evidence}, read.studies)
+    assert report.removed == []
 
 
 def test_differential_and_next_steps_cite_the_graph(verifier: Verifier, composer: Composer) -> None:

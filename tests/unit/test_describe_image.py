@@ -13,7 +13,9 @@ from radpilot.settings import Settings
 
 
 def row(name: str, probability: float, status: str) -> dict[str, object]:
-    return {"name": name, "probability": probability, "status": status, "threshold": 0.5}
+    # rule-out 0.1, rule-in 0.5: the status given is the band of the probability
+    return {"name": name, "probability": probability, "status": status, "threshold": 0.3,
+            "rule_out": 0.1, "rule_in": 0.5}
 
 
 def test_only_findings_the_classifier_agrees_with_become_claims() -> None:

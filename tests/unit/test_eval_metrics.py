@@ -75,3 +75,86 @@ def test_the_no_tools_baseline_answers_from_prevalence() -> None:
     assert baseline.finding_turns == 3 and baseline.tool_recall == 0.0
     assert baseline.finding_accuracy == round(1 / 3, 4)  # everything "absent": only Hernia right
     assert baseline.finding_auroc == 1.0  # prevalence ranks these positives above Hernia
+
+
+def direct(text: str, side: str | None = None, word: str | None = None) -> object:
+    from radpilot.agent.types import Answer, Claim, DirectAnswer
+
+    summaries = [DirectAnswer(word=word, target="side" if side else "finding",  # type: ignore[arg-type]
+                              subject="Effusion", side=side)] if side or word else []  # type: ignore[arg-type]
+    return Answer(claims=[Claim(text=text, evidence=["E1"], certainty="likely")],
+                  direct=summaries)  # fmt: skip
+
+
+def test_the_first_word_of_the_answer_is_graded() -> None:
+    from radpilot.evals.runner import grade
+    from radpilot.evals.scenario import Expect
+
+    yes = direct("Yes: Effusion is likely (model probability 0.72).")
+    assert grade(Expect(answer="yes"), yes, []) == {"answer": True}
+    assert grade(Expect(answer="no"), yes, []) == {"answer": False}
+    cannot = direct("I cannot assess the aorta: none of the installed models looks at it.")
+    assert grade(Expect(answer="cannot_assess"), cannot, []) == {"answer": True}
+    assert grade(Expect(answer="possibly"), direct("Possibly: Effusion is indeterminate."),
+                 []) == {"answer": True}  # fmt: skip
+    # only the first claim's first word counts: "No" later, or "Nothing", is not an answer
+    assert grade(Expect(answer="no"), direct("Nothing reaches its rule-in point."), []) == {
+        "answer": False}  # fmt: skip
+    from radpilot.agent.types import Answer
+
+    assert grade(Expect(answer="yes"), Answer(clarification="Which finding?"), []) == {
+        "answer": False}  # fmt: skip
+
+
+def test_the_stated_side_is_graded() -> None:
+    from radpilot.evals.runner import grade, stated_side
+    from radpilot.evals.scenario import Expect
+
+    # the direct answer's side first, whatever the words
+    located = direct("Yes: Effusion is likely.", side="left", word="yes")
+    assert grade(Expect(answer="yes", side="left"), located, []) == {"answer": True, "side": True}
+    assert grade(Expect(side="right"), located, []) == {"side": False}
+    # else the first claim's side words: one side, or both
+    assert stated_side(direct("The opacity is in the right lower zone.")) == "right"
+    assert stated_side(direct("Effusions on the left and the right.")) == "both"
+    assert stated_side(direct("Bilateral effusions.")) == "both"
+    assert stated_side(direct("Effusion is likely.")) is None
+
+
+def test_direct_answers_and_tags_are_summarised() -> None:
+    records = [
+        record(expected_answer="yes", given_answer="yes", tags=["closed", "abbreviation"]),
+        record(expected_answer="no", given_answer="yes", passed=False, tags=["closed"]),
+        record(expected_answer="no", given_answer=None, passed=False),  # not answered Yes/No
+        record(expected_answer="cannot_assess", given_answer="cannot_assess", tags=["unsupported"]),
+        record(expected_answer="cannot_assess", given_answer="no", passed=False,
+               tags=["unsupported"]),
+        record(),  # an open question: not counted
+    ]
+    summary = summarize(1, records)
+    direct_answers = summary.direct_answers
+    assert direct_answers is not None
+    assert direct_answers.closed == 5
+    assert direct_answers.explicit_rate == round(4 / 5, 4)
+    assert direct_answers.yes_no_expected == 3
+    assert direct_answers.yes_no_coverage == round(2 / 3, 4)  # Yes or No given, of 3
+    assert direct_answers.yes_no_accuracy == 0.5  # right, of the 2 given
+    assert direct_answers.cannot_assess_accuracy == 0.5
+    assert summary.pass_rate_by_tag == {"abbreviation": 1.0, "closed": 0.5, "unsupported": 0.5}
+    assert summarize(1, [record()]).direct_answers is None
+
+
+def test_a_scenario_turn_states_its_answer_side_and_tags() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from radpilot.evals.scenario import Turn
+
+    turn = Turn.model_validate({"ask": "effusion on the left?", "tags": ["side"],
+                                "expect": {"answer": "yes", "side": "left",
+                                           "findings": {"Effusion": "indeterminate"}}})
+    assert (turn.expect.answer, turn.expect.side, turn.tags) == ("yes", "left", ["side"])
+    for wrong in ({"answer": "maybe"}, {"side": "bilateral"},
+                  {"findings": {"Effusion": "uncertain"}}):  # "uncertain" is gone
+        with pytest.raises(ValidationError):
+            Turn.model_validate({"ask": "q", "expect": wrong})

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from radpilot.core.findings import OperatingPoint
 from radpilot.core.metrics import (
     auroc,
     bootstrap_auroc_ci,
@@ -10,7 +11,7 @@ from radpilot.core.metrics import (
     intersection_over_box,
     youden_threshold,
 )
-from radpilot.tools.classify import status_of
+from radpilot.tools.classify import FindingProbability
 
 
 def test_auroc_known_values() -> None:
@@ -47,11 +48,31 @@ def test_intersection_over_predicted_box() -> None:
 
 
 @pytest.mark.parametrize(
-    ("probability", "threshold", "status"),
-    [(0.9, 0.5, "present"), (0.1, 0.5, "absent"), (0.52, 0.5, "uncertain"),
-     (0.2, 0.05, "present"), (0.06, 0.05, "uncertain"), (0.01, 0.05, "absent")],
+    ("probability", "status"),
+    [(0.9, "present"), (0.40, "present"), (0.3999, "indeterminate"), (0.10, "indeterminate"),
+     (0.0999, "absent"), (0.01, "absent")],
 )  # fmt: skip
-def test_status_uses_a_band_around_the_threshold(
-    probability: float, threshold: float, status: str
+def test_a_classifier_row_takes_its_status_from_the_two_operating_points(
+    probability: float, status: str
 ) -> None:
-    assert status_of(probability, threshold) == status
+    """Present at or above rule-in, absent below rule-out, indeterminate between; the Youden
+    threshold travels with the row (the temporal comparison judges change against it) but no
+    longer decides the status."""
+    point = OperatingPoint(rule_out=0.10, rule_in=0.40)
+    row = FindingProbability.of("Effusion", probability, 0.25, point)
+    assert row.status == status
+    assert (row.rule_out, row.rule_in, row.threshold) == (0.10, 0.40, 0.25)
+
+
+def test_a_single_cut_is_never_indeterminate() -> None:
+    # Weights without validation-derived points (the xrv DenseNets) use rule-out = rule-in.
+    point = OperatingPoint(rule_out=0.5, rule_in=0.5)
+    assert [FindingProbability.of("Mass", p, 0.5, point).status for p in (0.49, 0.5, 0.51)] == [
+        "absent", "present", "present"]  # fmt: skip
+
+
+def test_a_row_rounds_what_it_reports() -> None:
+    point = OperatingPoint(rule_out=0.123456, rule_in=0.654321)
+    row = FindingProbability.of("Nodule", 0.333333, 0.444444, point)
+    assert (row.probability, row.threshold, row.rule_out, row.rule_in) == (
+        0.3333, 0.4444, 0.1235, 0.6543)  # fmt: skip

@@ -35,12 +35,15 @@ from radpilot.agent.types import (
     FindingRow,
     Slots,
     StudyRef,
+    Target,
     Understanding,
 )
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.verifier import Verifier, numbers_written
 from radpilot.core.contracts import Evidence
 from radpilot.core.errors import IngestError, RadpilotError
+from radpilot.core.findings import OperatingPoint
+from radpilot.evals.runner import first_word
 from radpilot.tools.dicom import PROFILE_ACTIONS, Deidentifier, deidentify_dicom_bytes
 from radpilot.tools.imaging import decode_image
 from radpilot.tools.pixels import rescale_to_unit
@@ -415,10 +418,15 @@ PROBABILITY = st.floats(0, 1)
 @st.composite
 def classification(draw: st.DrawFn, evidence_id: str = "E1") -> Evidence:
     names = draw(st.lists(st.sampled_from(FINDINGS), min_size=1, max_size=6, unique=True))
-    rows = [{"name": name, "probability": draw(PROBABILITY),
-             "threshold": draw(st.floats(0.01, 0.99)),
-             "status": draw(st.sampled_from(["present", "uncertain", "absent"]))}
-            for name in names]  # fmt: skip
+    rows = []
+    for name in names:  # as classify_findings writes a row: the status is the band
+        rule_out, rule_in = sorted(draw(st.lists(st.floats(0.01, 0.99), min_size=2, max_size=2)))
+        probability = draw(PROBABILITY | st.sampled_from([rule_out, rule_in]))  # edges too
+        rows.append({"name": name, "probability": probability,
+                     "threshold": draw(st.floats(rule_out, rule_in)), "rule_out": rule_out,
+                     "rule_in": rule_in,
+                     "status": OperatingPoint(rule_out=rule_out, rule_in=rule_in).band(
+                         probability)})  # fmt: skip
     return Evidence(id=evidence_id, kind="model_output", tool="classify_findings",
                     inputs={"study_id": CURRENT.study_id}, values={"findings": rows})  # fmt: skip
 
@@ -437,6 +445,25 @@ def localization(draw: st.DrawFn, finding: str, evidence_id: str = "E2") -> Evid
 
 
 @st.composite
+def targets(draw: st.DrawFn, classified: list[str], asked: list[str]) -> Target:
+    """What the question asks: an open read, or a closed question about a finding, its side,
+    heart size or normality, of either polarity (the direct answer comes first)."""
+    about = st.sampled_from([*classified, *asked] or ["Effusion"])
+    return draw(st.one_of(
+        st.just(Target(kind="read")),
+        st.builds(Target, kind=st.just("finding"), closed=st.booleans(), subject=about,
+                  polarity=st.sampled_from(["abnormal", "normal"])),
+        st.builds(Target, kind=st.just("side"), closed=st.booleans(), subject=about,
+                  side=st.sampled_from([None, "left", "right"]), asks_side=st.booleans()),
+        st.builds(Target, kind=st.just("heart_size"), closed=st.booleans(),
+                  polarity=st.sampled_from(["abnormal", "normal"])),
+        st.builds(Target, kind=st.just("normality"), closed=st.just(True),
+                  subject=st.sampled_from(["film", "lungs"]),
+                  polarity=st.sampled_from(["abnormal", "normal"])),
+    ))  # fmt: skip
+
+
+@st.composite
 def composed(draw: st.DrawFn) -> tuple[Answer, dict[str, Evidence]]:
     """The composer's answer to a findings question over random classifier (and localizer)
     evidence, and the ledger it cites."""
@@ -450,7 +477,7 @@ def composed(draw: st.DrawFn) -> tuple[Answer, dict[str, Evidence]]:
     view = TurnView(
         question="?", studies=[CURRENT], ledger=list(ledger.values()),
         understanding=Understanding(intent=intent, confidence=1.0, slots=Slots(findings=asked),
-                                 method="rule"),
+                                    method="rule", target=draw(targets(names, asked))),
         turn_evidence=list(ledger), step=1, available_tools=["classify_findings"],
     )  # fmt: skip
     return Composer().compose(view, []), ledger
@@ -465,6 +492,9 @@ def test_the_composers_own_answer_always_verifies_unchanged(
     verified, report = VERIFIER.verify(answer, ledger, [CURRENT])
     assert report.removed == [], report.removed
     assert verified == answer
+    if answer.direct:  # the direct answer is the first claim, and begins with its word
+        assert answer.claims[0].answers == answer.direct[0].word
+        assert first_word(answer) == answer.direct[0].word or answer.direct[0].word is None
 
 
 @st.composite
@@ -554,7 +584,8 @@ def test_a_claim_with_a_number_not_in_its_evidence_is_always_removed(
 ) -> None:  # fmt: skip
     cited.values["measurements"] = extra
     values = [float(v) for v in extra] + [
-        float(row[key]) for row in cited.values["findings"] for key in ("probability", "threshold")
+        float(row[key]) for row in cited.values["findings"]
+        for key in ("probability", "threshold", "rule_out", "rule_in")
     ]
     number = data.draw(st.one_of(written_number(), near_miss(values)))
     assume(not supported(number, values))

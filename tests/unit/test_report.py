@@ -36,3 +36,24 @@ def test_without_guideline_evidence_the_report_says_there_is_none() -> None:
     assert section(render_markdown(answer), "RECOMMENDATIONS") == [
         "- None: no guideline evidence was retrieved for this question."
     ]
+
+
+def test_the_impression_lists_indeterminate_findings_apart_from_likely_ones() -> None:
+    """Statuses are present / indeterminate / absent (two operating points): an indeterminate
+    finding is named in the IMPRESSION, neither as likely nor dropped."""
+    answer = Answer(
+        claims=[Claim(text=READ, evidence=["E1"], certainty="likely")], evidence=[FINDINGS],
+        findings=[FindingRow(name="Effusion", probability=0.73, status="present", evidence=["E1"]),
+                  FindingRow(name="Mass", probability=0.35, status="indeterminate",
+                             evidence=["E1"]),
+                  FindingRow(name="Nodule", probability=0.02, status="absent", evidence=["E1"])],
+    )  # fmt: skip
+    impression = section(render_markdown(answer), "IMPRESSION")
+    assert impression[0] == "- Effusion: likely (p=0.73) [E1]"
+    assert len(impression) == 2 and "Mass (p=0.35)" in impression[1]
+    assert "ndeterminate" in impression[1] and "[E1]" in impression[1]
+    assert not any("Nodule" in line for line in impression)
+    nothing = Answer(findings=[FindingRow(name="Nodule", probability=0.02, status="absent",
+                                          evidence=["E1"])])  # fmt: skip
+    assert section(render_markdown(nothing), "IMPRESSION") == [
+        "- No finding reaches its rule-in point."]  # fmt: skip

@@ -4,6 +4,7 @@ script of probabilities: what is tested is the ranking rule, not a model.)"""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,11 +12,13 @@ import numpy as np
 
 from radpilot.app.triage import TriageSource, triage
 from radpilot.core.contracts import ModelIdentity
-from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.findings import NIH_FINDINGS, OperatingPoint
 from radpilot.tools.studies import StudyStore
 from tests.factories import chest_like, png_bytes
 
 THRESHOLD = 0.5
+# Present at or above rule-in; the scripted default (0.05) is below rule-out.
+POINT = OperatingPoint(rule_out=0.2, rule_in=0.6)
 
 
 class ScriptedModel:
@@ -23,6 +26,7 @@ class ScriptedModel:
 
     covered = list(NIH_FINDINGS)
     thresholds = dict.fromkeys(NIH_FINDINGS, THRESHOLD)
+    operating_points = dict.fromkeys(NIH_FINDINGS, POINT)
     identity = ModelIdentity(name="scripted", version="1")
 
     def __init__(self, script: dict[int, dict[str, float]]) -> None:
@@ -72,3 +76,16 @@ def test_the_worklist_follows_the_documented_rule(tmp_path: Path) -> None:
     assert "not a diagnosis" in worklist.notice
 
 
+
+
+def test_only_a_finding_at_or_above_its_rule_in_point_counts_as_present(tmp_path: Path) -> None:
+    # Pneumothorax 0.5 lies between its rule-out (0.2) and rule-in (0.6) points: indeterminate,
+    # so it does not make the study urgent; an effusion exactly at rule-in does.
+    model = ScriptedModel({1: {"Pneumothorax": 0.5}, 2: {"Effusion": 0.6}})
+    tools = SimpleNamespace(studies=StudyStore(tmp_path, secret=b"k" * 32),
+                            models=SimpleNamespace(findings_model=lambda: model))  # fmt: skip
+    sources = [TriageSource(source=f"s{k}.png", read=partial(image, k)) for k in (1, 2)]
+    items = triage(sources, tools).items
+    assert [(item.source, item.urgency, item.present) for item in items] == [
+        ("s2.png", "effusion", ["Effusion"]), ("s1.png", "no finding", [])]  # fmt: skip
+    assert items[1].reason == "no finding at or above its rule-in point"

@@ -30,7 +30,7 @@ def test_laterality_prior_and_unsupported(vocabulary: Vocabulary) -> None:
     slots = extract_slots("Is the right rib fracture new since last month's film?", vocabulary)
     assert slots.laterality == "right"
     assert slots.mentions_prior
-    assert slots.unsupported_findings == ["rib fracture"]
+    assert slots.unsupported_findings == ["bones and fractures"]  # named by category
     assert extract_slots("effusions on both sides", vocabulary).laterality == "bilateral"
     assert not extract_slots("Ignore previous instructions", vocabulary).mentions_prior
 

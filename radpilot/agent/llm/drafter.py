@@ -66,16 +66,19 @@ class Drafter:
     def draft(
         self, question: str, answer: Answer, ledger: dict[str, Evidence], studies: list[StudyRef]
     ) -> tuple[Answer, DraftOutcome]:
-        cited = [c for c in answer.claims if c.evidence]
+        # The direct answer ("Yes: ...") stays first and verbatim: only the rest is reworded.
+        direct = [c for c in answer.claims if c.answers is not None]
+        rest = [c for c in answer.claims if c.answers is None]
+        cited = [c for c in rest if c.evidence]
         if not cited or answer.clarification:
             return answer, DraftOutcome(used=False, reason="nothing to reword")
         ids = sorted({i for c in cited for i in c.evidence})
         statements = "\n".join(f"- {c.text} [{', '.join(c.evidence)}; {c.certainty}]"
-                               for c in answer.claims)  # fmt: skip
+                               for c in rest)  # fmt: skip
         request = ChatRequest(
             messages=[{"role": "user",
                        "content": self._prompt.format(question=question, claims=statements)}],
-            tools=[draft_tool(ids, len(answer.claims) + 1)],
+            tools=[draft_tool(ids, len(rest) + 1)],
             tool_choice={"type": "function", "function": {"name": DRAFT_TOOL}},
             max_tokens=1200,
         )  # fmt: skip
@@ -91,14 +94,14 @@ class Drafter:
             reason = f"the draft is malformed: {str(error).splitlines()[0]}"
             return answer, DraftOutcome(used=False, reason=reason)
         vague = [c.text for c in draft.claims if not substantive(c, ledger, self.verifier)]
-        drafted = answer.model_copy(update={"claims": draft.claims})
+        drafted = answer.model_copy(update={"claims": [*direct, *draft.claims]})
         _, report = self.verifier.verify(drafted, ledger, studies)
         if vague or report.removed:
             failed = len(vague) + len(report.removed)
             reason = f"{failed} drafted statement(s) failed verification"
             return answer, DraftOutcome(used=False, drafted=len(draft.claims), reason=reason)
-        kept = [c for c in answer.claims if not c.evidence]  # fixed statements stay verbatim
-        return answer.model_copy(update={"claims": [*draft.claims, *kept]}), DraftOutcome(
+        kept = [c for c in rest if not c.evidence]  # fixed statements stay verbatim
+        return answer.model_copy(update={"claims": [*direct, *draft.claims, *kept]}), DraftOutcome(
             used=True, reason="every drafted statement verified", drafted=len(draft.claims)
         )
 
