@@ -297,13 +297,14 @@ def test_a_side_question_that_agrees_with_the_localization_is_yes(
     assert answer.direct[0].side == "left"
 
 
-def test_a_side_question_that_disagrees_with_the_localization_is_no_and_says_where(
+def test_a_side_question_that_disagrees_with_the_localization_is_possibly_and_says_where(
     writer: DirectAnswers, composer: Composer, verifier: Verifier
 ) -> None:
+    # The finding is likely; the localization (weaker evidence) puts it on the other side.
     target = Target(kind="side", closed=True, subject="Effusion", side="right")  # on the right?
     view = turn(target, [classification(), localization("Effusion", "left")], intent="localize")
     text, word, _ = written(writer, view)
-    assert word == "no" and text.startswith("No: Effusion is likely")
+    assert word == "possibly" and text.startswith("Possibly: Effusion is likely")
     assert "patient's left lower zone" in text
     assert composed(composer, verifier, view).direct[0].side == "left"
 
@@ -429,8 +430,8 @@ def test_the_projection_is_answered_from_the_header(
     view = turn(target, [image_info(recorded)], intent="image_info", question=question)
     text, given, cited = written(writer, view)
     assert given == word and cited == ["E4"]
-    assert f"{recorded} film, according to its DICOM header" in text
-    assert text.startswith({"yes": "Yes: ", "no": "No: ", None: "This is"}[word])
+    assert f"film is {recorded}, according to its DICOM header" in text
+    assert text.startswith({"yes": "Yes: ", "no": "No: ", None: "This film"}[word])
 
 
 def test_without_a_recorded_projection_it_cannot_be_assessed(writer: DirectAnswers) -> None:
