@@ -27,6 +27,9 @@ from radpilot.core.contracts import Evidence
 
 _ASKED_PROJECTION = re.compile(r"\b(AP|PA|anteroposterior|posteroanterior|portable)\b", re.I)
 _OTHER_MODALITY = re.compile(r"\b(ct|mri|ultrasound|scan|pet|angiogram)\b", re.I)
+# A lung counts as whiter only by this much mean intensity (0..1): on training patients'
+# normal films a larger gap occurs in 7 % (`radpilot models evaluate opacity-side`).
+OPACITY_MARGIN = 0.10
 _WORDS: dict[DirectWord, str] = {"yes": "Yes", "no": "No", "possibly": "Possibly",
                                  "cannot_assess": "I cannot assess"}  # fmt: skip
 
@@ -169,6 +172,11 @@ class DirectAnswers:
         row, classification = found
         certainty = row_certainty(row)
         location = next((e for e in located if e.values["finding"] == name), None)
+        central = location is None or location.values["regions"][0]["side"] == "central"
+        if target.subject == "opacity side" and central and (
+            (whiter := self._whiter_lung(view, target, turn)) is not None
+        ):
+            return whiter
         if certainty == "unlikely" or location is None:
             if not target.closed:
                 return None
@@ -178,7 +186,7 @@ class DirectAnswers:
         region = location.values["regions"][0]
         side = str(region["side"])
         x, y, w, h = region["box"]
-        where = self.text["side_where"].format(
+        where = self.text["side_where" if side != "central" else "side_where_central"].format(
             side=side, zone=zone(y + h / 2, location.values["image_size"][1]),
             finding=display(name), x=x, y=y, w=w, h=h,
         )  # fmt: skip
@@ -199,6 +207,27 @@ class DirectAnswers:
         shown = side if side != "central" else None
         return self._answer(None, target, f"{opener}{self.finding_sentence(row)} {where}",
                             evidence, certainty, side=shown)  # fmt: skip
+
+    def _whiter_lung(self, view: TurnView, target: Target, turn: list[Evidence]
+                     ) -> tuple[Claim, DirectAnswer] | None:  # fmt: skip
+        """Which lung is whiter, from the lung masks' mean intensities, when they differ."""
+        current = view.current()
+        anatomy = self._of(turn, "segment_anatomy", current.study_id if current else None)
+        lungs = {s["name"]: s.get("mean_intensity") for s in
+                 (anatomy.values.get("structures", []) if anatomy else [])}  # fmt: skip
+        right, left = lungs.get("right lung"), lungs.get("left lung")
+        if anatomy is None or right is None or left is None or abs(right - left) <= OPACITY_MARGIN:
+            return None
+        side, other = ("right", "left") if right > left else ("left", "right")
+        text = self.text["whiter_lung"].format(
+            side=side, other=other, Side=side.capitalize(),
+            whiter=max(right, left), darker=min(right, left),
+        )  # fmt: skip
+        word: DirectWord | None = None
+        if target.closed and target.side in ("left", "right"):
+            word = "yes" if target.side == side else "no"
+            text = f"{self.text['direct']['abnormal'][word]}{text[0].lower()}{text[1:]}"
+        return self._answer(word, target, text, [anatomy.id], "stated", side=side)
 
     def _normality(self, view: TurnView, target: Target, turn: list[Evidence]
                    ) -> tuple[Claim, DirectAnswer] | None:  # fmt: skip

@@ -324,6 +324,12 @@ class EmbeddedPlanner:
             if view.turn("localize_finding", current.study_id, finding=finding) is None
             and not view.failed("localize_finding", current.study_id)
         ]
+        if (view.understanding.target.subject == "opacity side"
+                and "segment_anatomy" in view.available_tools
+                and not view.settled("segment_anatomy")):  # fmt: skip
+            # "which lung is whiter?": the lung masks' brightness, beside the localization
+            calls.append(ToolCall(tool="segment_anatomy", arguments={"study_id": current.study_id},
+                                  reason="compare the two lungs' brightness"))  # fmt: skip
         return PlanDecision(action="call_tools", calls=calls) if calls else compose()
 
     def _to_localize(self, view: TurnView, classification: Evidence) -> list[str]:

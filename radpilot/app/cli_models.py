@@ -36,7 +36,7 @@ def add_models_commands(commands: Any) -> None:
     pull.set_defaults(handler=_pull)
 
     train = actions.add_parser("train", help="train a starter model on the development data")
-    train.add_argument("which", choices=["classifier", "anatomy", "detector"])
+    train.add_argument("which", choices=["classifier", "anatomy", "detector", "view"])
     train.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
     train.add_argument("--out", type=Path, help="bundle folder (default: the packaged starter)")
     train.add_argument("--epochs", type=int, default=None)
@@ -67,11 +67,28 @@ def add_models_commands(commands: Any) -> None:
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=_compare_classifiers)
 
+    points = actions.add_parser(
+        "operating-points",
+        help="choose each finding's rule-out (sensitivity >= 0.90) and rule-in (specificity "
+        ">= 0.90) thresholds on the validation patients, measure them on the test patients",
+    )
+    points.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
+    points.add_argument(
+        "--bundle", type=Path, help="classifier bundle (default: the packaged starter)"
+    )
+    points.add_argument(
+        "--write", action="store_true", help="store the points and test table in the bundle"
+    )
+    points.add_argument("--json", action="store_true")
+    points.set_defaults(handler=_operating_points)
+
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
         "name",
         help="a findings classifier, `starter-detector` for the box detector (next to "
-        "Grad-CAM), `anatomy` for the heart-and-lung segmenter (Dice, HD95), `ctr` for the "
+        "Grad-CAM), `starter-view` for the PA/AP projection classifier, `anatomy` for the "
+        "heart-and-lung segmenter (Dice, HD95), `opacity-side` for which lung is whiter (lung "
+        "masks against one-sided boxes), `ctr` for the "
         "cardiothoracic ratio against the reference CTR and NIH Cardiomegaly labels, or "
         "`temporal` for change verdicts on the same-patient pairs (test-split patients)",
     )
@@ -182,6 +199,8 @@ def _train(args: argparse.Namespace) -> int:
         return _train_anatomy(args)
     if args.which == "detector":
         return _train_detector(args)
+    if args.which == "view":
+        return _train_view(args)
     from radpilot.tools.models.store import bundled_dir
     from radpilot.training.starter_bundle import write_bundle
     from radpilot.training.train_classifier import ClassifierRecipe, train_classifier
@@ -210,6 +229,29 @@ def _compare_classifiers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operating_points(args: argparse.Namespace) -> int:
+    from radpilot.core.errors import RadpilotError
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.tools.models.store import bundled_dir
+    from radpilot.training.operating_points import derive_operating_points, text_table
+    from radpilot.training.starter_bundle import refresh_operating_points
+
+    folder = args.bundle or bundled_dir("starter-classifier")
+    if not (folder / "metadata.json").is_file():
+        raise RadpilotError(f"not a classifier bundle (no metadata.json): {folder}")
+    data = _data_dir(args.data)
+    model = StarterFindingsModel(folder, batch_wait_s=0, require_operating_points=False)
+    report = derive_operating_points(model, data, progress=_progress)
+    if args.write:
+        refresh_operating_points(folder, report)
+        _progress(f"operating points written to {folder}")
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        print("\n".join(text_table(report)))
+    return 0
+
+
 def _train_anatomy(args: argparse.Namespace) -> int:
     from radpilot.tools.models.anatomy_model import NAME
     from radpilot.tools.models.store import bundled_dir
@@ -235,6 +277,39 @@ def _train_detector(args: argparse.Namespace) -> int:
     _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
     folder = args.out or bundled_dir("starter-detector")
     return _write_bundle(write_detector_bundle, model, trained, data, folder)
+
+
+def _train_view(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.store import bundled_dir
+    from radpilot.tools.models.view_model import NAME
+    from radpilot.training.train_view import ViewRecipe, train_view
+    from radpilot.training.view_bundle import write_view_bundle
+
+    recipe = ViewRecipe(**_recipe_overrides(args))
+    data = _data_dir(args.data)
+    model, trained = train_view(data, recipe, progress=_progress)
+    _progress(f"trained in {trained.wall_seconds / 60:.1f} min; best epoch {trained.best_epoch}")
+    folder = args.out or bundled_dir(NAME)
+    return _write_bundle(write_view_bundle, model, trained, data, folder)
+
+
+def _evaluate_view(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.view_model import ViewClassifier
+    from radpilot.training.view_bundle import evaluate_view, metrics_table
+
+    evaluation = evaluate_view(
+        ViewClassifier(),
+        args.data,
+        split=None if args.split == "all" else args.split,
+        limit=args.limit,
+        progress=_progress,
+    )
+    if args.json:
+        print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    else:
+        print("\n".join(metrics_table([evaluation.test, *evaluation.by_mirror,
+                                        *evaluation.other_archives])))  # fmt: skip
+    return 0
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
@@ -286,6 +361,17 @@ def _evaluate_ctr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_opacity(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.anatomy_model import AnatomySegmenter
+    from radpilot.training.evaluate_opacity import evaluate_opacity
+
+    evaluation = evaluate_opacity(
+        AnatomySegmenter(), args.data, args.split, limit=args.limit, progress=_progress
+    )
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def _evaluate_temporal(args: argparse.Namespace) -> int:
     from radpilot.training.evaluate_temporal import evaluate_temporal
 
@@ -300,10 +386,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_anatomy(args)
     if args.name == "ctr":
         return _evaluate_ctr(args)
+    if args.name == "opacity-side":
+        return _evaluate_opacity(args)
     if args.name == "temporal":
         return _evaluate_temporal(args)
     if args.name == "starter-detector":
         return _evaluate_detector(args)
+    if args.name == "starter-view":
+        return _evaluate_view(args)
     from radpilot.core.errors import RadpilotError
     from radpilot.tools.models.findings import StarterFindingsModel, XrvFindingsModel
     from radpilot.tools.models.store import known

@@ -39,6 +39,10 @@ class Structure(BaseModel):
     box: tuple[int, int, int, int] = Field(description="x, y, w, h in image pixels")
     mask_artefact: str = Field(description="id of the mask PNG artefact (255 = structure)")
     method: str
+    mean_intensity: float = Field(
+        description="Mean pixel value inside the mask, 0 (black) to 1 (white): an opaque lung "
+        "is whiter. Compare the two lungs of one image, never across images."
+    )
 
 
 class SegmentAnatomyInput(ToolInput):
@@ -49,6 +53,15 @@ class SegmentAnatomyOutput(ToolOutput):
     study_id: str
     image_size: tuple[int, int] = Field(description="width, height in pixels")
     structures: list[Structure]
+
+
+def mean_intensity(pixels: np.ndarray, mask: np.ndarray) -> float:
+    """The mean of the image's pixels inside the mask, scaled to 0..1 by the image's range."""
+    low, high = float(pixels.min()), float(pixels.max())
+    inside = pixels[mask.astype(bool)]
+    if inside.size == 0 or high <= low:
+        return 0.0
+    return round((float(inside.mean()) - low) / (high - low), 3)
 
 
 def area_of(mask: np.ndarray, study: Study) -> Area:
@@ -135,6 +148,7 @@ class SegmentAnatomyTool(AnatomyTool[SegmentAnatomyInput, SegmentAnatomyOutput])
                     box=bounding_box(mask),
                     mask_artefact=artefact.id,
                     method=method,
+                    mean_intensity=mean_intensity(pixels, mask),
                 )  # fmt: skip
             )
         return SegmentAnatomyOutput(

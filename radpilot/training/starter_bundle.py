@@ -1,6 +1,7 @@
 """Packaging of trained starter models (the findings classifier; shared by the others):
 fp16 weights, `metadata.json` (MONAI-bundle style, read by the loader) and a Markdown model
-card, evaluated on the held-out patients."""
+card, evaluated on the held-out patients; the classifier's two operating points per finding
+are derived on the validation patients (`radpilot.training.operating_points`)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,9 @@ def write_bundle(
     progress: Callable[[str], None] = print,
 ) -> Evaluation:
     from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.operating_points import (
+        derive_operating_points,
+    )
 
     weights = CATALOG["starter-classifier"]
     sha256 = save_state(model, folder / weights.filename)
@@ -112,9 +116,9 @@ def write_bundle(
     _write(folder / "metadata.json", metadata)
     progress("evaluating the saved (fp16) model on the held-out test patients")
     test = records_in(read_nih(data_dir), "test")
-    evaluation = evaluate_findings_model(
-        StarterFindingsModel(folder), test, data_dir, progress=progress
-    )
+    # Loaded before its operating points exist: they are derived from this very model below.
+    saved = StarterFindingsModel(folder, require_operating_points=False)
+    evaluation = evaluate_findings_model(saved, test, data_dir, progress=progress)
     card.metrics = {
         key: value
         for key, value in {
@@ -128,7 +132,19 @@ def write_bundle(
     metadata["evaluation"] = evaluation.model_dump(mode="json")
     _write(folder / "metadata.json", metadata)
     (folder / "README.md").write_text(render_card(metadata))
+    progress("deriving the operating points (rule-out / rule-in) on the validation patients")
+    refresh_operating_points(folder, derive_operating_points(saved, data_dir, progress=progress))
     return evaluation
+
+
+def refresh_operating_points(folder: Path, report: Any) -> None:
+    """Store a bundle's operating points and re-render its card (README.md) to show them."""
+    from radpilot.training.operating_points import store_operating_points
+
+    store_operating_points(folder, report)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    if "evaluation" in metadata and "training" in metadata:
+        (folder / "README.md").write_text(render_card(metadata))
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -207,8 +223,42 @@ def render_card(metadata: dict[str, Any]) -> str:
             for m in evaluation["localization"]
         ],
         "",
+        *operating_points_section(metadata),
         "Reproduce: `radpilot models evaluate starter-classifier --data ../shared/data/cxr "
         "--split test`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def operating_points_section(metadata: dict[str, Any]) -> list[str]:
+    """The card's operating-point table (none before `radpilot models operating-points`)."""
+    from radpilot.training.operating_points import OperatingPointsReport, markdown_table
+
+    stored = metadata.get("operating_points_evaluation")
+    if stored is None:
+        return []
+    report = OperatingPointsReport.model_validate(stored)
+    return [
+        "## Operating points (rule-out / rule-in)",
+        "",
+        f"Chosen on the {report.validation_images} validation images "
+        f"({report.validation_patients} patients): rule-out is the highest threshold with "
+        f"sensitivity ≥ {report.target_sensitivity:.2f} (below it: No / unlikely), rule-in the "
+        f"lowest with specificity ≥ {report.target_specificity:.2f} (at or above it: Yes / "
+        "likely), in between: Possibly / indeterminate. Each point sits midway between the "
+        "validation score that decides it and the neighbouring one (same validation counts, "
+        "robust to float rounding). Where rule-in fell below rule-out (single cut), both are "
+        "the Youden threshold clipped into [rule-in, rule-out]: both targets still hold on "
+        f"validation. With fewer than {report.min_positives} validation positives (fallback), "
+        "rule-out is just below the lowest positive's probability (0.0 without any) and "
+        "rule-in the 0.90-specificity point of the negatives. Each cell: validation / test "
+        f"({report.test_images} test images of {report.test_patients} patients, never used "
+        "to choose).",
+        "",
+        *markdown_table(report),
+        "",
+        "Re-derive (whenever the model changes): `radpilot models operating-points --data "
+        "../shared/data/cxr --bundle BUNDLE --write`.",
+        "",
+    ]
