@@ -30,6 +30,9 @@ _TAG = re.compile(r"(\b(yes|no|right|correct|true|agree|agreed|ok|okay)\s*\?\s*$
                   r"\b(would you agree|do you agree|is that (right|correct|true))\b", re.I)
 _ASKS = re.compile(r"(what|whats|what's|where|which|how|is|are|does|do|any|can|could|has|have|"
                    r"should|will|why|who)\b", re.IGNORECASE)
+# "is the CTR above 0.5?", "CTR normal?": a yes/no about the ratio; "CTR?" asks for the number.
+_COMPARED = re.compile(r"(>|<|\b(above|over|more than|greater|below|under|less than|normal|"
+                       r"enlarged|high|raised|exceed\w*)\b)", re.IGNORECASE)
 _EITHER_OR = re.compile(r"\b(left|right|ap|pa|one side|both)\s+or\s+(the\s+)?(left|right|ap|pa|"
                         r"both|the other)\b", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
@@ -163,9 +166,10 @@ class QuestionReader:
         return self.vocabulary.clarification
 
     def target(self, text: str, intent: Intent, slots: Slots, *, decision: bool = False,
-               first_turn: bool = False) -> Target:  # fmt: skip
+               first_turn: bool = False, named: bool = True) -> Target:  # fmt: skip
         """The question's target. `decision`: a treatment decision was asked (refused);
-        `first_turn`: nothing earlier in the conversation can give a vague question meaning."""
+        `first_turn`: nothing earlier in the conversation can give a vague question meaning;
+        `named`: the question names its finding (not "DDx?" about the finding in focus)."""
         v = self.vocabulary
         closed = self._closed(text, slots)
         side = first_side(text) if slots.laterality == "bilateral" and not _both(text) else (
@@ -202,13 +206,15 @@ class QuestionReader:
         about_heart = slots.findings == ["Cardiomegaly"] or (
             not slots.findings and (intent == "measure" or _found(v.heart_size, text)))
         if about_heart and not _found(v.time, text) and intent not in _IMAGE_ACTIONS - {"explain"}:
-            ratio = closed and re.search(r"\b(ratio|ctr|0\.\d)", text, re.IGNORECASE)
-            return asked("heart_size", polarity=polarity, subject="ratio" if ratio else "")
+            named_ratio = re.search(r"\b(ratio|0\.\d)", text)
+            if named_ratio and not _COMPARED.search(text):  # "CTR?": the number, not a yes/no
+                return asked("heart_size", closed=False)
+            return asked("heart_size", polarity=polarity, subject="ratio" if named_ratio else "")
         if first_turn and not slots.findings and self._vague(text):
             return Target(kind="unclear")
         if intent == "compare_prior" or (slots.mentions_prior and intent != "measure"):
             return asked("change")
-        if slots.findings and (closed and not _found(v.guideline, text) or intent not in (
+        if slots.findings and (closed and named and not _found(v.guideline, text) or intent not in (
             "management", "differential", "similar_cases", "guideline")):
             kind = "side" if (side is not None or asks_side) and intent != "segment_region" else (
                 "finding")  # fmt: skip
@@ -217,12 +223,12 @@ class QuestionReader:
             subject = "lungs" if _found(v.lungs, text) else "film"
             return asked("normality", subject=subject, polarity=polarity)
         if intent in ("management", "differential", "guideline") and not (
-            _found(v.read_words, text) and not slots.findings
+            _found(v.read_words, text) and not slots.findings and "differential" not in text.lower()
         ):
             return Target(kind="knowledge")
         if intent == "out_of_scope":
             return Target(kind="out_of_scope")
-        if not slots.findings and _found(v.read_words, text):
+        if not slots.findings and _found(v.read_words, text) and "differential" not in text.lower():
             return Target(kind="read", subject="main finding")
         if intent in _IMAGE_ACTIONS:
             return Target(kind="anatomy" if intent == "segment_anatomy" else "read")

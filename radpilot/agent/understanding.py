@@ -270,7 +270,7 @@ class IntentRecognizer:
         target = self.reader.target(
             question, resolved.intent, resolved.slots,
             decision=rule.startswith("asks for a clinical decision"),
-            first_turn=not focus.questions,
+            first_turn=not focus.questions, named=bool(slots.findings),
         )  # fmt: skip
         return with_target(resolved, target)
 
@@ -415,9 +415,10 @@ def with_target(understanding: Understanding, target: Target) -> Understanding:
             "compare_prior", "report", "explain")):
         intent = "ask_finding" if target.closed else "measure"
         updates["findings"] = ["Cardiomegaly"] if target.closed else []
-    elif kind == "finding" and target.closed and intent not in (
-            "ask_finding", "localize", "compare_prior", "report", "explain"):
-        intent = "ask_finding"  # "?nodule - incidental": whatever else is said, a yes/no
+    elif kind == "finding" and target.closed and intent in (
+            "detect_findings", "image_info", "segment_region", "management", "guideline"
+    ) and not understanding.resolved:
+        intent = "ask_finding"  # "?nodule - incidental": a finding named, a yes/no asked
     elif opens_a_read(target, intent):
         intent = "detect_findings"
     if kind in ("identity", "out_of_scope", "attribute"):
