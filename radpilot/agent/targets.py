@@ -33,6 +33,8 @@ _ASKS = re.compile(r"(what|whats|what's|where|which|how|is|are|does|do|any|can|c
 # "is the CTR above 0.5?", "CTR normal?": a yes/no about the ratio; "CTR?" asks for the number.
 _COMPARED = re.compile(r"(>|<|\b(above|over|more than|greater|below|under|less than|normal|"
                        r"enlarged|high|raised|exceed\w*)\b)", re.IGNORECASE)
+# "?nodule", "r/o pna", "any effusion?": asks whether a finding is there, whatever the intent.
+_PRESENCE = re.compile(r"\s*(query|rule out|any|is there|are there)\b", re.IGNORECASE)
 _EITHER_OR = re.compile(r"\b(left|right|ap|pa|one side|both)\s+or\s+(the\s+)?(left|right|ap|pa|"
                         r"both|the other)\b", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
@@ -111,8 +113,9 @@ class Spelling:
     """Finding words misspelt ("pnuemothorax", "efusion") mapped to the vocabulary's own."""
 
     def __init__(self, words: list[str]) -> None:
-        self.words = sorted({w for phrase in words for w in phrase.lower().split()
-                             if len(w) >= SPELLING_MIN_LENGTH})  # fmt: skip
+        # Single-word names only: "changes" (of "emphysematous changes") is an English word.
+        self.words = sorted({p.lower() for p in words
+                             if " " not in p and len(p) >= SPELLING_MIN_LENGTH})  # fmt: skip
 
     def correct(self, text: str) -> str:
         known = set(self.words)
@@ -214,8 +217,9 @@ class QuestionReader:
             return Target(kind="unclear")
         if intent == "compare_prior" or (slots.mentions_prior and intent != "measure"):
             return asked("change")
-        if slots.findings and (closed and named and not _found(v.guideline, text) or intent not in (
-            "management", "differential", "similar_cases", "guideline")):
+        if slots.findings and (closed and named and _PRESENCE.match(text) and not _found(
+                v.guideline, text) or intent not in (
+                "management", "differential", "similar_cases", "guideline")):  # fmt: skip
             kind = "side" if (side is not None or asks_side) and intent != "segment_region" else (
                 "finding")  # fmt: skip
             return asked(kind, subject=slots.findings[0], polarity=polarity)
@@ -234,8 +238,6 @@ class QuestionReader:
             return Target(kind="anatomy" if intent == "segment_anatomy" else "read")
         if intent in ("detect_findings", "image_info") and _found(v.read_cues, text):
             return Target(kind="read")
-        if intent in ("detect_findings", "image_info"):
-            return Target(kind="unclear")
         return Target(kind="read")
 
     def _vague(self, text: str) -> bool:

@@ -267,7 +267,8 @@ class IntentRecognizer:
         )
         focus = focus or DialogueFocus()
         resolved = resolve(understanding, focus)
-        target = self.reader.target(
+        same_guideline = any("guideline question" in r for r in resolved.resolved)
+        target = Target(kind="knowledge") if same_guideline else self.reader.target(
             question, resolved.intent, resolved.slots,
             decision=rule.startswith("asks for a clinical decision"),
             first_turn=not focus.questions, named=bool(slots.findings),
