@@ -35,6 +35,7 @@ _COMPARED = re.compile(r"(>|<|\b(above|over|more than|greater|below|under|less t
                        r"enlarged|high|raised|exceed\w*)\b)", re.IGNORECASE)
 # "?nodule", "r/o pna", "any effusion?": asks whether a finding is there, whatever the intent.
 _PRESENCE = re.compile(r"\s*(query|rule out|any|is there|are there)\b", re.IGNORECASE)
+_RIGHT_TAG = re.compile(r"(,\s*right|\s+is that right|\s+am i right)\s*\?\s*$", re.IGNORECASE)
 _EITHER_OR = re.compile(r"\b(left|right|ap|pa|one side|both)\s+or\s+(the\s+)?(left|right|ap|pa|"
                         r"both|the other)\b", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
@@ -97,6 +98,7 @@ class TargetVocabulary:
     def expand(self, text: str) -> str:
         """Shorthand spelt out ("r/o ptx" -> "rule out pneumothorax"); "?x" reads "x?"."""
         text = re.sub(r"(^|\s)\?\s*(?=[a-z])", r"\1query ", text, flags=re.IGNORECASE)
+        text = _RIGHT_TAG.sub(", correct?", text)  # "no effusion, right?" names no side
         if self._abbreviation is None:
             return text
         return self._abbreviation.sub(lambda m: self.abbreviations[m.group(0).lower()], text)
@@ -206,7 +208,8 @@ class QuestionReader:
         unsupported = v.unsupported_categories(text)
         if unsupported and not slots.findings:
             return Target(kind="unsupported", subject=unsupported[0], closed=True, side=side)
-        about_heart = slots.findings == ["Cardiomegaly"] or (
+        about_heart = slots.findings == ["Cardiomegaly"] and (named or intent in (
+            "ask_finding", "measure", "detect_findings", "image_info")) or (
             not slots.findings and (intent == "measure" or _found(v.heart_size, text)))
         if about_heart and not _found(v.time, text) and intent not in _IMAGE_ACTIONS - {"explain"}:
             named_ratio = re.search(r"\b(ratio|0\.\d)", text)
