@@ -196,9 +196,8 @@ class DirectAnswers:
             agrees = side == target.side or (target.side == "bilateral"
                                              and {"left", "right"} <= sides)  # fmt: skip
             word = answer_word(certainty, "abnormal")
-            if not agrees:  # "Is the right side whiter?": No; a finding present elsewhere: the
-                # localization is weaker evidence than the classifier, so only Possibly
-                word = "no" if target.subject == "opacity side" else "possibly"
+            if not agrees:  # found on the other side: No; central (neither side): Possibly
+                word = "no" if side in ("left", "right") else "possibly"
             prefix = self.text["direct"]["abnormal"][word]
             text = f"{prefix}{self.finding_sentence(row)} {where}"
             return self._answer(word, target, text, evidence, certainty, side=side)

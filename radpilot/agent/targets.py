@@ -27,7 +27,8 @@ _NEXT_QUESTION = re.compile(
 )
 # "..., yes?", "agree?", "is that right?": a yes/no question whatever its first word.
 _TAG = re.compile(r"(\b(yes|no|right|correct|true|agree|agreed|ok|okay)\s*\?\s*$)|"
-                  r"\b(would you agree|do you agree|is that (right|correct|true))\b", re.I)
+                  r"\b(would you agree|do you agree|is that (right|correct|true)|"
+                  r"isn'?t (it|there|that|she|he)|is it not|aren'?t (they|there))\b", re.I)
 _ASKS = re.compile(r"(what|whats|what's|where|which|how|is|are|does|do|any|can|could|has|have|"
                    r"should|will|why|who)\b", re.IGNORECASE)
 # "is the CTR above 0.5?", "CTR normal?": a yes/no about the ratio; "CTR?" asks for the number.
@@ -142,7 +143,8 @@ def split_questions(text: str) -> list[str]:
     carry = ""
     for number, clause in enumerate(clauses):
         joined = f"{carry} {clause}".strip()
-        asks = clause.endswith("?") or bool(_ASKS.match(_LEADING_CONNECTIVE.sub("", clause)))
+        asks = (clause.endswith("?") or bool(_ASKS.match(_LEADING_CONNECTIVE.sub("", clause)))
+                or bool(parts and _LEADING_CONNECTIVE.match(clause)))  # "any mass? also CTR pls"
         if asks or number == len(clauses) - 1:
             if not asks and parts:  # "... ? need to send a letter": context of the last one
                 parts[-1] = f"{parts[-1]} {joined}"
@@ -201,12 +203,12 @@ class QuestionReader:
         if attribute == "opacity side" or (asks_side and not slots.findings
                                            and _found(v.abnormal, text)):  # fmt: skip
             return asked("side", subject="opacity side", asks_side=True)
-        if attribute and not slots.findings:
+        if attribute and not (named and slots.findings):
             return asked("attribute", subject=attribute)
         if _found(v.off_topic, text) and not slots.findings and not _found(v.read_cues, text):
             return Target(kind="out_of_scope", subject=_found(v.off_topic, text) or "")
         unsupported = v.unsupported_categories(text)
-        if unsupported and not slots.findings:
+        if unsupported and not (named and slots.findings):
             return Target(kind="unsupported", subject=unsupported[0], closed=True, side=side)
         about_heart = slots.findings == ["Cardiomegaly"] and (named or intent in (
             "ask_finding", "measure", "detect_findings", "image_info")) or (

@@ -422,7 +422,7 @@ def with_target(understanding: Understanding, target: Target) -> Understanding:
         intent = "ask_finding"  # "?nodule - incidental": a finding named, a yes/no asked
     elif opens_a_read(target, intent):
         intent = "detect_findings"
-    if kind in ("identity", "out_of_scope", "attribute"):
+    if kind in ("identity", "out_of_scope", "attribute", "unsupported"):
         updates["findings"] = []  # nothing about a finding is asked
     return understanding.model_copy(update={
         "intent": intent, "target": target, "slots": slots.model_copy(update=updates),

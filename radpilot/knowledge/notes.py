@@ -39,6 +39,7 @@ Topic = Literal[
     "hernia",
     "lines_tubes",
     "vocabulary",
+    "radiography",
 ]
 
 NOTE_ID = r"^[a-z0-9]+(-[a-z0-9]+)*$"

@@ -100,14 +100,17 @@ def to_original(
     )
 
 
+# A box whose centre lies within this fraction of the width from the midline is central (about
+# the mediastinum's half-width on an adult PA film); elsewhere it lies over one lung.
+CENTRAL_BAND = 0.08
+
+
 def patient_side(x_centre: float, width: int) -> str:
     """Radiographs are viewed as if facing the patient: image left = patient's right."""
-    third = width / 3
-    if x_centre < third:
-        return "right"
-    if x_centre > 2 * third:
-        return "left"
-    return "central"
+    offset = x_centre / width - 0.5
+    if abs(offset) < CENTRAL_BAND:
+        return "central"
+    return "right" if offset < 0 else "left"
 
 
 def render_overlay(

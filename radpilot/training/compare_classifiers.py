@@ -89,7 +89,7 @@ def compare_classifiers(
     pixels = {s: [read_pixels(data_dir / r.image) for r in rs] for s, rs in splits.items()}
     reads, covered = [], []
     for folder in bundles:
-        model = StarterFindingsModel(folder, batch_wait_s=0)
+        model = StarterFindingsModel(folder, batch_wait_s=0, require_operating_points=False)
         covered = model.covered
         progress(f"reading {folder.name}: {len(_ALL_VIEWS)} views of the validation and test")
         reads.append(

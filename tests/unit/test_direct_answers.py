@@ -297,14 +297,13 @@ def test_a_side_question_that_agrees_with_the_localization_is_yes(
     assert answer.direct[0].side == "left"
 
 
-def test_a_side_question_that_disagrees_with_the_localization_is_possibly_and_says_where(
+def test_a_side_question_that_disagrees_with_the_localization_is_no_and_says_where(
     writer: DirectAnswers, composer: Composer, verifier: Verifier
 ) -> None:
-    # The finding is likely; the localization (weaker evidence) puts it on the other side.
     target = Target(kind="side", closed=True, subject="Effusion", side="right")  # on the right?
     view = turn(target, [classification(), localization("Effusion", "left")], intent="localize")
     text, word, _ = written(writer, view)
-    assert word == "possibly" and text.startswith("Possibly: Effusion is likely")
+    assert word == "no" and text.startswith("No: Effusion is likely")
     assert "patient's left lower zone" in text
     assert composed(composer, verifier, view).direct[0].side == "left"
 

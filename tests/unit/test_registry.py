@@ -102,8 +102,12 @@ def test_image_info_reports_size_and_qc(context: ToolContext) -> None:
     assert result.ok and result.output is not None
     assert (result.output["width"], result.output["height"]) == (400, 300)
     assert result.output["qc_ok"] is True
+    estimate = result.output["view_estimate"]  # a PNG records no projection: the model's
     assert result.output["limitations"] == [
-        "projection not recorded (no DICOM view tag); assumed frontal"
+        "projection not recorded (no DICOM view tag); assumed frontal",
+        f"Projection not recorded in the file: estimated {estimate['view']} by the projection "
+        f"model starter-view (probability {estimate['probability']:.2f}), trained on one "
+        "archive (NIH) and on frontal films only.",
     ]
 
 

@@ -22,6 +22,7 @@ Family = Literal[
     "starter-classifier",
     "starter-anatomy",
     "starter-detector",
+    "starter-view",
 ]
 
 _XRV_RELEASE = "https://github.com/mlmed/torchxrayvision/releases/download/v1/"
@@ -190,6 +191,22 @@ CATALOG: dict[str, KnownWeights] = {
             labels=list(BOX_FINDINGS),
             intended_use="Boxes around 8 findings on frontal chest radiographs, for the "
             "findings where it localizes better than Grad-CAM; not for diagnosis.",
+            bundled=True,
+        ),
+        KnownWeights(
+            name="starter-view",
+            family="starter-view",
+            architecture="Small CNN (five stride-2 stages, about 0.37 M parameters), one AP "
+            "logit, trained here from scratch on the NIH view labels",
+            filename="model.safetensors",
+            folder="bundled",
+            url="bundled with the radpilot package",
+            licence="see the model card: trained on NIH ChestX-ray14 (unrestricted use)",
+            input=InputConvention(size=128, scale=1),
+            labels=["PA", "AP"],
+            intended_use="Estimates the projection (PA or AP) of a frontal chest radiograph "
+            "whose file does not record it (PNG, JPEG, DICOM without ViewPosition); not for "
+            "diagnosis.",
             bundled=True,
         ),
     ]

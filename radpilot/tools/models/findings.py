@@ -2,7 +2,9 @@
 
 `predict` returns calibrated probabilities in the order of `NIH_FINDINGS`, NaN where a model
 does not cover a finding; `attribution` returns a Grad-CAM heatmap for one finding on the
-model's square input. Models are loaded once per process by `ModelHub`.
+model's square input. Each finding has a Youden `threshold` and two `operating_points`
+(rule-out, rule-in) chosen on the validation patients. Models are loaded once per process by
+`ModelHub`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from radpilot.core.contracts import ModelCard, ModelIdentity
-from radpilot.core.findings import NIH_FINDINGS
+from radpilot.core.errors import RadpilotError
+from radpilot.core.findings import NIH_FINDINGS, OperatingPoint
 from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
@@ -27,6 +30,9 @@ from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
 CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "starter-classifier")
+
+# The one command that derives a starter bundle's operating points (named in its errors).
+OPERATING_POINTS_COMMAND = "radpilot models operating-points --data DIR --bundle BUNDLE --write"
 
 
 class TtaView(BaseModel):
@@ -63,6 +69,9 @@ class FindingsModel(ABC):
     identity: ModelIdentity
     card: ModelCard
     thresholds: dict[str, float]
+    # Per covered finding: below rule_out "No / unlikely", at or above rule_in "Yes / likely",
+    # in between "Possibly / indeterminate".
+    operating_points: dict[str, OperatingPoint]
 
     def __init__(self, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S) -> None:
         self.device = device
@@ -162,8 +171,12 @@ class StarterFindingsModel(FindingsModel):
         device: str = "cpu",
         batch_wait_s: float = BATCH_WAIT_S,
         views: Sequence[TtaView] | None = None,
+        require_operating_points: bool = True,
     ) -> None:
-        """`views` overrides the bundle's test-time views (to evaluate a TTA before it ships)."""
+        """`views` overrides the bundle's test-time views (to evaluate a TTA before it ships).
+        A bundle without operating points is refused unless `require_operating_points` is
+        False (only for the tools that derive them or compare raw probabilities; there
+        `operating_points` is empty)."""
         super().__init__(device, batch_wait_s)
         from safetensors.torch import load_file
 
@@ -185,6 +198,9 @@ class StarterFindingsModel(FindingsModel):
         self.views = list(views or map(TtaView.model_validate, metadata["test_time_views"]))
         self.temperature = float(metadata["temperature"])
         self.thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
+        self.operating_points = read_operating_points(
+            metadata, folder, required=require_operating_points
+        )
         self.card = ModelCard.model_validate(metadata["card"])
         self.identity = ModelIdentity(
             name=self.weights.name, version=metadata["version"], sha256=metadata["sha256"]
@@ -215,11 +231,39 @@ class StarterFindingsModel(FindingsModel):
         return column
 
 
+def read_operating_points(
+    metadata: dict[str, Any], folder: Path, *, required: bool = True
+) -> dict[str, OperatingPoint]:
+    """A starter bundle's `operating_points`, one per finding; a missing or incomplete set is a
+    clear error naming the command that derives them (an empty dict when not `required`)."""
+    stored = metadata.get("operating_points")
+    if stored is None:
+        if not required:
+            return {}
+        raise RadpilotError(
+            f"the classifier bundle {folder} has no operating points (rule-out / rule-in per "
+            f"finding) in its metadata.json: derive them on the validation patients with "
+            f"`{OPERATING_POINTS_COMMAND}`",
+            code="missing_operating_points",
+        )
+    points = {name: OperatingPoint.model_validate(value) for name, value in stored.items()}
+    missing = [f for f in metadata.get("labels", NIH_FINDINGS) if f not in points]
+    if missing and required:
+        raise RadpilotError(
+            f"the classifier bundle {folder} has no operating points for {', '.join(missing)}: "
+            f"re-derive them with `{OPERATING_POINTS_COMMAND}`",
+            code="missing_operating_points",
+        )
+    return points
+
+
 class XrvFindingsModel(FindingsModel):
     """A torchxrayvision DenseNet-121, loaded by `xrv.models.DenseNet(weights=, cache_dir=)`.
 
     Outputs pass through xrv's operating-point normalisation, so 0.5 is each finding's
-    published operating threshold.
+    published operating threshold. No validation-derived operating points exist for these
+    weights: rule-out = rule-in = 0.5 (a single cut, never "indeterminate"), which the card
+    states.
     """
 
     def __init__(
@@ -237,6 +281,10 @@ class XrvFindingsModel(FindingsModel):
         self.model = xrv.models.DenseNet(weights=name, cache_dir=str(path.parent))
         self.model.to(device).eval()
         self.thresholds = {finding: 0.5 for finding in self.covered}
+        self.operating_points = {
+            finding: OperatingPoint(rule_out=threshold, rule_in=threshold)
+            for finding, threshold in self.thresholds.items()
+        }
         self.identity = ModelIdentity(name=name, version="xrv-1.5.7", sha256=sha256_of(path))
         self.card = ModelCard(
             name=name,
@@ -246,7 +294,13 @@ class XrvFindingsModel(FindingsModel):
             licence=self.weights.licence,
             sha256=self.identity.sha256,
             intended_use=self.weights.intended_use,
-            limitations=["Probabilities are normalised so 0.5 is the published operating point."],
+            limitations=[
+                "Probabilities are normalised so 0.5 is the published operating point.",
+                "No operating points were chosen on validation data for these weights: rule-out "
+                "and rule-in are both the published operating point (0.5), so an answer is Yes "
+                "or No, never indeterminate, and its sensitivity and specificity at that point "
+                "are those of the weights' source, not measured here.",
+            ],
         )
         self._xrv_index = {f: self.weights.labels.index(f) for f in self.covered}
 

@@ -17,12 +17,14 @@ from radpilot.tools.models.findings import (
 from radpilot.tools.models.pspnet import PspnetSegmenter, pspnet_installed, shared_pspnet
 from radpilot.tools.models.sam import SamSegmenter, installed_sam, shared_sam
 from radpilot.tools.models.store import ModelStore
+from radpilot.tools.models.view_model import ViewClassifier, shipped_view_classifier
 
 
 class ModelHub:
     """The one way every model is loaded: the findings classifier, the box detector, the
-    heart-and-lung U-Net, PSPNet and SAM, each on this hub's device, once per process, on
-    first use (the loaders are process-wide, so two hubs share one copy of the weights)."""
+    projection classifier, the heart-and-lung U-Net, PSPNet and SAM, each on this hub's
+    device, once per process, on first use (the loaders are process-wide, so two hubs share
+    one copy of the weights)."""
 
     def __init__(
         self, store: ModelStore, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S
@@ -36,6 +38,11 @@ class ModelHub:
     def detector(self) -> StarterDetector | None:
         """The shipped box detector on this hub's device; None where a build has no bundle."""
         return shipped_detector(self.device, self.batch_wait_s)
+
+    def view(self) -> ViewClassifier | None:
+        """The shipped projection classifier (PA/AP) on this hub's device; None where a build
+        has no bundle."""
+        return shipped_view_classifier(self.device)
 
     def anatomy(self) -> AnatomySegmenter:
         """The shipped heart-and-lung segmenter on this hub's device."""
