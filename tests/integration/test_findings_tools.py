@@ -40,7 +40,7 @@ def test_classify_gives_finite_calibrated_probabilities(
     findings = result.output["findings"]
     assert [f["name"] for f in findings] == list(NIH_FINDINGS)
     assert all(0 <= f["probability"] <= 1 and f["status"] in
-               {"present", "absent", "uncertain"} for f in findings)  # fmt: skip
+               {"present", "absent", "indeterminate"} for f in findings)  # fmt: skip
     assert result.output["model"]["name"] == "starter-classifier"
     assert result.output["model"]["sha256"]
     assert any("not a diagnosis" in item for item in result.output["limitations"])
