@@ -144,7 +144,8 @@ def split_questions(text: str) -> list[str]:
     for number, clause in enumerate(clauses):
         joined = f"{carry} {clause}".strip()
         asks = (clause.endswith("?") or bool(_ASKS.match(_LEADING_CONNECTIVE.sub("", clause)))
-                or bool(parts and _LEADING_CONNECTIVE.match(clause)))  # "any mass? also CTR pls"
+                or bool(parts and _LEADING_CONNECTIVE.match(clause)
+                        and _LEADING_CONNECTIVE.sub("", clause).strip()))  # "any mass? also CTR"
         if asks or number == len(clauses) - 1:
             if not asks and parts:  # "... ? need to send a letter": context of the last one
                 parts[-1] = f"{parts[-1]} {joined}"
