@@ -160,7 +160,7 @@ def test_honest_answers_where_no_tool_applies(
     if words:
         assert words in text
     else:
-        assert "endotracheal tube is not assessed" in text
+        assert answer.claims[0].text.startswith("I cannot assess lines, tubes and devices")
     assert_grounded(agent, session)
 
 
