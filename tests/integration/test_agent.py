@@ -61,7 +61,9 @@ def test_single_finding_question_classifies_and_localizes_when_asked_where(
     session = session_with(agent, images["effusion"])
     answer = agent.ask(session, "Is there a pleural effusion?")
     assert tools_called(agent, session) == ["classify_findings"]
-    assert answer.claims[0].text.startswith("Effusion is") and answer.claims[0].evidence
+    # the answer first: "Yes/No/Possibly: Effusion is ...", citing the classification
+    assert answer.claims[0].answers is not None and answer.claims[0].evidence
+    assert answer.claims[0].text.split(": ", 1)[1].startswith("Effusion is")
     assert_grounded(agent, session)
     agent.ask(session, "Where is it?")  # "it": the effusion the conversation is about
     assert tools_called(agent, session) == ["localize_finding"]
