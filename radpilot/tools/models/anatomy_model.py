@@ -11,7 +11,6 @@ component, holes filled (a dense opacity inside a lung is still lung).
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.shared import process_wide
 from radpilot.tools.models import precision
-from radpilot.tools.models.store import WeightsMissingError, bundled_dir
+from radpilot.tools.models.store import starter_bundle
 from radpilot.tools.models.unet import (
     UNetConfig,
     build_unet,
@@ -59,23 +58,12 @@ class AnatomySegmenter:
     """The bundled starter anatomy U-Net (fp16 on disk, fp32 in memory)."""
 
     def __init__(self, folder: Path | None = None, device: str = "cpu") -> None:
-        from safetensors.torch import load_file
-
-        folder = folder or bundled_dir(NAME)
-        weights = folder / "model.safetensors"
-        if not weights.exists() or not (folder / "metadata.json").exists():
-            raise WeightsMissingError(
-                f"the starter anatomy segmenter is not in {folder}; train it with "
-                "`radpilot models train anatomy --data DIR`"
-            )
-        metadata = json.loads((folder / "metadata.json").read_text())
+        metadata, state = starter_bundle(NAME, folder, "the starter anatomy segmenter",
+                                         "radpilot models train anatomy --data DIR")
         self.device = device
         self.size = int(metadata["input"]["size"])
         self.equalize = bool(metadata["input"].get("equalize", False))
         self.model = build_unet(UNetConfig.model_validate(metadata["network"]))
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()
-        }
         self.model.load_state_dict(state)
         self.model.to(device).eval()
         self.card = ModelCard.model_validate(metadata["card"])

@@ -13,7 +13,7 @@ import shutil
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -47,6 +47,21 @@ def sha256_of(path: Path) -> str:
 
 def bundled_dir(name: str) -> Path:
     return Path(str(resources.files(BUNDLED_DIR))) / name
+
+
+def starter_bundle(name: str, folder: Path | None, what: str, trains: str
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """A starter bundle's metadata and its weights as fp32 tensors (fp16 on disk), or a clear
+    error naming the command that trains it."""
+    from safetensors.torch import load_file
+
+    folder = folder or bundled_dir(name)
+    weights = folder / "model.safetensors"
+    if not weights.exists() or not (folder / "metadata.json").exists():
+        raise WeightsMissingError(f"{what} is not in {folder}; train it with `{trains}`")
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in load_file(str(weights)).items()}  # fmt: skip
+    return json.loads((folder / "metadata.json").read_text()), state
 
 
 @cache

@@ -14,7 +14,6 @@ not depend on the findings classifier's weights, and one call costs a few millis
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.errors import RadpilotError
 from radpilot.shared import process_wide
 from radpilot.tools.models import precision
-from radpilot.tools.models.store import WeightsMissingError, bundled_dir
+from radpilot.tools.models.store import bundled_dir, starter_bundle
 from radpilot.tools.models.unet import letterbox
 
 NAME = "starter-view"
@@ -138,23 +137,12 @@ class ViewClassifier:
     """The bundled projection classifier (fp16 on disk, fp32 in memory)."""
 
     def __init__(self, folder: Path | None = None, device: str = "cpu") -> None:
-        from safetensors.torch import load_file
-
-        folder = folder or bundled_dir(NAME)
-        weights = folder / "model.safetensors"
-        if not weights.exists() or not (folder / "metadata.json").exists():
-            raise WeightsMissingError(
-                f"the starter projection classifier is not in {folder}; train it with "
-                "`radpilot models train view --data DIR`"
-            )
-        metadata = json.loads((folder / "metadata.json").read_text())
+        metadata, state = starter_bundle(NAME, folder, "the starter projection classifier",
+                                         "radpilot models train view --data DIR")
         self.device = device
         self.size = int(metadata["input"]["size"])
         self.temperature = float(metadata["temperature"])
         self.model = build_view_net(ViewNetConfig.model_validate(metadata["network"]))
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()
-        }
         self.model.load_state_dict(state)
         self.model.to(device).eval()
         self.card = ModelCard.model_validate(metadata["card"])
