@@ -197,7 +197,7 @@ class DirectAnswers:
                                              and {"left", "right"} <= sides)  # fmt: skip
             word = answer_word(certainty, "abnormal")
             if not agrees:  # found on the other side: No; central (neither side): Possibly
-                word = "no" if side in ("left", "right") else "possibly"
+                word = "no" if side in ("left", "right") and certainty == "likely" else "possibly"
             prefix = self.text["direct"]["abnormal"][word]
             text = f"{prefix}{self.finding_sentence(row)} {where}"
             return self._answer(word, target, text, evidence, certainty, side=side)
