@@ -204,7 +204,8 @@ class QuestionReader:
         if attribute == "opacity side" or (asks_side and not slots.findings
                                            and _found(v.abnormal, text)):  # fmt: skip
             return asked("side", subject="opacity side", asks_side=True)
-        if attribute and not (named and slots.findings):
+        if attribute and (not (named and slots.findings)
+                          or _found(v.attributes, text.split("?")[0])):  # "Is this AP? ..."
             return asked("attribute", subject=attribute)
         if _found(v.off_topic, text) and not slots.findings and not _found(v.read_cues, text):
             return Target(kind="out_of_scope", subject=_found(v.off_topic, text) or "")
