@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from radpilot import prompts
 from radpilot.agent.planner import TurnView
 from radpilot.agent.types import Certainty, Claim, DirectAnswer, DirectWord, Target
 from radpilot.agent.wording import (
     answer_word,
     display,
     heart_size_certainty,
+    lung_findings,
     row_certainty,
     templates,
     zone,
@@ -32,11 +32,6 @@ _OTHER_MODALITY = re.compile(r"\b(ct|mri|ultrasound|scan|pet|angiogram)\b", re.I
 OPACITY_MARGIN = 0.10
 _WORDS: dict[DirectWord, str] = {"yes": "Yes", "no": "No", "possibly": "Possibly",
                                  "cannot_assess": "I cannot assess"}  # fmt: skip
-
-
-def lung_findings() -> list[str]:
-    found: list[str] = prompts.load("targets")["lung_findings"]
-    return found
 
 
 class DirectAnswers:

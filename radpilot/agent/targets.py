@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from difflib import get_close_matches
-from functools import cached_property
 
 from radpilot import prompts
 from radpilot.agent.types import Intent, Laterality, Slots, Target
@@ -66,7 +65,6 @@ class TargetVocabulary:
 
     def __init__(self) -> None:
         table = prompts.load("targets")
-        self.table = table
         self.abbreviations: dict[str, str] = {k.lower(): v for k, v in
                                               table["abbreviations"].items()}  # fmt: skip
         self._abbreviation = phrase_pattern(list(self.abbreviations))
@@ -84,7 +82,6 @@ class TargetVocabulary:
         self.lungs = phrase_pattern(table["lung_words"])
         self.heart_size = phrase_pattern(table["heart_size_words"])
         self.time = phrase_pattern(table["time_words"])
-        self.lung_findings: list[str] = list(table["lung_findings"])
         self.knowledge = phrase_pattern(table["knowledge"])
         self.closed = phrase_pattern(table["closed_openers"])
         self.open = phrase_pattern(table["open_openers"])
@@ -94,7 +91,6 @@ class TargetVocabulary:
         self.guideline = phrase_pattern(table["guideline_words"])
         self.negations = phrase_pattern(table["negations"])
         self.vague_words = set(table["vague_words"])
-        self.clarification: str = table["clarification"]
 
     def expand(self, text: str) -> str:
         """Shorthand spelt out ("r/o ptx" -> "rule out pneumothorax"); "?x" reads "x?"."""
@@ -168,10 +164,6 @@ class QuestionReader:
 
     def normalise(self, text: str) -> str:
         return self.spelling.correct(self.vocabulary.expand(text))
-
-    @cached_property
-    def clarification(self) -> str:
-        return self.vocabulary.clarification
 
     def target(self, text: str, intent: Intent, slots: Slots, *, decision: bool = False,
                first_turn: bool = False, named: bool = True) -> Target:  # fmt: skip

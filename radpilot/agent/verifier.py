@@ -18,7 +18,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from radpilot import prompts
 from radpilot.agent.types import Answer, Certainty, Claim, StudyRef
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.wording import (
@@ -26,6 +25,7 @@ from radpilot.agent.wording import (
     answer_word,
     graph_claims,
     heart_size_certainty,
+    lung_findings,
     row_certainty,
     stated_texts,
     templates,
@@ -187,7 +187,7 @@ class Verifier:
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
         self.stated = stated_texts()
-        self.lung_findings: list[str] = prompts.load("targets")["lung_findings"]
+        self.lung_findings = lung_findings()
 
     def verify(
         self, answer: Answer, ledger: dict[str, Evidence], studies: list[StudyRef]

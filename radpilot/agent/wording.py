@@ -76,6 +76,12 @@ def zone(y_centre: float, height: int) -> str:
     return "upper zone" if fraction < 0.4 else "mid zone" if fraction < 0.6 else "lower zone"
 
 
+def lung_findings() -> list[str]:
+    """The findings "are the lungs clear?" is about (prompts/targets.yaml)."""
+    found: list[str] = prompts.load("targets")["lung_findings"]
+    return found
+
+
 def templates() -> dict[str, Any]:
     loaded: dict[str, Any] = prompts.load("composer")
     return loaded
