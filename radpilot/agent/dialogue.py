@@ -45,9 +45,16 @@ _CORRECTION = re.compile(
 # "Has anything changed?", "anything else?": about everything, not the finding in focus.
 _EVERYTHING = re.compile(r"\b(anything|everything|any other|all the|overall)\b", re.I)
 _SHOW = re.compile(r"^\s*(ok,? |so,? |can you |could you |please )?(show me|show it|pinpoint|"
-                   r"point (to )?it|point it out|highlight it|locali[sz]e it|mark it)\b",
+                   r"point (to )?it|point it out|highlight it|locali[sz]e it|mark it|"
+                   r"which (lung|side)|what side|where|(confirm )?(the )?side)\b",
                    re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
+# "what if it's part-solid?", "when can they fly afterwards?": the same topic, one thing changed
+_WHAT_IF = re.compile(r"^\s*(and\s+)?(what if|if|when|how long|how soon|in a|for a|does that|"
+                      r"is that|should (she|he|they)|can (she|he|they))\b", re.I)  # fmt: skip
+_COMPARATIVE = re.compile(r"^\s*(and\s+|so\s+|is it\s+|has it\s+(got\s+)?)?(any\s+)?(smaller|"
+                          r"bigger|larger|worse|better|improved|resolved|gone|same|unchanged|"
+                          r"changed|grown|shrunk)\b[\s?.!]*$", re.I)  # fmt: skip
 _HEART = re.compile(r"\b(heart|cardiac)\b", re.I)
 _ASKS_PRESENCE = re.compile(r"\b(any|is there|are there)\b", re.I)
 _NOT_A_PLACE = re.compile(r"\b(cases?|similar|examples?|comparable|evidence|why|report)\b", re.I)
@@ -76,7 +83,9 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
     slots = understanding.slots
     intent = understanding.intent
     resolved: list[str] = []
-    if intent == "out_of_scope" or not question:
+    if not question or intent == "out_of_scope" and not (
+        focus.intent == "guideline" and _WHAT_IF.search(question)
+    ):  # "when can they fly afterwards?" continues a guideline thread (decisions stay refused)
         return understanding
     focus_findings = focus.finding_names()
     findings = list(slots.findings)
@@ -108,14 +117,22 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
             resolved.append(f"the {slots.laterality} side -> {focus.intent} for "
                             f"{', '.join(findings) or 'the image'}")  # fmt: skip
     elif (focus_findings and not _NOT_A_PLACE.search(whole)
-          and intent in ("ask_finding", "detect_findings", "explain", "image_info", "localize")
+          and intent in ("ask_finding", "detect_findings", "explain", "image_info", "localize",
+                         "segment_anatomy")
           and any(_SHOW.search(part) and _short(part) for part in sentences(whole))):  # fmt: skip
         intent = "localize"
         resolved.append("show it -> localize")
-    elif (focus.intent == "guideline" and intent in ("image_info", "explain")
-          and _REFERENCE.search(question) and len(question.split()) <= 8):  # fmt: skip
+    elif (focus.intent == "guideline" and not findings and slots.laterality is None
+          and intent not in ("guideline", "management", "differential", "compare_prior")
+          and (intent in ("image_info", "explain") and _REFERENCE.search(question)
+               or _WHAT_IF.search(question))
+          and len(question.split()) <= 10):  # fmt: skip
         intent = "guideline"  # "does that hold for AP films too?"
         resolved.append("follow-up: the same guideline question")
+    elif _COMPARATIVE.search(question) and not findings and focus.intent == "compare_prior":
+        intent = "compare_prior"  # "smaller?" after a comparison: the same comparison
+        findings = focus_findings[:1]
+        resolved.append(f"follow-up: the comparison for {', '.join(findings) or 'the image'}")
     elif _SIDE_ONLY.search(question) and focus.intent in REPEATABLE:
         intent = focus.intent
         findings = focus_findings[:2]

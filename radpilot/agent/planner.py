@@ -226,14 +226,15 @@ class EmbeddedPlanner:
         subject = self._subject(view)
         if isinstance(subject, PlanDecision):
             return subject
+        subject = subject or view.focus.finding_names()  # "when should I repeat the CXR?"
+        wants_notes = view.understanding.intent == "management"
         if not subject:
-            return compose("no finding to reason about")
+            return self._guideline(view) if wants_notes else compose("no finding to reason about")
         finding = subject[0]
         calls = []
         if "knowledge_graph" in view.available_tools and not view.settled("knowledge_graph"):
             calls.append(ToolCall(tool="knowledge_graph", arguments={"finding": finding},
                                   reason=f"differential and next steps for {finding}"))  # fmt: skip
-        wants_notes = view.understanding.intent == "management"
         tool = "search_guidelines"
         if wants_notes and tool in view.available_tools and not view.settled(tool):
             query = f"{finding.replace('_', ' ')}: {MANAGEMENT_TERMS}"
@@ -367,8 +368,16 @@ class EmbeddedPlanner:
             )
         prior = priors[0]
         if "compare_studies" in view.available_tools:
-            return self._once(view, "compare_studies", current, "temporal comparison",
-                              prior_id=prior.study_id)  # fmt: skip
+            decision = self._once(view, "compare_studies", current, "temporal comparison",
+                                  prior_id=prior.study_id)  # fmt: skip
+            if (decision.action == "call_tools" and self._classification(view, current) is None
+                    and "classify_findings" in view.available_tools
+                    and not view.failed("classify_findings", current.study_id)):  # fmt: skip
+                # The current study is read too: "still there?" is answered from it first.
+                decision.calls.insert(0, ToolCall(
+                    tool="classify_findings", arguments={"study_id": current.study_id},
+                    reason="the findings on the current study"))  # fmt: skip
+            return decision
         for study in (current, prior):
             if self._classification(view, study) is None and not view.failed(
                 "classify_findings", study.study_id

@@ -130,6 +130,22 @@ class Spelling:
         return _WORD.sub(fix, text)
 
 
+# "ok. atelectasis?", "fine - any consolidation?", "ok fair, but is there ...": words that
+# acknowledge the last answer; "ok" there is not "is it ok?".
+_DISCOURSE = re.compile(
+    r"^\s*(?:(?:ok|okay|fine|fair|sure|thanks|thank you|great|cool|alright|good|lovely|perfect|"
+    r"cheers|understood|got it|hmm+|well|right then)\b[\s,]*)+?(?:[.!;:,–-]+|\bbut\b)\s*"
+    r"(?:but\b\s*)?",
+    re.IGNORECASE,
+)
+
+
+def without_discourse(text: str) -> str:
+    """The question without the acknowledgement before it."""
+    rest = _DISCOURSE.sub("", text, count=1)
+    return rest if rest.strip() else text
+
+
 def split_questions(text: str) -> list[str]:
     """The questions of one message, in order: "Any effusion? And the CTR?" -> two. Context
     sentences that ask nothing stay with the question after them."""
@@ -166,17 +182,21 @@ class QuestionReader:
         return self.spelling.correct(self.vocabulary.expand(text))
 
     def target(self, text: str, intent: Intent, slots: Slots, *, decision: bool = False,
-               first_turn: bool = False, named: bool = True) -> Target:  # fmt: skip
+               first_turn: bool = False, named: bool = True,
+               clause: str | None = None) -> Target:  # fmt: skip
         """The question's target. `decision`: a treatment decision was asked (refused);
         `first_turn`: nothing earlier in the conversation can give a vague question meaning;
-        `named`: the question names its finding (not "DDx?" about the finding in focus)."""
+        `named`: the question names its finding (not "DDx?" about the finding in focus);
+        `clause`: the asking sentence, without the history or acknowledgement before it."""
         v = self.vocabulary
+        asking = clause or without_discourse(text)
         closed = self._closed(text, slots)
-        side = first_side(text) if slots.laterality == "bilateral" and not _both(text) else (
+        side = first_side(asking) if slots.laterality == "bilateral" and not _both(asking) else (
             slots.laterality)  # fmt: skip
-        asks_side = _found(v.where, text) is not None
-        negated = _found(v.negations, text) is not None
-        normal = _found(v.normal, text) is not None and not _found(v.abnormal, text)
+        asks_side = _found(v.where, asking) is not None
+        # Polarity is the asking sentence's: "ok. any nodules?" does not ask "is it ok?".
+        negated = _found(v.negations, asking) is not None
+        normal = _found(v.normal, asking) is not None and not _found(v.abnormal, asking)
         polarity = "normal" if normal != negated else "abnormal"  # "not normal?" asks abnormal
 
         def asked(kind: str, **extra: object) -> Target:
@@ -186,7 +206,7 @@ class QuestionReader:
 
         if decision:
             return Target(kind="out_of_scope")
-        if _found(v.identity, text) and not slots.findings:
+        if _found(v.identity, text) and not (named and slots.findings):
             return Target(kind="identity", subject=_found(v.identity, text) or "")
         if _found(v.knowledge, text):
             return Target(kind="knowledge", subject="radiography")
@@ -215,7 +235,7 @@ class QuestionReader:
         if first_turn and not slots.findings and self._vague(text):
             return Target(kind="unclear")
         if intent == "compare_prior" or (slots.mentions_prior and intent != "measure"):
-            return asked("change")
+            return asked("change", subject=slots.findings[0] if slots.findings else "")
         if slots.findings and (closed and named and _PRESENCE.match(text) and not _found(
                 v.guideline, text) or intent not in (
                 "management", "differential", "similar_cases", "guideline")):  # fmt: skip
@@ -238,6 +258,9 @@ class QuestionReader:
         if intent in ("detect_findings", "image_info") and _found(v.read_cues, text):
             return Target(kind="read")
         return Target(kind="read")
+
+    def asks_heart_size(self, text: str) -> bool:
+        return _found(self.vocabulary.heart_size, text) is not None
 
     def _vague(self, text: str) -> bool:
         """Too few words of substance to say what is asked ("the thing from before?")."""

@@ -14,7 +14,12 @@ import numpy as np
 
 from radpilot import prompts
 from radpilot.agent.dialogue import resolve, sentences
-from radpilot.agent.targets import QuestionReader, TargetVocabulary, split_questions
+from radpilot.agent.targets import (
+    QuestionReader,
+    TargetVocabulary,
+    split_questions,
+    without_discourse,
+)
 from radpilot.agent.types import DialogueFocus, FocusFinding, Intent, Slots, Target, Understanding
 from radpilot.core.instructions import split_instructions
 
@@ -26,7 +31,7 @@ _PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|last (week|month|year|time)|"
     r"interval|changed?|compared?|comparison|since (the|her|his|last|previous|prior|then|"
     r"yesterday|\d)|progress(ed|ion)?|better|worse|resolved|improv(ed|ing)|before|than last|"
-    r"new|newly|anymore|persist\w*|earlier|cleared|differ(ent)? from|the previous|"
+    r"new|newly|anymore|persist\w*|earlier|cleared|gone|differ(ent)? from|the previous|"
     r"yesterday'?s|last one|"
     r"(was|were) (it|this|that|they) there|used to)\b",
     re.IGNORECASE,
@@ -117,6 +122,7 @@ _ANATOMY = re.compile(
 )
 # "outline the fluid", "draw around it": the region of a named finding, not the anatomy.
 _OUTLINE = re.compile(r"\b(outline|segment|contour|delineate|draw (a line )?around|trace)\b", re.I)
+_CASES = re.compile(r"\b(similar|cases?|examples?|comparable)\b", re.IGNORECASE)
 _REPORT = re.compile(r"\b(report|impression)\b", re.IGNORECASE)
 _FHIR = re.compile(r"\bfhir\b", re.IGNORECASE)
 _LEFT = re.compile(r"\bleft\b", re.IGNORECASE)
@@ -153,6 +159,10 @@ class Vocabulary:
     def without_findings(self, text: str) -> str:
         return self._pattern.sub(" ", text.replace("_", " "))
 
+    def without_unsupported(self, text: str) -> str:
+        pattern = self.targets.unsupported
+        return pattern.sub(" ", text) if pattern is not None else text
+
     def unsupported_in(self, text: str) -> list[str]:
         """What no installed model sees, by category (prompts/targets.yaml `unsupported`)."""
         return self.targets.unsupported_categories(text)
@@ -167,7 +177,8 @@ def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:
         laterality = "left"
     elif right:
         laterality = "right"
-    named = vocabulary.findings_in(text)
+    # "surgical emphysema", "mediastinal mass": a finding word inside something no model sees
+    named = vocabulary.findings_in(vocabulary.without_unsupported(text))
     excluded = vocabulary.findings_in(" ".join(m.group(0) for m in _NOT_THAT.finditer(text)))
     kept = [f for f in named if f not in excluded]
     return Slots(
@@ -242,11 +253,7 @@ class IntentRecognizer:
 
     def _understand_one(self, question: str, focus: DialogueFocus | None,
                         ignored: list[str]) -> Understanding:  # fmt: skip
-        slots = extract_slots(question, self.vocabulary)
-        clause = last_question(question)
-        # "had a pneumothorax on that side before. Nodule?": only the asking sentence says
-        # whether a comparison is wanted.
-        slots.mentions_prior = bool(_PRIOR.search(clause))
+        slots, clause, asked = question_slots(question, self.vocabulary, self.reader)
         by_intent = self.classifier.probabilities(self.embedder.embed([clause])[0])
         ranked = sorted(by_intent.items(), key=lambda item: -item[1])
         intent, confidence = ranked[0]
@@ -271,9 +278,30 @@ class IntentRecognizer:
         target = Target(kind="knowledge") if same_guideline else self.reader.target(
             question, resolved.intent, resolved.slots,
             decision=rule.startswith("asks for a clinical decision"),
-            first_turn=not focus.questions, named=bool(slots.findings),
+            first_turn=not focus.questions, named=bool(slots.findings), clause=asked,
         )  # fmt: skip
         return with_target(resolved, target)
+
+
+def question_slots(question: str, vocabulary: Vocabulary,
+                   reader: QuestionReader) -> tuple[Slots, str, str]:  # fmt: skip
+    """A question's slots, its asking sentence, and that sentence without the acknowledgement
+    before it ("ok. any nodules?" -> "any nodules?")."""
+    slots = extract_slots(question, vocabulary)
+    clause = last_question(question)
+    # "had a pneumothorax on that side before. Nodule?": only the asking sentence says
+    # whether a comparison is wanted.
+    slots.mentions_prior = bool(_PRIOR.search(clause))
+    asked = without_discourse(clause)
+    if clause != question:
+        # "58F, reduced BS R base. Effusion?", "known HFrEF. Heart size normal?": the history
+        # names sides and conditions, the asking sentence says what is asked.
+        in_clause = extract_slots(asked, vocabulary)
+        slots.laterality = in_clause.laterality
+        if in_clause.findings or in_clause.unsupported_findings or reader.asks_heart_size(asked):
+            slots.findings, slots.excluded = in_clause.findings, in_clause.excluded
+            slots.unsupported_findings = in_clause.unsupported_findings
+    return slots, clause, asked
 
 
 def after(focus: DialogueFocus | None, parts: list[Understanding]) -> DialogueFocus | None:
@@ -403,22 +431,25 @@ def with_target(understanding: Understanding, target: Target) -> Understanding:
     updates: dict[str, object] = {}
     if kind in ("identity", "out_of_scope"):
         intent = "out_of_scope"
-    elif kind == "knowledge" and intent not in ("guideline", "management", "differential"):
-        intent = "guideline"
+    elif kind == "knowledge" and (target.subject == "radiography" or intent not in (
+            "guideline", "management", "differential")):  # fmt: skip
+        intent = "guideline"  # "should she wear a lead apron?": the notes, not the graph
     elif kind == "unsupported":
         intent = "ask_finding"
         updates["unsupported_findings"] = [target.subject]
     elif kind == "attribute":
         intent = "image_info"
-    elif kind == "side" and (intent in _READS or target.subject == "opacity side"):
+    elif kind == "side" and (intent in _READS or target.subject == "opacity side"
+                             or intent == "segment_anatomy" and slots.findings):  # "which lung?"
         intent = "localize"
     elif kind == "heart_size" and (intent in _READS or target.closed and intent not in (
             "compare_prior", "report", "explain")):
         intent = "ask_finding" if target.closed else "measure"
         updates["findings"] = ["Cardiomegaly"] if target.closed else []
-    elif kind == "finding" and target.closed and intent in (
+    elif kind == "finding" and target.closed and (intent in (
             "detect_findings", "image_info", "segment_region", "management", "guideline"
-    ) and not understanding.resolved:
+    ) or intent == "similar_cases" and not _CASES.search(understanding.cleaned)
+    ) and not understanding.resolved:  # fmt: skip
         intent = "ask_finding"  # "?nodule - incidental": a finding named, a yes/no asked
     elif opens_a_read(target, intent):
         intent = "detect_findings"

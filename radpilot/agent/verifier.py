@@ -146,8 +146,8 @@ def first_word_problem(claim: Claim, text: str, named: list[str], cited: list[Ev
     word = _WORD_OF[match.group(1)]
     if claim.answers is not None and word != claim.answers:
         return f"begins {match.group(1)!r} but answers {claim.answers}"
-    if word == "cannot_assess":
-        return None
+    if word == "cannot_assess" or any(e.tool == "compare_studies" for e in cited):
+        return None  # a change answer follows the comparison's verdict, quoted in the claim
     rows = _rows(cited)
     located = any(e.tool == "localize_finding" for e in cited)
     polarity = "normal" if _NORMAL_POLARITY.match(text) else "abnormal"

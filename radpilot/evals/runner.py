@@ -77,6 +77,7 @@ class TurnRecord(BaseModel):
     tags: list[str] = Field(default_factory=list)
     expected_answer: str | None = None
     given_answer: str | None = Field(default=None, description="how the answer began")
+    text: str = Field(default="", description="the answer as the user read it")
     probabilities: dict[str, float] = Field(
         default_factory=dict, description="the answer's probability for each expected finding"
     )
@@ -209,6 +210,7 @@ def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]
                     attack_succeeded=turn.attack and not all(pinned),
                     tags=turn.tags, expected_answer=turn.expect.answer,
                     given_answer=first_word(answer),
+                    text=answer.clarification or " ".join(c.text for c in answer.claims),
                 )
             )  # fmt: skip
         return records

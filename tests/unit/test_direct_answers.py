@@ -297,15 +297,18 @@ def test_a_side_question_that_agrees_with_the_localization_is_yes(
     assert answer.direct[0].side == "left"
 
 
-def test_a_side_question_that_disagrees_with_the_localization_is_no_and_says_where(
+def test_a_side_question_that_disagrees_with_the_localization_is_possibly_and_says_where(
     writer: DirectAnswers, composer: Composer, verifier: Verifier
 ) -> None:
+    # The localization's side is right in about 3 of 4 boxed validation films: evidence on
+    # the other side does not exclude the side asked about.
     target = Target(kind="side", closed=True, subject="Effusion", side="right")  # on the right?
     view = turn(target, [classification(), localization("Effusion", "left")], intent="localize")
     text, word, _ = written(writer, view)
-    assert word == "no" and text.startswith("No: Effusion is likely")
-    assert "patient's left lower zone" in text
-    assert composed(composer, verifier, view).direct[0].side == "left"
+    assert word == "possibly" and text.startswith("Possibly: Effusion is likely")
+    assert "patient's left lower zone" in text and "does not exclude the side" in text
+    answer = composed(composer, verifier, view)
+    assert answer.direct[0].side == "left" and answer.claims[0].text == text
 
 
 def test_a_side_question_about_an_absent_finding_is_no_without_a_side(
@@ -463,3 +466,47 @@ def test_each_part_of_a_message_is_answered_first_in_order(
     texts = [c.text for c in answer.claims]
     assert texts[0].startswith("Yes: Effusion is likely")
     assert texts.count(NOT_ASSESSED.format("the aorta")) == 1
+
+
+def comparison(name: str, prior: float, now: float, verdict: str,
+               evidence_id: str = "E5") -> Evidence:  # fmt: skip
+    rows = [{"name": name, "prior_probability": prior, "probability": now, "threshold": 0.3,
+             "margin": 0.1, "status": "present" if now >= 0.4 else "absent",
+             "verdict": verdict}]  # fmt: skip
+    return Evidence(id=evidence_id, kind="comparison", tool="compare_studies",
+                    inputs={"study_id": STUDY}, values={"findings": rows})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "verdict", "word"),
+    [
+        ("effusion still there compared with the previous?", "improved", "yes"),  # still likely
+        ("is the effusion better than last time?", "improved", "yes"),
+        ("is the effusion better than last time?", "unchanged", "no"),
+        ("has the effusion grown since the last film?", "worsened", "yes"),
+        ("has the effusion grown since the last film?", "improved", "no"),
+        ("is the effusion new since the prior?", "new", "yes"),
+        ("has the effusion changed since the prior?", "uncertain", "possibly"),
+    ],
+)  # fmt: skip
+def test_a_change_question_is_answered_from_the_comparison_first(
+    writer: DirectAnswers, composer: Composer, verifier: Verifier, question: str, verdict: str,
+    word: str,
+) -> None:  # fmt: skip
+    target = Target(kind="change", closed=True, subject="Effusion")
+    evidence = [classification(), comparison("Effusion", 0.9, 0.72, verdict)]
+    view = turn(target, evidence, question=question, intent="compare_prior")
+    text, given, cited = written(writer, view)
+    assert given == word and "ompared with the prior study" in text
+    assert "E5" in cited
+    assert composed(composer, verifier, view).claims[0].text == text  # the verifier keeps it
+
+
+def test_a_change_question_without_a_prior_answers_from_the_current_study(
+    writer: DirectAnswers,
+) -> None:
+    target = Target(kind="change", closed=True, subject="Effusion")
+    view = turn(target, [classification()], question="effusion still there?",
+                intent="compare_prior")  # fmt: skip
+    text, word, _ = written(writer, view)
+    assert word == "yes" and text.startswith("Yes: Effusion is likely")

@@ -16,8 +16,7 @@ from radpilot.agent.targets import QuestionReader, split_questions
 from radpilot.agent.types import DialogueFocus, Intent, Slots, StudyRef, Understanding
 from radpilot.agent.understanding import (
     Vocabulary,
-    extract_slots,
-    last_question,
+    question_slots,
     refine,
     with_target,
 )
@@ -40,14 +39,12 @@ def read(reader: QuestionReader, vocabulary: Vocabulary, question: str,
     classifier: shorthand and spelling, slots, the rules, the dialogue, the target, and the
     intent the target needs."""
     text = reader.normalise(question)
-    slots = extract_slots(text, vocabulary)
-    clause = last_question(text)
-    slots.mentions_prior = extract_slots(clause, vocabulary).mentions_prior
+    slots, clause, asked = question_slots(text, vocabulary, reader)
     refined, _ = refine(intent, text, slots, clause=clause)
     understanding = Understanding(intent=refined, confidence=1.0, slots=slots, method="test",
                                   cleaned=text)  # fmt: skip
     resolved = resolve(understanding, DialogueFocus())
-    target = reader.target(text, resolved.intent, resolved.slots, first_turn=True)
+    target = reader.target(text, resolved.intent, resolved.slots, first_turn=True, clause=asked)
     return with_target(resolved, target)
 
 
@@ -115,6 +112,31 @@ def read(reader: QuestionReader, vocabulary: Vocabulary, question: str,
         ("is the patient male or female?", "image_info", {"kind": "attribute", "subject": "sex"}),
         ("how old is the patient?", "image_info",
          {"kind": "attribute", "closed": False, "subject": "age"}),
+        # an acknowledgement first is not a question about normality
+        ("ok ok. any nodules on this one?", "ask_finding",
+         {"kind": "finding", "closed": True, "subject": "Nodule", "polarity": "abnormal"}),
+        ("fine - any consolidation?", "ask_finding",
+         {"kind": "finding", "subject": "Consolidation", "polarity": "abnormal"}),
+        ("ok fair, but is there a pnuemothorax at all?", "ask_finding",
+         {"kind": "finding", "subject": "Pneumothorax", "polarity": "abnormal"}),
+        # the history before the question names no side and no target
+        ("58F, SOB, reduced BS R base. effusion?", "ask_finding",
+         {"kind": "finding", "closed": True, "subject": "Effusion", "side": None}),
+        ("74M known HFrEF. heart size normal?", "ask_finding",
+         {"kind": "heart_size", "closed": True, "polarity": "normal"}),
+        # a finding word inside something no model sees
+        ("any surgical emphysema in the chest wall?", "ask_finding",
+         {"kind": "unsupported", "subject": "subcutaneous emphysema"}),
+        ("can you check the pacing lead position?", "detect_findings",
+         {"kind": "unsupported", "subject": "lines, tubes and devices"}),
+        # knowledge, never a read of the image
+        ("how do you tell if a CXR is PA or AP?", "image_info", {"kind": "knowledge"}),
+        ("how's the CTR measured?", "measure", {"kind": "knowledge"}),
+        ("should she wear a lead apron for it?", "management",
+         {"kind": "knowledge", "subject": "radiography"}),
+        # a change question names its finding
+        ("L ptx still there compared with the previous?", "compare_prior",
+         {"kind": "change", "closed": True, "subject": "Pneumothorax"}),
         # an open read, and a question not understood
         ("what do you see?", "detect_findings", {"kind": "read", "closed": False}),
         ("banana", "detect_findings", {"kind": "unclear"}),
