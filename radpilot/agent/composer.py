@@ -16,7 +16,7 @@ from radpilot.agent.ledger import by_id
 from radpilot.agent.planner import TurnView, clarification
 from radpilot.agent.types import Answer, Claim, FindingRow, Intent, Message
 from radpilot.agent.understanding import Vocabulary
-from radpilot.agent.wording import display, graph_claims, row_certainty, templates, zone
+from radpilot.agent.wording import display, film, graph_claims, row_certainty, templates, zone
 from radpilot.core.contracts import Evidence
 
 GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
@@ -355,7 +355,7 @@ class Composer:
         texts = [
             self.text["ctr"].format(
                 ratio=v["cardiothoracic_ratio"], heart=length(v["heart_line"]),
-                thorax=length(v["thorax_line"]), view=v["view"], reading=v["ctr_reading"],
+                thorax=length(v["thorax_line"]), view=film(v), reading=v["ctr_reading"],
                 threshold=v["pa_threshold"],
             ),
             self.text["lung_areas"].format(

@@ -20,6 +20,7 @@ from radpilot.agent.types import Certainty, Claim, DirectAnswer, DirectWord, Tar
 from radpilot.agent.wording import (
     answer_word,
     display,
+    film,
     heart_size_certainty,
     lung_findings,
     row_certainty,
@@ -146,8 +147,8 @@ class DirectAnswers:
             return self._ratio(target, measured)
         row, classification = found
         ratio = measured.values["cardiothoracic_ratio"] if measured is not None else None
-        film = str(measured.values["view"]) if measured is not None else "UNKNOWN"
-        certainty = heart_size_certainty(row_certainty(row), ratio, film)
+        projection = str(measured.values["view"]) if measured is not None else "UNKNOWN"
+        certainty = heart_size_certainty(row_certainty(row), ratio, projection)
         word = answer_word(certainty, target.polarity)
         sentence = self.text["heart_size"][certainty].format(
             probability=row["probability"], rule_out=row["rule_out"], rule_in=row["rule_in"],
@@ -156,10 +157,10 @@ class DirectAnswers:
         text = text[0].upper() + text[1:]
         evidence = [classification.id]
         if ratio is not None and measured is not None:
-            text = text.removesuffix(".") + self.text["heart_size_ctr"].format(ratio=ratio,
-                                                                                view=film)
+            text = text.removesuffix(".") + self.text["heart_size_ctr"].format(
+                ratio=ratio, view=film(measured.values))
             evidence.append(measured.id)
-            if film.upper() == "AP":
+            if projection.upper() == "AP":
                 text += " " + self.text["heart_size_ap"]
         return self._answer(word if target.closed else None, target, text, evidence, certainty)
 
@@ -169,7 +170,7 @@ class DirectAnswers:
         above = v["cardiothoracic_ratio"] > v["pa_threshold"]
         word = answer_word("likely" if above else "unlikely", target.polarity)
         text = self.text["direct"][target.polarity][word] + self.text["ctr_answer"].format(
-            ratio=v["cardiothoracic_ratio"], view=v["view"], reading=v["ctr_reading"],
+            ratio=v["cardiothoracic_ratio"], view=film(v), reading=v["ctr_reading"],
             threshold=v["pa_threshold"],
         )  # fmt: skip
         return self._answer(word, target, text, [measured.id], "stated")

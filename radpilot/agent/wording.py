@@ -66,6 +66,14 @@ def heart_size_certainty(classifier: Certainty, ratio: float | None, view: str) 
     return classifier
 
 
+def film(measured: dict[str, Any]) -> str:
+    """A measurement's projection as the answer names it: "AP", or "AP (estimated by the
+    projection model)" when the file does not record it."""
+    view = str(measured.get("view", "UNKNOWN"))
+    return f"{view} (estimated by the projection model)" if (
+        measured.get("view_source") == "model") else view  # fmt: skip
+
+
 def display(finding: str) -> str:
     """A finding as a clinician writes it (Pleural_Thickening -> Pleural thickening)."""
     return finding.replace("_", " ").capitalize() if "_" in finding else finding

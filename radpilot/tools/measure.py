@@ -12,10 +12,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from radpilot.core.errors import RadpilotError
 from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.anatomy import Span, cardiothoracic
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
+from radpilot.tools.image_info import estimate_view
 from radpilot.tools.imaging import Study
 from radpilot.tools.segment import AnatomyTool, Area, area_of, named_masks, tinted
 
@@ -40,7 +42,11 @@ class MeasureInput(ToolInput):
 
 class MeasureOutput(ToolOutput):
     study_id: str
-    view: str
+    view: str = Field(description="PA, AP, LATERAL or UNKNOWN: from the header, else estimated")
+    view_source: Literal["dicom", "model", "none"] = Field(
+        default="dicom", description="where `view` comes from: the file's header, the "
+        "projection model (the header records none), or neither"
+    )  # fmt: skip
     cardiothoracic_ratio: float
     heart_line: Line
     thorax_line: Line
@@ -71,6 +77,18 @@ def draw_lines(
     for span, colour in ((thorax, (255, 255, 0)), (heart, (255, 0, 255))):
         draw.line([(span.x_start, span.y), (span.x_end, span.y)], fill=colour, width=width)
     return png_bytes(image)
+
+
+def projection(study: Study, ctx: ToolContext) -> tuple[str, Literal["dicom", "model", "none"]]:
+    """The film's projection: the header's, else the projection model's estimate (an AP film
+    magnifies the heart, so the ratio is read differently), else UNKNOWN."""
+    if study.view != "UNKNOWN":
+        return study.view, "dicom"
+    try:
+        estimate = estimate_view(study, ctx)
+    except RadpilotError:  # a measurement must not fail for want of an estimate
+        estimate = None
+    return (estimate.view, "model") if estimate is not None else ("UNKNOWN", "none")
 
 
 def method_notes(view: str, heart_method: str, has_spacing: bool) -> list[str]:
@@ -108,9 +126,11 @@ class MeasureTool(AnatomyTool[MeasureInput, MeasureOutput]):
         ratio = round(heart.width / thorax.width, 3)
         right, left = area_of(anatomy.right_lung, study), area_of(anatomy.left_lung, study)
         picture = draw_lines(pixels, named_masks(anatomy), heart, thorax)
+        view, source = projection(study, ctx)
         return MeasureOutput(
             study_id=study.id,
-            view=study.view,
+            view=view,
+            view_source=source,
             cardiothoracic_ratio=ratio,
             heart_line=line_of(heart, study),
             thorax_line=line_of(thorax, study),
@@ -120,7 +140,7 @@ class MeasureTool(AnatomyTool[MeasureInput, MeasureOutput]):
                 round(right.pixels / left.pixels, 3) if left.pixels else None
             ),
             ctr_reading="above" if ratio > CTR_THRESHOLD_PA else "at or below",
-            notes=method_notes(study.view, anatomy.heart_method, study.spacing_mm is not None),
+            notes=method_notes(view, anatomy.heart_method, study.spacing_mm is not None),
             artefacts=[ctx.artefacts.save_png(picture, "overlay")],
             models=anatomy.models,
             limitations=[

@@ -510,3 +510,16 @@ def test_a_change_question_without_a_prior_answers_from_the_current_study(
                 intent="compare_prior")  # fmt: skip
     text, word, _ = written(writer, view)
     assert word == "yes" and text.startswith("Yes: Effusion is likely")
+
+
+def test_a_projection_estimated_by_the_model_is_named_so_and_brings_the_ap_caveat(
+    writer: DirectAnswers, composer: Composer, verifier: Verifier
+) -> None:
+    estimated = measurement(0.58, "AP")
+    estimated.values["view_source"] = "model"  # the file records no projection
+    target = Target(kind="heart_size", closed=True)
+    view = turn(target, [classification(), estimated], question="is the heart big?")
+    text, _, _ = written(writer, view)
+    assert "on this AP (estimated by the projection model) film" in text
+    assert "On an AP film the heart is magnified" in text
+    composed(composer, verifier, view)
