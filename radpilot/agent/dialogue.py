@@ -124,9 +124,7 @@ def resolve(understanding: Understanding, focus: DialogueFocus) -> Understanding
         resolved.append("show it -> localize")
     elif (focus.intent == "guideline" and not findings and slots.laterality is None
           and intent not in ("guideline", "management", "differential", "compare_prior")
-          and (intent in ("image_info", "explain") and _REFERENCE.search(question)
-               or _WHAT_IF.search(question))
-          and len(question.split()) <= 10):  # fmt: skip
+          and _WHAT_IF.search(question) and len(question.split()) <= 10):  # fmt: skip
         intent = "guideline"  # "does that hold for AP films too?"
         resolved.append("follow-up: the same guideline question")
     elif _COMPARATIVE.search(question) and not findings and focus.intent == "compare_prior":

@@ -159,13 +159,27 @@ class Vocabulary:
     def without_findings(self, text: str) -> str:
         return self._pattern.sub(" ", text.replace("_", " "))
 
-    def without_unsupported(self, text: str) -> str:
+    def _unsupported_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the text names something no model sees, unless a finding's own phrase covers
+        it ("coin lesion" stays a nodule; "surgical emphysema" is not emphysema)."""
         pattern = self.targets.unsupported
-        return pattern.sub(" ", text) if pattern is not None else text
+        if pattern is None:
+            return []
+        findings = [m.span() for m in self._pattern.finditer(text)]
+        return [m.span() for m in pattern.finditer(text)
+                if not any(s <= m.start() and m.end() <= e for s, e in findings)]  # fmt: skip
+
+    def without_unsupported(self, text: str) -> str:
+        text = text.replace("_", " ")
+        for start, end in reversed(self._unsupported_spans(text)):
+            text = f"{text[:start]} {text[end:]}"
+        return text
 
     def unsupported_in(self, text: str) -> list[str]:
         """What no installed model sees, by category (prompts/targets.yaml `unsupported`)."""
-        return self.targets.unsupported_categories(text)
+        text = text.replace("_", " ")
+        named = " ; ".join(text[s:e] for s, e in self._unsupported_spans(text))
+        return self.targets.unsupported_categories(named)
 
 
 def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:

@@ -16,6 +16,7 @@ from radpilot.agent.targets import QuestionReader, split_questions
 from radpilot.agent.types import DialogueFocus, Intent, Slots, StudyRef, Understanding
 from radpilot.agent.understanding import (
     Vocabulary,
+    extract_slots,
     question_slots,
     refine,
     with_target,
@@ -312,3 +313,18 @@ def test_each_part_gets_its_own_target(reader: QuestionReader, vocabulary: Vocab
                                                           "what's the cardiothoracic ratio?"]
     single = view.model_copy(update={"understanding": parts[0]})
     assert single.parts() == [single]
+
+
+@pytest.mark.parametrize(
+    ("question", "findings", "unsupported"),
+    [
+        ("any surgical emphysema in the chest wall?", [], ["subcutaneous emphysema"]),
+        ("possible coin lesion?", ["Nodule"], []),  # a finding's own phrase covers "coin"
+        ("emphysema?", ["Emphysema"], []),
+    ],
+)  # fmt: skip
+def test_a_finding_word_inside_something_no_model_sees_is_not_that_finding(
+    vocabulary: Vocabulary, question: str, findings: list[str], unsupported: list[str]
+) -> None:
+    slots = extract_slots(question, vocabulary)
+    assert (slots.findings, slots.unsupported_findings) == (findings, unsupported)
