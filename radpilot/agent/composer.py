@@ -90,6 +90,8 @@ class Composer:
                     reason=failure.message, tool=failure.tool, message=failure.message
                 )  # fmt: skip
             )
+        if view.failures and not answer.claims:  # never an empty answer: say why
+            answer.claims.append(self._stated("step_failed"))
         if view.understanding.ignored:
             answer.limitations.append(self.text["ignored_instructions"])
         self._limitations(answer, turn)

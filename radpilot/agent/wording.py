@@ -28,7 +28,7 @@ DIRECTION: dict[Certainty, str] = {
 STATED_KEYS = ("no_prior", "prior_without_tool", "no_measure_tool", "no_guideline_tool",
                "no_guideline_match", "out_of_scope", "explain_none", "no_study",
                "no_focus", "no_region", "tool_unavailable", "nothing_to_localize", "identity",
-               "off_topic", "cannot_assess_image", "projection_unknown")  # fmt: skip
+               "off_topic", "cannot_assess_image", "projection_unknown", "step_failed")  # fmt: skip
 GRAPH_ITEMS = 5  # a graph claim lists at most this many differentials or steps
 
 

@@ -18,9 +18,18 @@ def add_kb_commands(commands: Any) -> None:
     )
     build.add_argument(
         "--cases", action="store_true",
-        help="also index the OpenI reports and, with RADPILOT_DATA, the development images",
+        help="also do what build-cases does (with RADPILOT_DATA for the images)",
     )  # fmt: skip
     build.set_defaults(handler=_build)
+
+    cases = actions.add_parser(
+        "build-cases",
+        help="index the similar cases once: the OpenI reports, and the development images of "
+        "the training patients (minutes; resumable, kept in the knowledge store)",
+    )
+    cases.add_argument("--data", type=Path, help="development data folder (default: RADPILOT_DATA)")
+    cases.add_argument("--reports-only", action="store_true", help="skip the image index")
+    cases.set_defaults(handler=_build_cases)
 
     search = actions.add_parser("search", help="hybrid search of the notes, with citations")
     search.add_argument("query")
@@ -63,30 +72,50 @@ def _index() -> Any:
 
 
 def _build(args: argparse.Namespace) -> int:
+    summary: dict[str, Any] = {"notes": _index().build(progress=_progress).model_dump()}
+    if args.cases:
+        summary |= _cases(data=None, images=True)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _build_cases(args: argparse.Namespace) -> int:
+    print(json.dumps(_cases(args.data, images=not args.reports_only), indent=2))
+    return 0
+
+
+def _cases(data: Path | None, *, images: bool) -> dict[str, Any]:
+    """Build the report index and, with development data, the image index; their summary."""
+    from radpilot.knowledge.cases import (
+        development_data,
+        shared_image_cases,
+        shared_report_cases,
+    )
     from radpilot.settings import Settings
 
-    report = _index().build(progress=_progress)
-    print(json.dumps({"notes": report.model_dump()}, indent=2))
-    if args.cases:
-        from radpilot.knowledge.cases import shared_image_cases, shared_report_cases
-        from radpilot.tools.models.hub import ModelHub
-        from radpilot.tools.models.store import ModelStore
+    settings = Settings()
+    data = data or settings.data
+    if images and data is not None:
+        data = development_data(data)  # a wrong --data fails now, not after the reports
+    reports = shared_report_cases(
+        settings.state_dir, settings.weights_dir, chroma_url=settings.chroma_url
+    )
+    _progress("reports: indexing the OpenI reports")
+    summary: dict[str, Any] = {"reports": {"added": reports.build(_progress)}}
+    if not images:
+        return summary
+    if data is None:
+        _progress("images: skipped (no development data: pass --data DIR or set RADPILOT_DATA)")
+        return summary
+    from radpilot.tools.models.hub import ModelHub
+    from radpilot.tools.models.store import ModelStore
 
-        settings = Settings()
-        reports = shared_report_cases(
-            settings.state_dir, settings.weights_dir, chroma_url=settings.chroma_url
-        )
-        added = reports.build(_progress)
-        _progress(f"reports: {added} added")
-        if settings.data is not None and settings.data.is_dir():
-            model = ModelHub(ModelStore(settings.weights_dir), settings.device).findings_model()
-            images = shared_image_cases(
-                settings.state_dir, settings.data, model, chroma_url=settings.chroma_url
-            )
-            _progress(f"images: {images.build(_progress)} added")
-        else:
-            _progress("images: skipped (RADPILOT_DATA is not set)")
-    return 0
+    model = ModelHub(ModelStore(settings.weights_dir), settings.device).findings_model()
+    index = shared_image_cases(settings.state_dir, data, model, chroma_url=settings.chroma_url)
+    _progress(f"images: indexing with {model.identity.name} into {index.status().collection}")
+    added = index.build(_progress)
+    summary["images"] = {"added": added, **index.status().model_dump()}
+    return summary
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -182,12 +182,17 @@ class SimilarCasesTool(Tool[SimilarCasesInput, SimilarCasesOutput]):
         return [minilm_card()]
 
     def run(self, inp: SimilarCasesInput, ctx: ToolContext) -> SimilarCasesOutput:
-        from radpilot.knowledge.cases import shared_image_cases, shared_report_cases
+        from radpilot.knowledge.cases import (
+            CasesUnavailableError,
+            shared_image_cases,
+            shared_report_cases,
+        )
         from radpilot.tools.classify import require_analysable
 
         settings = ctx.settings
         cases: list[ReferenceCase] = []
         models = []
+        limitations = [REFERENCE_CASES, "OpenI reports: CC BY-NC-ND 4.0, non-commercial use."]
         if inp.text and inp.text.strip():
             reports = shared_report_cases(
                 settings.state_dir, settings.weights_dir, chroma_url=settings.chroma_url
@@ -200,12 +205,17 @@ class SimilarCasesTool(Tool[SimilarCasesInput, SimilarCasesOutput]):
             images = shared_image_cases(
                 settings.state_dir, _data(settings.data), model, chroma_url=settings.chroma_url
             )
-            cases += images.search(ctx.studies.pixels(study.id), inp.k)
-            models.append(model.identity)
-        return SimilarCasesOutput(
-            cases=cases, models=models,
-            limitations=[REFERENCE_CASES, "OpenI reports: CC BY-NC-ND 4.0, non-commercial use."],
-        )  # fmt: skip
+            pixels = ctx.studies.pixels(study.id)
+            try:
+                # The pseudonymous patient key (DICOM) is the only identity a study keeps.
+                cases += images.search(pixels, inp.k, patient=study.patient_key)
+            except CasesUnavailableError as error:
+                if not cases:  # nothing else to show: the step fails with the reason
+                    raise
+                limitations.insert(0, f"No similar images: {error.message}.")
+            else:
+                models.append(model.identity)
+        return SimilarCasesOutput(cases=cases, models=models, limitations=limitations)
 
 
 def _data(folder: Path | None) -> Path | None:

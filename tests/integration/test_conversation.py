@@ -26,7 +26,8 @@ def agent(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Agent:
 
     state = tmp_path_factory.mktemp("conversation")
     built = build_agent(Settings(state_dir=state, data=data_dir))
-    # A small image index, so that "similar cases" does not embed every development image.
+    # A small image index (its training patients'): a query never builds one, and the full
+    # build (`radpilot kb build-cases`) takes minutes.
     model = built.tools.models.findings_model()
     ImageCases(state, data_dir, model).build(records=read_nih(data_dir)[:40])
     return built
@@ -120,7 +121,8 @@ def test_the_llm_planner_sees_the_conversation(agent: Agent, session: str) -> No
 
 def test_the_hand_written_conversations_in_ci_size(data_dir: Path, tmp_path: Path) -> None:
     """Every fourth conversation of the hand-written set (similar-case conversations left out:
-    their first use embeds every development image), in a fresh agent."""
+    they need the full image index, which `radpilot kb build-cases` builds in minutes), in a
+    fresh agent."""
     from radpilot.evals.runner import run_all
     from radpilot.evals.scenario import load_scenarios
 

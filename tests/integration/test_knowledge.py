@@ -4,6 +4,8 @@ similar cases on the real OpenI reports and development images."""
 from __future__ import annotations
 
 import tarfile
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -160,19 +162,62 @@ def test_report_cases_are_real_openi_reports_with_their_licence(
 def test_image_cases_return_development_images_with_labels(
     settings: Settings, tmp_path: Path, data_dir: Path
 ) -> None:
-    from radpilot.data.devdata import read_nih
+    from radpilot.data.devdata import read_nih, records_in
 
     context = ToolContext.create(Settings(state_dir=tmp_path, data=data_dir), root=tmp_path)
     model = context.models.findings_model()
     records = read_nih(data_dir)[:40]
     images = ImageCases(tmp_path, data_dir, model)
-    assert images.build(records=records) == 40
-    study = context.studies.ingest_file(data_dir / records[0].image)
+    training = records_in(records, "train")
+    assert images.build(records=records) == len(training) < len(records)
+    study = context.studies.ingest_file(data_dir / training[0].image)
     arguments = {"study_id": study.id, "k": 3}
     result = build_registry(Settings()).run("similar_cases", arguments, context)
     assert result.ok and result.output is not None, result.error
     cases = result.output["cases"]
     assert len(cases) == 3 and all(c["source"] == "nih_image" for c in cases)
-    assert records[0].image not in {c["case_id"] for c in cases}  # the study itself is left out
+    assert training[0].image not in {c["case_id"] for c in cases}  # the study itself is left out
     assert all(c["labels"] and 0 < c["similarity"] < 1 for c in cases)
     assert "not evidence about this patient" in result.output["note"]
+
+
+def test_similar_images_never_show_test_patients_or_the_asking_patient(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """Built from records of every split, queried with an image of a training patient who has
+    other images in the index and with a test patient's image: every case shown is another
+    training patient's."""
+    from radpilot.data.devdata import read_nih, split_of
+
+    records = read_nih(data_dir)
+    patient_of = {r.image: r.patient_id for r in records}
+    counts = Counter(r.patient_id for r in records)
+    repeated = [p for p in counts if counts[p] >= 2 and split_of(p) == "train"][:5]
+    others = [r for r in records if split_of(r.patient_id) != "train"][:12]
+    chosen = [r for r in records if r.patient_id in repeated] + others
+    context = ToolContext.create(Settings(state_dir=tmp_path, data=data_dir), root=tmp_path)
+    images = ImageCases(tmp_path, data_dir, context.models.findings_model())
+    indexed = images.build(records=chosen)
+    assert indexed == sum(counts[p] for p in repeated)  # the test and validation images: none
+    registry = build_registry(Settings())
+    asking = next(r for r in chosen if r.patient_id == repeated[0])
+    queries = {asking.patient_id: asking.image, others[0].patient_id: others[0].image}
+    for patient, image in queries.items():
+        study = context.studies.ingest_file(data_dir / image)
+        result = registry.run("similar_cases", {"study_id": study.id, "k": 10}, context)
+        assert result.ok and result.output is not None, result.error
+        shown = [patient_of[c["case_id"]] for c in result.output["cases"]]
+        assert patient not in shown and all(split_of(p) == "train" for p in shown)
+        # Everything else comes back (the index is small), so the filter is what kept them out.
+        assert len(shown) == min(10, indexed - counts[patient] * (patient in repeated))
+
+
+def test_similar_images_before_the_build_say_how_to_build(tmp_path: Path, data_dir: Path) -> None:
+    context = ToolContext.create(Settings(state_dir=tmp_path, data=data_dir), root=tmp_path)
+    study = context.studies.ingest_file(data_dir / "nih/images/00000032_037.png")
+    started = time.perf_counter()
+    result = build_registry(Settings()).run("similar_cases", {"study_id": study.id}, context)
+    assert time.perf_counter() - started < 30  # no build inside the query (minutes)
+    assert not result.ok and result.error is not None
+    assert result.error.code == "cases_unavailable"
+    assert "radpilot kb build-cases --data DIR" in result.error.message

@@ -523,3 +523,16 @@ def test_a_projection_estimated_by_the_model_is_named_so_and_brings_the_ap_cavea
     assert "on this AP (estimated by the projection model) film" in text
     assert "On an AP film the heart is magnified" in text
     composed(composer, verifier, view)
+
+
+def test_a_step_that_failed_never_leaves_an_empty_answer(
+    composer: Composer, verifier: Verifier
+) -> None:
+    failed = ToolFailure(tool="similar_cases", arguments={"study_id": STUDY},
+                         code="cases_unavailable",
+                         message="the image index is not built")  # fmt: skip
+    target = Target(kind="read")
+    view = turn(target, [], question="similar cases?", intent="similar_cases", failures=[failed])
+    answer = composed(composer, verifier, view)
+    assert [c.text for c in answer.claims] == [composer.text["step_failed"]]
+    assert any("the image index is not built" in item for item in answer.limitations)
