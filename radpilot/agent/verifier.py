@@ -156,7 +156,7 @@ def first_word_problem(claim: Claim, text: str, named: list[str], cited: list[Ev
     elif "below its rule-out point" in text:  # "no acute finding above the operating points"
         scope = lung_findings if "lung finding" in text else list(rows)
         certainties = {row_certainty(rows[n]) for n in scope if n in rows}
-        certainties = {"unlikely"} if certainties == {"unlikely"} else {"likely"}
+        certainties = {"likely"} if certainties - {"unlikely"} else {"unlikely"}
     else:
         return None
     words = {answer_word(c, polarity) for c in certainties}  # type: ignore[arg-type]

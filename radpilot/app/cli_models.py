@@ -82,6 +82,21 @@ def add_models_commands(commands: Any) -> None:
     points.add_argument("--json", action="store_true")
     points.set_defaults(handler=_operating_points)
 
+    guard = actions.add_parser(
+        "domain-guard",
+        help="derive the domain-shift guard's reference from the training patients, its "
+        "threshold from the validation patients; false alarms on the test patients",
+    )
+    guard.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
+    guard.add_argument(
+        "--bundle", type=Path, help="classifier bundle (default: the packaged starter)"
+    )
+    guard.add_argument(
+        "--write", action="store_true", help="store the reference and figures in the bundle"
+    )
+    guard.add_argument("--json", action="store_true")
+    guard.set_defaults(handler=_domain_guard)
+
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
         "name",
@@ -89,8 +104,10 @@ def add_models_commands(commands: Any) -> None:
         "Grad-CAM), `starter-view` for the PA/AP projection classifier, `anatomy` for the "
         "heart-and-lung segmenter (Dice, HD95), `opacity-side` for which lung is whiter (lung "
         "masks against one-sided boxes), `ctr` for the "
-        "cardiothoracic ratio against the reference CTR and NIH Cardiomegaly labels, or "
-        "`temporal` for change verdicts on the same-patient pairs (test-split patients)",
+        "cardiothoracic ratio against the reference CTR and NIH Cardiomegaly labels, "
+        "`temporal` for change verdicts on the same-patient pairs (test-split patients), or "
+        "`domain-shift` for the domain-shift guard against synthetic shifts of NIH test images "
+        "and other archives (--limit: images of each, default 300)",
     )
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument(
@@ -230,15 +247,11 @@ def _compare_classifiers(args: argparse.Namespace) -> int:
 
 
 def _operating_points(args: argparse.Namespace) -> int:
-    from radpilot.core.errors import RadpilotError
     from radpilot.tools.models.findings import StarterFindingsModel
-    from radpilot.tools.models.store import bundled_dir
     from radpilot.training.operating_points import derive_operating_points, text_table
     from radpilot.training.starter_bundle import refresh_operating_points
 
-    folder = args.bundle or bundled_dir("starter-classifier")
-    if not (folder / "metadata.json").is_file():
-        raise RadpilotError(f"not a classifier bundle (no metadata.json): {folder}")
+    folder = _classifier_bundle(args.bundle)
     data = _data_dir(args.data)
     model = StarterFindingsModel(folder, batch_wait_s=0, require_operating_points=False)
     report = derive_operating_points(model, data, progress=_progress)
@@ -249,6 +262,35 @@ def _operating_points(args: argparse.Namespace) -> int:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
         print("\n".join(text_table(report)))
+    return 0
+
+
+def _classifier_bundle(given: Path | None) -> Path:
+    from radpilot.core.errors import RadpilotError
+    from radpilot.tools.models.store import bundled_dir
+
+    folder = given or bundled_dir("starter-classifier")
+    if not (folder / "metadata.json").is_file():
+        raise RadpilotError(f"not a classifier bundle (no metadata.json): {folder}")
+    return folder
+
+
+def _domain_guard(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.domain_guard import derive_domain_guard, text_lines
+    from radpilot.training.starter_bundle import refresh_domain_guard
+
+    folder = _classifier_bundle(args.bundle)
+    data = _data_dir(args.data)
+    model = StarterFindingsModel(folder, batch_wait_s=0, require_operating_points=False)
+    reference, report = derive_domain_guard(model, data, progress=_progress)
+    if args.write:
+        refresh_domain_guard(folder, reference, report)
+        _progress(f"domain-shift reference written to {folder}")
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        print("\n".join(text_lines(report)))
     return 0
 
 
@@ -381,7 +423,24 @@ def _evaluate_temporal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_domain_shift(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.evaluate_domain import DEFAULT_LIMIT, evaluate_domain_shift, text_table
+
+    evaluation = evaluate_domain_shift(
+        StarterFindingsModel(batch_wait_s=0), args.data, limit=args.limit or DEFAULT_LIMIT,
+        progress=_progress,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    else:
+        print("\n".join(text_table(evaluation)))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.name == "domain-shift":
+        return _evaluate_domain_shift(args)
     if args.name in ("anatomy", "starter-anatomy"):
         return _evaluate_anatomy(args)
     if args.name == "ctr":

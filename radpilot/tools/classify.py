@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -14,6 +14,7 @@ from radpilot.core.findings import NIH_FINDINGS, OperatingPoint
 from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.base import InputT, OutputT, Tool, ToolContext, ToolInput, ToolOutput
 from radpilot.tools.imaging import Study
+from radpilot.tools.models.domain_guard import DomainCheck
 from radpilot.tools.models.store import bundled_card
 from radpilot.tools.study_cache import StudyCache
 
@@ -21,9 +22,28 @@ if TYPE_CHECKING:
     from radpilot.tools.models.findings import FindingsModel
 
 Status = Literal["present", "absent", "indeterminate"]
-# Each study's probabilities, so that localizing after classifying (and asking again) reuses
-# them: 14 floats a study, so many studies fit.
-_probabilities: StudyCache[np.ndarray] = StudyCache(capacity=1024)
+
+
+class StudyReading(NamedTuple):
+    """What the findings model's one forward pass says about a study: the probabilities (in
+    `NIH_FINDINGS` order) and the domain-shift guard's verdict (None for a model without a
+    domain reference)."""
+
+    probabilities: np.ndarray
+    domain: DomainCheck | None
+
+
+# Each study's reading, so that localizing after classifying (and asking again, or describing
+# the image) reuses it: 14 floats and a few numbers a study, so many studies fit.
+_readings: StudyCache[StudyReading] = StudyCache(capacity=1024)
+
+DOMAIN_DESCRIPTION = (
+    "The domain-shift guard: whether the image looks like the radiographs the findings model "
+    "was trained on (NIH ChestX-ray14), from its image statistics and the model's own "
+    "features. When `out_of_distribution` is true the probabilities may be confidently wrong "
+    "without looking uncertain; `reasons` says what differs. None when the model in use has no "
+    "domain reference (torchxrayvision weights)."
+)
 
 
 class FindingProbability(BaseModel):
@@ -70,6 +90,7 @@ class ClassifyOutput(ToolOutput):
     study_id: str
     model: ModelIdentity
     findings: list[FindingProbability]
+    domain: DomainCheck | None = Field(default=None, description=DOMAIN_DESCRIPTION)
 
 
 def logit(p: float) -> float:
@@ -103,13 +124,26 @@ class FindingsModelTool(Tool[InputT, OutputT]):
     def probabilities(study: Study, model: FindingsModel, pixels: np.ndarray) -> np.ndarray:
         """The model's probabilities for the study (in `NIH_FINDINGS` order), computed once
         per process and study."""
+        return read_study(study, model, pixels).probabilities
 
-        def compute() -> np.ndarray:
-            values = np.array(model.predict_one(pixels))
-            values.setflags(write=False)  # shared by every later call for the study
-            return values
 
-        return _probabilities.get_or_compute(f"{study.id}:{model.identity.sha256}", compute)
+def read_study(study: Study, model: FindingsModel, pixels: np.ndarray) -> StudyReading:
+    """The model's reading of a study (probabilities and domain check from one forward pass),
+    computed once per process and study."""
+
+    def compute() -> StudyReading:
+        reading = model.read_one(pixels)
+        values = np.array(reading.probabilities)
+        values.setflags(write=False)  # shared by every later call for the study
+        reference = model.domain_reference
+        domain = (
+            None
+            if reference is None or reading.embedding is None
+            else reference.check(pixels, reading.embedding, model.identity)
+        )
+        return StudyReading(values, domain)
+
+    return _readings.get_or_compute(f"{study.id}:{model.identity.sha256}", compute)
 
 
 class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
@@ -125,7 +159,7 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
 
     def run(self, inp: ClassifyInput, ctx: ToolContext) -> ClassifyOutput:
         study, model, pixels = self.analysable(ctx, inp.study_id)
-        probabilities = self.probabilities(study, model, pixels)
+        probabilities, domain = read_study(study, model, pixels)
         wanted = inp.findings or list(NIH_FINDINGS)
         not_covered = [f for f in wanted if f not in model.covered]
         results = []
@@ -142,6 +176,7 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
             study_id=study.id,
             model=model.identity,
             findings=results,
+            domain=domain,
             models=[model.identity],
             limitations=limitations,
         )

@@ -4,6 +4,10 @@ The projection comes from the DICOM header when the file records it (`view`, `vi
 "dicom"). When it does not (PNG, JPEG, DICOM without ViewPosition), the shipped projection
 classifier estimates PA or AP from the pixels (`view_estimate`, `view_source` "model"); the
 header's `view` is left as it is ("UNKNOWN"), so an estimate is never mistaken for a record.
+
+`domain` is the domain-shift guard's verdict (does the image look like the findings model's
+training radiographs?), from the classifier's reading of the study, which `classify_findings`
+then reuses.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from pydantic import Field
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.errors import RadpilotError
 from radpilot.tools.base import Tool, ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import DOMAIN_DESCRIPTION, read_study
 from radpilot.tools.imaging import Study, StudyFacts
+from radpilot.tools.models.domain_guard import DomainCheck
 from radpilot.tools.models.store import bundled_card
 from radpilot.tools.models.view_model import NAME as VIEW_MODEL
 from radpilot.tools.models.view_model import ViewEstimate, view_model_is_shipped
@@ -46,6 +52,10 @@ class ImageInfoOutput(ToolOutput, StudyFacts):
         description="PA or AP estimated from the pixels by the projection model, with its "
         "probability, when the file does not record the projection; frontal films only.",
     )
+    domain: DomainCheck | None = Field(
+        default=None,
+        description=DOMAIN_DESCRIPTION + " Also None for an image the quality checks refused.",
+    )
 
 
 def estimate_text(estimate: ViewEstimate) -> str:
@@ -73,7 +83,8 @@ class ImageInfoTool(Tool[ImageInfoInput, ImageInfoOutput]):
     evidence_kind = "measurement"
 
     def cards(self) -> list[ModelCard]:
-        return [bundled_card(VIEW_MODEL)] if view_model_is_shipped() else []
+        view = [bundled_card(VIEW_MODEL)] if view_model_is_shipped() else []
+        return [*view, bundled_card("starter-classifier")]  # its reading gives `domain`
 
     def run(self, inp: ImageInfoInput, ctx: ToolContext) -> ImageInfoOutput:
         study = ctx.studies.get(inp.study_id)
@@ -85,6 +96,7 @@ class ImageInfoTool(Tool[ImageInfoInput, ImageInfoOutput]):
             source = "model"
             models.append(estimate.model)
             limitations.append(estimate_text(estimate))
+        domain = self._domain(study, ctx, limitations)
         return ImageInfoOutput(
             **study.model_dump(include=set(StudyFacts.model_fields)),
             study_id=study.id,
@@ -92,9 +104,23 @@ class ImageInfoTool(Tool[ImageInfoInput, ImageInfoOutput]):
             qc_issues=study.qc.issues,
             view_source=source,
             view_estimate=estimate,
+            domain=domain,
             models=models,
             limitations=limitations,
         )
+
+    @staticmethod
+    def _domain(study: Study, ctx: ToolContext, limitations: list[str]) -> DomainCheck | None:
+        """The guard's verdict (naming the findings model it comes from; `models` keeps only
+        the models behind the image facts, which explanations cite)."""
+        if not study.qc.ok:
+            return None
+        try:
+            model = ctx.models.findings_model()
+            return read_study(study, model, ctx.studies.pixels(study.id)).domain
+        except RadpilotError as error:  # describing the image must not fail for the guard
+            limitations.append(f"The domain-shift check could not run: {error}")
+            return None
 
     @staticmethod
     def _estimate(study: Study, ctx: ToolContext, limitations: list[str]) -> ViewEstimate | None:

@@ -1,7 +1,8 @@
 """Packaging of trained starter models (the findings classifier; shared by the others):
 fp16 weights, `metadata.json` (MONAI-bundle style, read by the loader) and a Markdown model
 card, evaluated on the held-out patients; the classifier's two operating points per finding
-are derived on the validation patients (`radpilot.training.operating_points`)."""
+are derived on the validation patients (`radpilot.training.operating_points`), and so is its
+domain-shift guard's reference (`radpilot.training.domain_guard`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from radpilot import __version__
 from radpilot.core.contracts import ModelCard
 from radpilot.data.devdata import TRAIN_PERCENT, VAL_PERCENT, read_nih, records_in
 from radpilot.tools.models.catalog import CATALOG, KnownWeights
+from radpilot.tools.models.domain_guard import GUARD_FILE
 from radpilot.tools.models.efficientnet import LiteVariant, imagenet_weights_package
 from radpilot.tools.models.findings import IDENTITY_VIEW
 from radpilot.training.evaluate import Evaluation, evaluate_findings_model
@@ -85,6 +87,7 @@ def write_bundle(
     progress: Callable[[str], None] = print,
 ) -> Evaluation:
     from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.domain_guard import derive_domain_guard
     from radpilot.training.operating_points import (
         derive_operating_points,
     )
@@ -134,6 +137,8 @@ def write_bundle(
     (folder / "README.md").write_text(render_card(metadata))
     progress("deriving the operating points (rule-out / rule-in) on the validation patients")
     refresh_operating_points(folder, derive_operating_points(saved, data_dir, progress=progress))
+    progress("deriving the domain-shift guard's reference (training / validation patients)")
+    refresh_domain_guard(folder, *derive_domain_guard(saved, data_dir, progress=progress))
     return evaluation
 
 
@@ -142,6 +147,18 @@ def refresh_operating_points(folder: Path, report: Any) -> None:
     from radpilot.training.operating_points import store_operating_points
 
     store_operating_points(folder, report)
+    _rerender(folder)
+
+
+def refresh_domain_guard(folder: Path, reference: Any, report: Any) -> None:
+    """Store a bundle's domain-shift reference and re-render its card to describe it."""
+    from radpilot.training.domain_guard import store_domain_guard
+
+    store_domain_guard(folder, reference, report)
+    _rerender(folder)
+
+
+def _rerender(folder: Path) -> None:
     metadata = json.loads((folder / "metadata.json").read_text())
     if "evaluation" in metadata and "training" in metadata:
         (folder / "README.md").write_text(render_card(metadata))
@@ -224,6 +241,7 @@ def render_card(metadata: dict[str, Any]) -> str:
         ],
         "",
         *operating_points_section(metadata),
+        *domain_guard_section(metadata),
         "Reproduce: `radpilot models evaluate starter-classifier --data ../shared/data/cxr "
         "--split test`.",
         "",
@@ -260,5 +278,32 @@ def operating_points_section(metadata: dict[str, Any]) -> list[str]:
         "",
         "Re-derive (whenever the model changes): `radpilot models operating-points --data "
         "../shared/data/cxr --bundle BUNDLE --write`.",
+        "",
+    ]
+
+
+def domain_guard_section(metadata: dict[str, Any]) -> list[str]:
+    """The card's domain-shift guard paragraph (none before `radpilot models domain-guard`)."""
+    stored = metadata.get("domain_guard")
+    if stored is None:
+        return []
+    g = stored
+    return [
+        "## Domain-shift guard",
+        "",
+        f"`{GUARD_FILE}` ({g['file_bytes'] / 1024:.0f} kB, version {g['version']}) holds the "
+        f"training radiographs' reference for these weights: the image statistics of the "
+        f"{g['train_images']} training images (whitened; the score uses the mean distance to "
+        f"the {g['neighbours']} nearest) and the first {g['feature_axes']} principal axes of "
+        "their embeddings (the pooled penultimate features, from the same forward pass as the "
+        "probabilities). Every study's `domain` (in `classify_findings` and `image_info`) "
+        "gives its score, the threshold, whether it is out of distribution and why. Threshold "
+        f"{g['threshold']:.3f}: the {g['quantile']:.1%} point of the "
+        f"{g['validation_images']} validation images' scores; false alarms on the "
+        f"{g['test_images']} test images: {g['test_false_alarms']:.1%}.",
+        "",
+        "Re-derive (whenever the model changes): `radpilot models domain-guard --data "
+        "../shared/data/cxr --bundle BUNDLE --write`; separation of synthetic shifts and "
+        "other archives: `radpilot models evaluate domain-shift --data ../shared/data/cxr`.",
         "",
     ]

@@ -91,10 +91,8 @@ def test_localizing_after_classifying_reuses_the_probabilities(
 ) -> None:  # type: ignore[no-untyped-def]
     model = context.models.findings_model()
     calls: list[int] = []
-    predict_one = model.predict_one
-    monkeypatch.setattr(
-        model, "predict_one", lambda pixels: calls.append(1) or predict_one(pixels)
-    )
+    read_one = model.read_one
+    monkeypatch.setattr(model, "read_one", lambda pixels: calls.append(1) or read_one(pixels))
     registry = build_registry(Settings())
     study = context.studies.ingest_file(data_dir / boxed_record.image)
     classified = registry.run("classify_findings", {"study_id": study.id}, context).output

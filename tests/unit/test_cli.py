@@ -119,6 +119,9 @@ def test_bad_inputs_are_clear_errors_with_exit_code_2(tmp_path: Path, name: str)
         ),
         (["models", "train", "anatomy", "--arch", "efficientnet-lite1"], "classifier only"),
         (["models", "compare-classifiers", "/nonexistent", "--data", "."], "not a classifier"),
+        (["models", "domain-guard", "--bundle", "/nonexistent", "--data", "."],
+         "not a classifier"),  # fmt: skip
+        (["models", "domain-guard", "--data", "/nonexistent"], "no data folder"),
     ],
 )
 def test_misuse_is_a_clear_error(args: list[str], words: str) -> None:

@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
+from radpilot.tools.models.domain_guard import DomainReference, load_domain_reference
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
@@ -46,6 +47,23 @@ class TtaView(BaseModel):
 
 
 IDENTITY_VIEW = TtaView()
+
+
+class Reading(NamedTuple):
+    """What one forward pass gives for one image: calibrated probabilities (in the order of
+    `NIH_FINDINGS`) and the unit-length pooled penultimate features that `embed` returns (None
+    where the model does not expose them on the way)."""
+
+    probabilities: np.ndarray
+    embedding: np.ndarray | None
+
+
+def _unit_rows(pooled: Any) -> np.ndarray:
+    """Pooled features (N, C) as unit-length float32 rows: the one embedding convention."""
+    import torch
+
+    vectors = torch.nn.functional.normalize(pooled.float(), dim=1)
+    return vectors.cpu().numpy().astype(np.float32)
 
 
 def views_of(batch: Any, views: Sequence[TtaView]) -> Any:
@@ -72,13 +90,16 @@ class FindingsModel(ABC):
     # Per covered finding: below rule_out "No / unlikely", at or above rule_in "Yes / likely",
     # in between "Possibly / indeterminate".
     operating_points: dict[str, OperatingPoint]
+    # The training radiographs' reference for the domain-shift guard; None for weights without
+    # one (torchxrayvision's, or a bundle whose reference was not derived).
+    domain_reference: DomainReference | None = None
 
     def __init__(self, device: str = "cpu", batch_wait_s: float = BATCH_WAIT_S) -> None:
         self.device = device
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
         # Concurrent sessions' single-image requests share one forward pass.
-        self.batcher: MicroBatcher[np.ndarray, np.ndarray] = model_batcher(
-            self._predict_prepared, device, batch_wait_s
+        self.batcher: MicroBatcher[np.ndarray, Reading] = model_batcher(
+            self._read_prepared, device, batch_wait_s
         )
 
     @property
@@ -105,25 +126,42 @@ class FindingsModel(ABC):
     def predict_one(self, pixels: np.ndarray) -> np.ndarray:
         """One image's probabilities, micro-batched with other sessions' concurrent requests
         (the input is prepared in the caller's thread; only the forward pass is shared)."""
+        return self.read_one(pixels).probabilities
+
+    def read_one(self, pixels: np.ndarray) -> Reading:
+        """One image's probabilities and, from the same forward pass, its embedding (for the
+        domain-shift guard), micro-batched like `predict_one`."""
         return self.batcher.submit(self.prepare(pixels))
 
-    def _predict_prepared(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def read(self, pixels: list[np.ndarray]) -> list[Reading]:
+        """`read_one` for a batch of images at once (training and evaluation)."""
+        return self._read_prepared([self.prepare(p) for p in pixels])
+
+    def _read_prepared(self, prepared: Sequence[np.ndarray]) -> list[Reading]:
         import torch
 
         batch = torch.from_numpy(np.stack(prepared)).to(self.device)
         with self._lock, torch.no_grad(), precision.inference(self.device):
-            return list(self._probabilities(self._forward(batch)))
+            outputs, pooled = self._forward_and_pool(batch)
+            probabilities = self._probabilities(outputs)
+        vectors = [None] * len(prepared) if pooled is None else list(_unit_rows(pooled))
+        return [Reading(p, v) for p, v in zip(probabilities, vectors, strict=True)]
 
     def embed(self, pixels: list[np.ndarray]) -> np.ndarray:
         """Penultimate features (global average pooled, unit length): one row per image, for
-        image-to-image similarity."""
+        image-to-image similarity and the domain-shift guard."""
         import torch
 
         batch = self.inputs(pixels)
         with self._lock, torch.no_grad():
-            pooled = self._features(batch).mean(dim=(2, 3))
-        vectors = torch.nn.functional.normalize(pooled, dim=1)
-        return vectors.cpu().numpy().astype(np.float32)
+            return _unit_rows(self._features(batch).mean(dim=(2, 3)))
+
+    def _forward_and_pool(self, batch: Any) -> tuple[Any, Any | None]:
+        """The outputs and, where the forward pass computes them on the way, the pooled
+        penultimate features (as `embed` pools them). None here: a model whose outputs are
+        not its head over those features (torchxrayvision's are normalised) would need a
+        second pass, and no domain reference exists for it."""
+        return self._forward(batch), None
 
     def attribution(self, pixels: np.ndarray, finding: str) -> np.ndarray:
         """Grad-CAM (Selvaraju et al. 2017) on the last convolutional features, in [0, 1],
@@ -205,6 +243,7 @@ class StarterFindingsModel(FindingsModel):
         self.identity = ModelIdentity(
             name=self.weights.name, version=metadata["version"], sha256=metadata["sha256"]
         )
+        self.domain_reference = load_domain_reference(folder, metadata["sha256"])
 
     def view_logits(self, batch: Any, views: Sequence[TtaView]) -> Any:
         """Logits of `batch` seen through each view: (len(views), N, labels)."""
@@ -215,6 +254,14 @@ class StarterFindingsModel(FindingsModel):
 
     def _forward(self, batch: Any) -> Any:
         return self.view_logits(batch, self.views).mean(dim=0)
+
+    def _forward_and_pool(self, batch: Any) -> tuple[Any, Any | None]:
+        if self.views != [IDENTITY_VIEW]:  # test-time views: the image itself is not among them
+            return self._forward(batch), self._features(batch).mean(dim=(2, 3))
+        # The shipped default: the head runs on the very features that are pooled (the
+        # network's own forward is extract_features, pooling, dropout (off in eval), fc).
+        features = self._features(batch)
+        return self._head(features), features.mean(dim=(2, 3))
 
     def _probabilities(self, outputs: Any) -> np.ndarray:
         logits = outputs.float().cpu().numpy().astype(np.float64)
