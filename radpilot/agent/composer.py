@@ -18,6 +18,7 @@ from radpilot.agent.types import Answer, Claim, FindingRow, Intent, Message
 from radpilot.agent.understanding import Vocabulary
 from radpilot.agent.wording import display, film, graph_claims, row_certainty, templates, zone
 from radpilot.core.contracts import Evidence
+from radpilot.tools.models.domain_guard import DomainCheck
 
 GUIDELINE_PASSAGES = 2  # an answer quotes at most this many notes; the rest stay in the evidence
 UNCONFIRMED_CHARS = 400
@@ -95,6 +96,7 @@ class Composer:
         if view.understanding.ignored:
             answer.limitations.append(self.text["ignored_instructions"])
         self._limitations(answer, turn)
+        self._domain_shift(answer, view)
         self._answer_first(answer, view, turn)
         return answer
 
@@ -224,8 +226,10 @@ class Composer:
             answer.claims.extend(self._finding_claim(row, classification) for row in urgent)
             return
         if not above:
-            answer.claims.append(Claim(text=self.text["no_positive"],
-                                       evidence=[classification.id], certainty="unlikely"))
+            shifted = any(r.get("shifted") for r in rows)  # the guard flagged the image
+            answer.claims.append(Claim(text=self.text["no_call" if shifted else "no_positive"],
+                                       evidence=[classification.id],
+                                       certainty="possible" if shifted else "unlikely"))
         answer.claims.extend(self._finding_claim(r, classification) for r in above[:READ_FINDINGS])
         stated = {r["name"] for r in above[:READ_FINDINGS]}
         # A report also covers what the conversation discussed.
@@ -473,6 +477,20 @@ class Composer:
         wanted = view.focus.finding_names()
         return [self._finding_claim(row, classification)
                 for row in classification.values.get("findings", []) if row["name"] in wanted]
+
+    @staticmethod
+    def _domain_shift(answer: Answer, view: TurnView) -> None:
+        """Every answer about a study the domain-shift guard flagged says so, whichever tools
+        this turn ran (the guard's verdict is in the study's classification or image facts)."""
+        current = view.current()
+        if current is None:
+            return
+        checks = [e.values["domain"] for e in view.ledger
+                  if e.inputs.get("study_id") == current.study_id and e.values.get("domain")]
+        if checks and checks[-1].get("out_of_distribution"):
+            text = DomainCheck.model_validate(checks[-1]).limitation()
+            if text not in answer.limitations:
+                answer.limitations.insert(0, text)
 
     def _limitations(self, answer: Answer, turn: list[Evidence]) -> None:
         for evidence in turn:

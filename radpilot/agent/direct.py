@@ -110,7 +110,9 @@ class DirectAnswers:
         return (rows[name], classification) if name in rows else None
 
     def finding_sentence(self, row: dict[str, Any]) -> str:
-        return str(self.text["finding"][row_certainty(row)].format(
+        certainty = row_certainty(row)
+        key = "shifted" if row.get("shifted") and certainty == "possible" else certainty
+        return str(self.text["finding"][key].format(
             finding=display(row["name"]), probability=row["probability"],
             rule_out=row["rule_out"], rule_in=row["rule_in"],
         ))  # fmt: skip
@@ -273,6 +275,8 @@ class DirectAnswers:
                           for r in (present or between)[:4])  # fmt: skip
         scope_word = "lung finding" if scope else "finding"
         key = "present" if present else "indeterminate" if between else "clear"
+        if key == "indeterminate" and any(r.get("shifted") for r in rows):
+            key = "shifted"  # nothing is ruled in or out on an image unlike the training data
         text = prefix + self.text["normality"][key].format(items=items, scope=scope_word)
         return self._answer(word, target, text, [classification.id], certainty)
 

@@ -7,8 +7,10 @@ The rule, in order (a study's tier is the first that applies):
 2. **effusion**: Effusion present (its probability stands in for size, which no model here
    measures);
 3. **other finding**: any other finding present;
-4. **not assessable**: the image could not be read or QC refused it: it needs a reader, and
-   nothing is known about it, so it ranks above studies the model calls normal;
+4. **not assessable**: the image could not be read, QC refused it, or the domain-shift guard
+   finds it unlike the training images (the model may be confidently wrong on it): it needs a
+   reader, and nothing reliable is known about it, so it ranks above studies the model calls
+   normal;
 5. **no finding**: nothing at or above its rule-in point.
 
 Within a tier, by the deciding probability (the tier's finding; for "other", the highest
@@ -103,11 +105,13 @@ def triage(sources: Iterable[TriageSource], tools: Any, *, batch_size: int = BAT
     for batch in _batches(sources, batch_size):
         reads = [_decode(source, tools) for source in batch]
         readable = [r for r in reads if r.problem is None]
-        rows = model.predict([r.pixels for r in readable]) if readable else []
-        for read, row in zip(readable, rows, strict=True):
+        scored += [(read, {}) for read in reads if read.problem is not None]
+        readings = model.read([r.pixels for r in readable]) if readable else []
+        for read, reading in zip(readable, readings, strict=True):
+            read.problem = _unlike_training(model, read.pixels, reading)
+            row = reading.probabilities
             scored.append((read, {f: round(float(row[i]), 4) for i, f in enumerate(NIH_FINDINGS)
                                   if f in covered}))  # fmt: skip
-        scored += [(read, {}) for read in reads if read.problem is not None]
         done += len(batch)
         if progress is not None:
             progress(done)
@@ -115,6 +119,17 @@ def triage(sources: Iterable[TriageSource], tools: Any, *, batch_size: int = BAT
                      for read, probabilities in scored), key=lambda item: item[0])  # fmt: skip
     items = [item.model_copy(update={"rank": rank}) for rank, (_, item) in enumerate(ranked, 1)]
     return Worklist(items=items, model=f"{model.identity.name} {model.identity.version}")
+
+
+def _unlike_training(model: Any, pixels: Any, reading: Any) -> str | None:
+    """Why the domain-shift guard will not let the model rank this image, or None."""
+    reference = model.domain_reference
+    if reference is None or reading.embedding is None:
+        return None
+    domain = reference.check(pixels, reading.embedding, model.identity)
+    if not domain.out_of_distribution:
+        return None
+    return "unlike the training images: " + ("; ".join(domain.reasons) or "domain shift")
 
 
 def _batches(sources: Iterable[TriageSource], size: int) -> Iterator[list[TriageSource]]:

@@ -51,9 +51,19 @@ class OperatingPoint(BaseModel):
             raise ValueError(f"rule_out ({self.rule_out}) must not exceed rule_in ({self.rule_in})")
         return self
 
-    def band(self, probability: float) -> Literal["absent", "indeterminate", "present"]:
+    @property
+    def far_in(self) -> float:
+        """Halfway from rule-in to 1: only this far beyond rule-in does a finding count as
+        present on an image unlike the training data."""
+        return self.rule_in + (1.0 - self.rule_in) / 2
+
+    def band(self, probability: float, *, shifted: bool = False
+             ) -> Literal["absent", "indeterminate", "present"]:  # fmt: skip
         """Where a probability falls: "absent" below rule-out, "present" at or above rule-in,
-        else "indeterminate"."""
+        else "indeterminate". On an image the domain-shift guard flags (`shifted`) the model
+        may be confidently wrong, so nothing is absent and only `far_in` is present."""
+        if shifted:
+            return "present" if probability >= self.far_in else "indeterminate"
         if probability >= self.rule_in:
             return "present"
         if probability < self.rule_out:

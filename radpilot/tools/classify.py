@@ -58,13 +58,24 @@ class FindingProbability(BaseModel):
     rule_in: float = Field(ge=0, le=1, description="At or above it: present (specificity >= "
                            "0.90 on validation); in between: indeterminate.")  # fmt: skip
     status: Status
+    shifted: bool = Field(default=False, description="the image is unlike the training data "
+                          "(`domain`): never absent, present only far beyond rule-in")  # fmt: skip
 
     @classmethod
     def of(cls, name: str, probability: float, threshold: float,
-           point: OperatingPoint) -> FindingProbability:  # fmt: skip
+           point: OperatingPoint, *, shifted: bool = False) -> FindingProbability:  # fmt: skip
         return cls(name=name, probability=round(probability, 4), threshold=round(threshold, 4),
                    rule_out=round(point.rule_out, 4), rule_in=round(point.rule_in, 4),
-                   status=point.band(probability))  # fmt: skip
+                   status=point.band(probability, shifted=shifted), shifted=shifted)  # fmt: skip
+
+
+def shifted(domain: DomainCheck | None) -> bool:
+    return domain is not None and domain.out_of_distribution
+
+
+def domain_limitations(domain: DomainCheck | None) -> list[str]:
+    """What an answer about a study the guard flags must say."""
+    return [domain.limitation()] if domain is not None and domain.out_of_distribution else []
 
 
 def known_findings(names: list[str]) -> list[str]:
@@ -168,8 +179,10 @@ class ClassifyFindingsTool(FindingsModelTool[ClassifyInput, ClassifyOutput]):
                 continue
             probability = float(probabilities[NIH_FINDINGS.index(finding)])
             results.append(FindingProbability.of(finding, probability, model.thresholds[finding],
-                                                 model.operating_points[finding]))  # fmt: skip
-        limitations = [*study.qc.limitations, *model.card.limitations, DECISION_SUPPORT]
+                                                 model.operating_points[finding],
+                                                 shifted=shifted(domain)))  # fmt: skip
+        limitations = [*study.qc.limitations, *domain_limitations(domain),
+                       *model.card.limitations, DECISION_SUPPORT]  # fmt: skip
         if not_covered:
             limitations.append(f"{model.identity.name} does not assess: {', '.join(not_covered)}")
         return ClassifyOutput(

@@ -20,7 +20,10 @@ from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
 from radpilot.tools.classify import (
     FindingsModelTool,
+    domain_limitations,
     known_findings,
+    read_study,
+    shifted,
 )
 from radpilot.tools.imaging import square_crop_box
 from radpilot.tools.models.detector import Detector, detector_is_shipped
@@ -163,7 +166,7 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
         study, model, pixels = self.analysable(ctx, inp.study_id)
         if inp.finding not in model.covered:
             raise RadpilotError(f"{model.identity.name} does not assess {inp.finding}")
-        probabilities = self.probabilities(study, model, pixels)
+        probabilities, domain = read_study(study, model, pixels)
         probability = float(probabilities[NIH_FINDINGS.index(inp.finding)])
         detector = ctx.models.detector()
         regions = (
@@ -188,13 +191,14 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
             finding=inp.finding,
             model=model.identity,
             probability=round(probability, 4),
-            status=model.operating_points[inp.finding].band(probability),
+            status=model.operating_points[inp.finding].band(probability, shifted=shifted(domain)),
             method=method,
             image_size=(pixels.shape[1], pixels.shape[0]),
             regions=regions,
             artefacts=[artefact],
             models=models,
-            limitations=[*study.qc.limitations, caveat, DECISION_SUPPORT],
+            limitations=[*study.qc.limitations, *domain_limitations(domain), caveat,
+                         DECISION_SUPPORT],  # fmt: skip
         )
 
 

@@ -536,3 +536,29 @@ def test_a_step_that_failed_never_leaves_an_empty_answer(
     answer = composed(composer, verifier, view)
     assert [c.text for c in answer.claims] == [composer.text["step_failed"]]
     assert any("the image index is not built" in item for item in answer.limitations)
+
+
+def test_an_image_unlike_the_training_data_gets_no_confident_word(
+    writer: DirectAnswers, composer: Composer, verifier: Verifier
+) -> None:
+    # The domain-shift guard flagged the study: the classifier's bands are capped (never
+    # absent, present only far beyond rule-in) and every answer says why.
+    point = OperatingPoint(rule_out=0.10, rule_in=0.40)
+    rows = [{**row("Effusion", p, 0.10, 0.40), "status": point.band(p, shifted=True),
+             "shifted": True} for p in (0.02,)]  # fmt: skip
+    flagged = classification(rows)
+    flagged.values["domain"] = {
+        "score": 3.1, "threshold": 1.0, "out_of_distribution": True,
+        "reasons": ["the image statistics differ from the training radiographs (inverted "
+                    "polarity?)"],
+        "image_score": 3.1, "feature_score": 0.8, "model": {"name": "starter", "version": "1"},
+    }  # fmt: skip
+    view = turn(Target(kind="finding", closed=True, subject="Effusion"), [flagged],
+                question="any effusion?")  # fmt: skip
+    text, word, _ = written(writer, view)
+    assert word == "possibly" and text.startswith("Possibly: Effusion: no call either way")
+    answer = composed(composer, verifier, view)
+    assert answer.limitations[0].startswith("This image differs from the images the models were "
+                                            "trained on: the image statistics differ")
+    assert point.band(0.69, shifted=True) == "indeterminate"
+    assert point.band(0.70, shifted=True) == "present"  # far beyond rule-in: halfway to 1

@@ -13,6 +13,8 @@ import numpy as np
 from radpilot.app.triage import TriageSource, triage
 from radpilot.core.contracts import ModelIdentity
 from radpilot.core.findings import NIH_FINDINGS, OperatingPoint
+from radpilot.tools.models.domain_guard import DomainCheck
+from radpilot.tools.models.findings import Reading
 from radpilot.tools.studies import StudyStore
 from tests.factories import chest_like, png_bytes
 
@@ -29,17 +31,39 @@ class ScriptedModel:
     operating_points = dict.fromkeys(NIH_FINDINGS, POINT)
     identity = ModelIdentity(name="scripted", version="1")
 
-    def __init__(self, script: dict[int, dict[str, float]]) -> None:
+    def __init__(self, script: dict[int, dict[str, float]], unlike: set[int] = frozenset()
+                 ) -> None:  # fmt: skip
         self.script = script
         self.batches: list[int] = []
+        # The domain-shift guard, flagging the images whose marker is in `unlike`.
+        self.domain_reference = FlaggingReference(unlike)
 
-    def predict(self, pixels: list[np.ndarray]) -> np.ndarray:
+    def read(self, pixels: list[np.ndarray]) -> list[Reading]:
         self.batches.append(len(pixels))
-        rows = []
+        readings = []
         for image in pixels:
-            wanted = self.script[int(round(float(image[0, 0]) * 10))]
-            rows.append([wanted.get(f, 0.05) for f in NIH_FINDINGS])
-        return np.array(rows)
+            wanted = self.script[marker_of(image)]
+            readings.append(Reading(np.array([wanted.get(f, 0.05) for f in NIH_FINDINGS]),
+                                    np.zeros(4, dtype=np.float32)))  # fmt: skip
+        return readings
+
+
+class FlaggingReference:
+    def __init__(self, unlike: set[int]) -> None:
+        self.unlike = unlike
+
+    def check(self, pixels: np.ndarray, embedding: np.ndarray, model: ModelIdentity
+              ) -> DomainCheck:  # fmt: skip
+        flagged = marker_of(pixels) in self.unlike
+        return DomainCheck(score=2.0 if flagged else 0.5, threshold=1.0,
+                           out_of_distribution=flagged,
+                           reasons=["inverted polarity?"] if flagged else [],
+                           image_score=2.0 if flagged else 0.5, feature_score=0.5,
+                           model=model)  # fmt: skip
+
+
+def marker_of(image: np.ndarray) -> int:
+    return int(round(float(image[0, 0]) * 10))
 
 
 def image(marker: int) -> bytes:
@@ -76,6 +100,18 @@ def test_the_worklist_follows_the_documented_rule(tmp_path: Path) -> None:
     assert "not a diagnosis" in worklist.notice
 
 
+
+
+def test_an_image_unlike_the_training_data_is_not_assessable(tmp_path: Path) -> None:
+    # A confident Pneumothorax on an image the guard flags does not rank it first.
+    model = ScriptedModel({1: {"Pneumothorax": 0.99}, 2: {"Effusion": 0.9}}, unlike={1})
+    tools = SimpleNamespace(studies=StudyStore(tmp_path, secret=b"k" * 32),
+                            models=SimpleNamespace(findings_model=lambda: model))  # fmt: skip
+    sources = [TriageSource(source=f"s{k}.png", read=lambda k=k: image(k)) for k in (1, 2)]
+    items = triage(sources, tools).items
+    assert [(i.source, i.urgency) for i in items] == [("s2.png", "effusion"),
+                                                      ("s1.png", "not assessable")]
+    assert "unlike the training images: inverted polarity?" in items[1].reason
 
 
 def test_only_a_finding_at_or_above_its_rule_in_point_counts_as_present(tmp_path: Path) -> None:

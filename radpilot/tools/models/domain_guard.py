@@ -85,6 +85,16 @@ class DomainCheck(BaseModel):
         "compared with."
     )
 
+    def limitation(self) -> str:
+        """The limitation every answer about a flagged study carries."""
+        reasons = "; ".join(self.reasons) or "its domain-shift score is above the threshold"
+        return (
+            f"This image differs from the images the models were trained on: {reasons} "
+            f"(score {self.score:.2f}, threshold {self.threshold:.2f}). The findings model may "
+            "be confidently wrong on it, so no finding is called absent and a finding is "
+            "called present only far beyond its rule-in point; read the film yourself."
+        )
+
 
 @dataclass(frozen=True)
 class Statistic:
