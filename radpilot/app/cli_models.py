@@ -67,35 +67,18 @@ def add_models_commands(commands: Any) -> None:
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=_compare_classifiers)
 
-    points = actions.add_parser(
-        "operating-points",
-        help="choose each finding's rule-out (sensitivity >= 0.90) and rule-in (specificity "
-        ">= 0.90) thresholds on the validation patients, measure them on the test patients",
-    )
-    points.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
-    points.add_argument(
-        "--bundle", type=Path, help="classifier bundle (default: the packaged starter)"
-    )
-    points.add_argument(
-        "--write", action="store_true", help="store the points and test table in the bundle"
-    )
-    points.add_argument("--json", action="store_true")
-    points.set_defaults(handler=_operating_points)
-
-    guard = actions.add_parser(
-        "domain-guard",
-        help="derive the domain-shift guard's reference from the training patients, its "
-        "threshold from the validation patients; false alarms on the test patients",
-    )
-    guard.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
-    guard.add_argument(
-        "--bundle", type=Path, help="classifier bundle (default: the packaged starter)"
-    )
-    guard.add_argument(
-        "--write", action="store_true", help="store the reference and figures in the bundle"
-    )
-    guard.add_argument("--json", action="store_true")
-    guard.set_defaults(handler=_domain_guard)
+    _derived_from_the_bundle(
+        actions, "operating-points", _operating_points,
+        "choose each finding's rule-out (sensitivity >= 0.90) and rule-in (specificity >= 0.90) "
+        "thresholds on the validation patients, measure them on the test patients",
+        "store the points and test table in the bundle",
+    )  # fmt: skip
+    _derived_from_the_bundle(
+        actions, "domain-guard", _domain_guard,
+        "derive the domain-shift guard's reference from the training patients, its threshold "
+        "from the validation patients; false alarms on the test patients",
+        "store the reference and figures in the bundle",
+    )  # fmt: skip
 
     evaluate = actions.add_parser("evaluate", help="metrics of a model on a labelled data set")
     evaluate.add_argument(
@@ -244,6 +227,19 @@ def _compare_classifiers(args: argparse.Namespace) -> int:
     else:
         print("\n".join(lever_table(rows)))
     return 0
+
+
+def _derived_from_the_bundle(actions: Any, name: str, handler: Any, help_text: str,
+                             write_help: str) -> None:  # fmt: skip
+    """A command that derives something stored with the classifier bundle from the data."""
+    command = actions.add_parser(name, help=help_text)
+    command.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
+    command.add_argument(
+        "--bundle", type=Path, help="classifier bundle (default: the packaged starter)"
+    )
+    command.add_argument("--write", action="store_true", help=write_help)
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(handler=handler)
 
 
 def _operating_points(args: argparse.Namespace) -> int:
