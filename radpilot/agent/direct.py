@@ -329,12 +329,13 @@ class DirectAnswers:
         """"Still there?" from the current study; "better?", "grown?", "new?" from the
         comparison's verdict for the finding asked about."""
         comparison = next((e for e in turn if e.tool == "compare_studies"), None)
-        if comparison is None and target.subject:
-            # No prior to compare with: the answer says so, after what the current study shows.
+        asked = change_asked(view.cleaned_question)
+        if comparison is None and target.subject and asked == "persists":
+            # "Still there?" with no prior: what the current study shows answers it.
             return (self._heart_size if target.subject == "Cardiomegaly" else self._finding)(
                 view, target, turn)  # fmt: skip
         if not target.closed or not target.subject or comparison is None:
-            return None
+            return None  # "worse than before?" with no prior: the answer says none is available
         row = next((r for r in comparison.values.get("findings", [])
                     if r["name"] == target.subject), None)  # fmt: skip
         if row is None:
@@ -343,7 +344,6 @@ class DirectAnswers:
             finding=display(row["name"]), prior=row["prior_probability"],
             now=row["probability"], margin=row["margin"],
         )  # fmt: skip
-        asked = change_asked(view.cleaned_question)
         if asked == "persists":
             current = self._row(view, turn, target.subject)
             if current is None:

@@ -118,7 +118,8 @@ def test_compare_with_a_prior_gives_change_verdicts(agent: Agent, data_dir: Path
     session = session_with(agent, (data_dir / pair["current"]).read_bytes())
     agent.add_study(session, (data_dir / pair["prior"]).read_bytes(), "old.png", role="prior")
     answer = agent.ask(session, "What has changed since the prior?")
-    assert tools_called(agent, session) == ["compare_studies"]
+    # The current study is read as well: "still there?" is answered from it first.
+    assert tools_called(agent, session) == ["classify_findings", "compare_studies"]
     assert any("Compared with the prior study" in c.text or "Unchanged since" in c.text
                for c in answer.claims)  # fmt: skip
     assert_grounded(agent, session)

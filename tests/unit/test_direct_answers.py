@@ -510,6 +510,9 @@ def test_a_change_question_without_a_prior_answers_from_the_current_study(
                 intent="compare_prior")  # fmt: skip
     text, word, _ = written(writer, view)
     assert word == "yes" and text.startswith("Yes: Effusion is likely")
+    worse = turn(target, [classification()], question="is the effusion worse than before?",
+                 intent="compare_prior")  # fmt: skip
+    assert writer.write(worse, [classification()]) is None  # no change can be claimed
 
 
 def test_a_projection_estimated_by_the_model_is_named_so_and_brings_the_ap_caveat(
