@@ -489,8 +489,7 @@ class Composer:
                   if e.inputs.get("study_id") == current.study_id and e.values.get("domain")]
         if checks and checks[-1].get("out_of_distribution"):
             text = DomainCheck.model_validate(checks[-1]).limitation()
-            if text not in answer.limitations:
-                answer.limitations.insert(0, text)
+            answer.limitations = [text, *(t for t in answer.limitations if t != text)]
 
     def _limitations(self, answer: Answer, turn: list[Evidence]) -> None:
         for evidence in turn:

@@ -17,8 +17,10 @@ from radpilot.core.notice import DECISION_SUPPORT
 from radpilot.tools.anatomy import Span, cardiothoracic
 from radpilot.tools.artefacts import png_bytes
 from radpilot.tools.base import ToolContext, ToolInput, ToolOutput
+from radpilot.tools.classify import domain_limitations, read_study
 from radpilot.tools.image_info import estimate_view
 from radpilot.tools.imaging import Study
+from radpilot.tools.models.domain_guard import DomainCheck
 from radpilot.tools.segment import AnatomyTool, Area, area_of, named_masks, tinted
 
 CTR_THRESHOLD_PA = 0.5  # the usual upper limit of normal on a PA film
@@ -43,6 +45,8 @@ class MeasureInput(ToolInput):
 class MeasureOutput(ToolOutput):
     study_id: str
     view: str = Field(description="PA, AP, LATERAL or UNKNOWN: from the header, else estimated")
+    domain: DomainCheck | None = Field(default=None, description="the domain-shift guard's "
+                                       "verdict on the study (as on classify_findings)")
     view_source: Literal["dicom", "model", "none"] = Field(
         default="dicom", description="where `view` comes from: the file's header, the "
         "projection model (the header records none), or neither"
@@ -127,10 +131,14 @@ class MeasureTool(AnatomyTool[MeasureInput, MeasureOutput]):
         right, left = area_of(anatomy.right_lung, study), area_of(anatomy.left_lung, study)
         picture = draw_lines(pixels, named_masks(anatomy), heart, thorax)
         view, source = projection(study, ctx)
+        # The guard's verdict (cached with the study's classification): a ratio measured on an
+        # image unlike the training data says so.
+        domain = read_study(study, ctx.models.findings_model(), pixels).domain
         return MeasureOutput(
             study_id=study.id,
             view=view,
             view_source=source,
+            domain=domain,
             cardiothoracic_ratio=ratio,
             heart_line=line_of(heart, study),
             thorax_line=line_of(thorax, study),
@@ -145,6 +153,7 @@ class MeasureTool(AnatomyTool[MeasureInput, MeasureOutput]):
             models=anatomy.models,
             limitations=[
                 *study.qc.limitations,
+                *domain_limitations(domain),
                 "Measurements rest on a starter lung model's masks: check the lines on the "
                 "overlay before quoting the ratio.",
                 DECISION_SUPPORT,
