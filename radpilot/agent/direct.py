@@ -222,8 +222,9 @@ class DirectAnswers:
             word = answer_word(certainty, "abnormal")
             text = f"{self.finding_sentence(row)} {where}"
             if not agrees:
-                # The localization picks the side a radiologist boxed in about 3 of 4
-                # validation films: evidence on the other side does not exclude the one asked.
+                # The localization names a radiologist's boxed side for 41 of 67 one-sided
+                # validation boxes (16 the other side; `radpilot models evaluate
+                # localization-side`): evidence elsewhere does not exclude the side asked.
                 word = "possibly"
                 text += " " + self.text["side_elsewhere"]
             text = self.text["direct"]["abnormal"][word] + text

@@ -86,7 +86,8 @@ def add_models_commands(commands: Any) -> None:
         help="a findings classifier, `starter-detector` for the box detector (next to "
         "Grad-CAM), `starter-view` for the PA/AP projection classifier, `anatomy` for the "
         "heart-and-lung segmenter (Dice, HD95), `opacity-side` for which lung is whiter (lung "
-        "masks against one-sided boxes), `ctr` for the "
+        "masks against one-sided boxes), `localization-side` for the side the localization "
+        "names against one-sided boxes, `ctr` for the "
         "cardiothoracic ratio against the reference CTR and NIH Cardiomegaly labels, "
         "`temporal` for change verdicts on the same-patient pairs (test-split patients), or "
         "`domain-shift` for the domain-shift guard against synthetic shifts of NIH test images "
@@ -410,6 +411,17 @@ def _evaluate_opacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_localization_side(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.detector import shipped_detector
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.evaluate_side import evaluate_side
+
+    evaluation = evaluate_side(StarterFindingsModel(), shipped_detector(), args.data, args.split,
+                               limit=args.limit, progress=_progress)  # fmt: skip
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def _evaluate_temporal(args: argparse.Namespace) -> int:
     from radpilot.training.evaluate_temporal import evaluate_temporal
 
@@ -443,6 +455,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_ctr(args)
     if args.name == "opacity-side":
         return _evaluate_opacity(args)
+    if args.name == "localization-side":
+        return _evaluate_localization_side(args)
     if args.name == "temporal":
         return _evaluate_temporal(args)
     if args.name == "starter-detector":

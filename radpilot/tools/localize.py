@@ -26,7 +26,7 @@ from radpilot.tools.classify import (
     shifted,
 )
 from radpilot.tools.imaging import square_crop_box
-from radpilot.tools.models.detector import Detector, detector_is_shipped
+from radpilot.tools.models.detector import Detector, StarterDetector, detector_is_shipped
 from radpilot.tools.models.findings import FindingsModel
 from radpilot.tools.models.store import bundled_card
 
@@ -169,18 +169,14 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
         probabilities, domain = read_study(study, model, pixels)
         probability = float(probabilities[NIH_FINDINGS.index(inp.finding)])
         detector = ctx.models.detector()
-        regions = (
-            detector_regions(detector, pixels, inp.finding)
-            if detector is not None and inp.finding in detector.localizes
-            else []
-        )
-        if detector is not None and regions:
+        regions, heatmap = find_regions(model, detector, pixels, inp.finding)
+        if detector is not None and heatmap is None:
             heat_on_image = np.zeros(pixels.shape, dtype=np.float32)  # boxes only
             method = "FCOS box detector (starter-detector); peak = the box's centre"
             models = [model.identity, detector.identity]
             caveat = "Boxes are approximate; a finding the detector did not box may be present."
-        else:  # Grad-CAM always has a hottest region, so "where?" always gets an answer
-            regions, heat_on_image = grad_cam_regions(model, pixels, inp.finding)
+        else:
+            heat_on_image = heatmap if heatmap is not None else np.zeros(pixels.shape, np.float32)
             method = "Grad-CAM on the classifier's last convolutional layer"
             models = [model.identity]
             caveat = "Heatmaps show what drives the model's score, not the finding's exact extent."
@@ -200,6 +196,18 @@ class LocalizeFindingTool(FindingsModelTool[LocalizeInput, LocalizeOutput]):
             limitations=[*study.qc.limitations, *domain_limitations(domain), caveat,
                          DECISION_SUPPORT],  # fmt: skip
         )
+
+
+def find_regions(model: FindingsModel, detector: StarterDetector | None, pixels: np.ndarray,
+                 finding: str) -> tuple[list[Region], np.ndarray | None]:  # fmt: skip
+    """Where the evidence for a finding lies: the detector's boxes when it localizes the
+    finding and finds one (heatmap None), else Grad-CAM's regions and heatmap (Grad-CAM always
+    has a hottest region, so "where?" always gets an answer)."""
+    if detector is not None and finding in detector.localizes:
+        boxes = detector_regions(detector, pixels, finding)
+        if boxes:
+            return boxes, None
+    return grad_cam_regions(model, pixels, finding)
 
 
 def detector_regions(detector: Detector, pixels: np.ndarray, finding: str) -> list[Region]:

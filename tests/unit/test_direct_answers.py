@@ -300,8 +300,8 @@ def test_a_side_question_that_agrees_with_the_localization_is_yes(
 def test_a_side_question_that_disagrees_with_the_localization_is_possibly_and_says_where(
     writer: DirectAnswers, composer: Composer, verifier: Verifier
 ) -> None:
-    # The localization's side is right in about 3 of 4 boxed validation films: evidence on
-    # the other side does not exclude the side asked about.
+    # The localization names the boxed side for 41 of 67 one-sided validation boxes: evidence
+    # on the other side does not exclude the side asked about.
     target = Target(kind="side", closed=True, subject="Effusion", side="right")  # on the right?
     view = turn(target, [classification(), localization("Effusion", "left")], intent="localize")
     text, word, _ = written(writer, view)
