@@ -87,7 +87,8 @@ def add_models_commands(commands: Any) -> None:
         "Grad-CAM), `starter-view` for the PA/AP projection classifier, `anatomy` for the "
         "heart-and-lung segmenter (Dice, HD95), `opacity-side` for which lung is whiter (lung "
         "masks against one-sided boxes), `localization-side` for the side the localization "
-        "names against one-sided boxes, `ctr` for the "
+        "names against one-sided boxes, `robustness` for the classifier on synthetic shifts of "
+        "test images (AUROC drop, ECE, probability change; --limit default 200), `ctr` for the "
         "cardiothoracic ratio against the reference CTR and NIH Cardiomegaly labels, "
         "`temporal` for change verdicts on the same-patient pairs (test-split patients), or "
         "`domain-shift` for the domain-shift guard against synthetic shifts of NIH test images "
@@ -422,6 +423,18 @@ def _evaluate_localization_side(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_robustness(args: argparse.Namespace) -> int:
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.evaluate_robustness import evaluate_robustness, robustness_table
+
+    split = "test" if args.split == "all" else args.split
+    evaluation = evaluate_robustness(StarterFindingsModel(), args.data, split,
+                                     limit=args.limit or 200, progress=_progress)  # fmt: skip
+    print(json.dumps(evaluation.model_dump(mode="json"), indent=2) if args.json
+          else robustness_table(evaluation))  # fmt: skip
+    return 0
+
+
 def _evaluate_temporal(args: argparse.Namespace) -> int:
     from radpilot.training.evaluate_temporal import evaluate_temporal
 
@@ -457,6 +470,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_opacity(args)
     if args.name == "localization-side":
         return _evaluate_localization_side(args)
+    if args.name == "robustness":
+        return _evaluate_robustness(args)
     if args.name == "temporal":
         return _evaluate_temporal(args)
     if args.name == "starter-detector":
