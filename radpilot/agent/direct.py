@@ -10,12 +10,10 @@ copied from the evidence it cites; the verifier checks the first word against th
 from __future__ import annotations
 
 import re
-from functools import cache
 from typing import Any
 
-from radpilot import prompts
 from radpilot.agent.planner import TurnView
-from radpilot.agent.targets import phrase_pattern
+from radpilot.agent.targets import TargetVocabulary
 from radpilot.agent.types import Certainty, Claim, DirectAnswer, DirectWord, Target
 from radpilot.agent.wording import (
     answer_word,
@@ -46,23 +44,10 @@ _WORDS: dict[DirectWord, str] = {"yes": "Yes", "no": "No", "possibly": "Possibly
                                  "cannot_assess": "I cannot assess"}  # fmt: skip
 
 
-@cache
-def _change_questions() -> dict[str, re.Pattern[str] | None]:
-    table = prompts.load("targets")["change_questions"]
-    return {str(kind): phrase_pattern(phrases) for kind, phrases in table.items()}
-
-
-def change_asked(question: str) -> str:
-    """What a change question asks: persists, better, worse, new, or (any other) changed."""
-    for kind, pattern in _change_questions().items():
-        if pattern is not None and pattern.search(question):
-            return kind
-    return "changed"
-
-
 class DirectAnswers:
     def __init__(self) -> None:
         self.text = templates()
+        self.vocabulary = TargetVocabulary()
 
     def write(self, view: TurnView, turn: list[Evidence]) -> tuple[Claim, DirectAnswer] | None:
         """The claim that answers the question first, and its summary; None when the question
@@ -330,7 +315,7 @@ class DirectAnswers:
         """"Still there?" from the current study; "better?", "grown?", "new?" from the
         comparison's verdict for the finding asked about."""
         comparison = next((e for e in turn if e.tool == "compare_studies"), None)
-        asked = change_asked(view.cleaned_question)
+        asked = self.vocabulary.change_asked(view.cleaned_question)
         if comparison is None and target.subject and asked == "persists":
             # "Still there?" with no prior: what the current study shows answers it.
             return (self._heart_size if target.subject == "Cardiomegaly" else self._finding)(

@@ -91,6 +91,15 @@ class TargetVocabulary:
         self.guideline = phrase_pattern(table["guideline_words"])
         self.negations = phrase_pattern(table["negations"])
         self.vague_words = set(table["vague_words"])
+        self.change_questions = {str(kind): phrase_pattern(phrases)
+                                 for kind, phrases in table["change_questions"].items()}
+
+    def change_asked(self, question: str) -> str:
+        """What a change question asks: persists, better, worse, new, or (else) changed."""
+        for kind, pattern in self.change_questions.items():
+            if pattern is not None and pattern.search(question):
+                return kind
+        return "changed"
 
     def expand(self, text: str) -> str:
         """Shorthand spelt out ("r/o ptx" -> "rule out pneumothorax"); "?x" reads "x?"."""

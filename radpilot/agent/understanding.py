@@ -178,8 +178,9 @@ class Vocabulary:
     def unsupported_in(self, text: str) -> list[str]:
         """What no installed model sees, by category (prompts/targets.yaml `unsupported`)."""
         text = text.replace("_", " ")
-        named = " ; ".join(text[s:e] for s, e in self._unsupported_spans(text))
-        return self.targets.unsupported_categories(named)
+        categories = self.targets.unsupported_category
+        return list(dict.fromkeys(categories[text[s:e].lower()]
+                                  for s, e in self._unsupported_spans(text)))  # fmt: skip
 
 
 def extract_slots(text: str, vocabulary: Vocabulary) -> Slots:

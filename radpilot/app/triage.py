@@ -123,11 +123,8 @@ def triage(sources: Iterable[TriageSource], tools: Any, *, batch_size: int = BAT
 
 def _unlike_training(model: Any, pixels: Any, reading: Any) -> str | None:
     """Why the domain-shift guard will not let the model rank this image, or None."""
-    reference = model.domain_reference
-    if reference is None or reading.embedding is None:
-        return None
-    domain = reference.check(pixels, reading.embedding, model.identity)
-    if not domain.out_of_distribution:
+    domain = model.domain_check(pixels, reading)
+    if domain is None or not domain.out_of_distribution:
         return None
     return "unlike the training images: " + ("; ".join(domain.reasons) or "domain shift")
 

@@ -75,7 +75,7 @@ def shifted(domain: DomainCheck | None) -> bool:
 
 def domain_limitations(domain: DomainCheck | None) -> list[str]:
     """What an answer about a study the guard flags must say."""
-    return [domain.limitation()] if domain is not None and domain.out_of_distribution else []
+    return [domain.limitation()] if domain is not None and shifted(domain) else []
 
 
 def known_findings(names: list[str]) -> list[str]:
@@ -146,13 +146,7 @@ def read_study(study: Study, model: FindingsModel, pixels: np.ndarray) -> StudyR
         reading = model.read_one(pixels)
         values = np.array(reading.probabilities)
         values.setflags(write=False)  # shared by every later call for the study
-        reference = model.domain_reference
-        domain = (
-            None
-            if reference is None or reading.embedding is None
-            else reference.check(pixels, reading.embedding, model.identity)
-        )
-        return StudyReading(values, domain)
+        return StudyReading(values, model.domain_check(pixels, reading))
 
     return _readings.get_or_compute(f"{study.id}:{model.identity.sha256}", compute)
 

@@ -47,10 +47,8 @@ class RobustnessEvaluation(BaseModel):
 def _read(model: Any, images: list[np.ndarray]) -> tuple[np.ndarray, list[bool]]:
     """Probabilities (images x findings) and the guard's flag for each image."""
     readings = model.read(images)
-    reference = model.domain_reference
-    flags = [bool(reference is not None and r.embedding is not None
-                  and reference.check(p, r.embedding, model.identity).out_of_distribution)
-             for p, r in zip(images, readings, strict=True)]  # fmt: skip
+    checks = [model.domain_check(p, r) for p, r in zip(images, readings, strict=True)]
+    flags = [check is not None and check.out_of_distribution for check in checks]
     return np.array([r.probabilities for r in readings]), flags
 
 

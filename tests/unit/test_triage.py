@@ -35,8 +35,7 @@ class ScriptedModel:
                  ) -> None:  # fmt: skip
         self.script = script
         self.batches: list[int] = []
-        # The domain-shift guard, flagging the images whose marker is in `unlike`.
-        self.domain_reference = FlaggingReference(unlike)
+        self.unlike = unlike  # the markers of the images the domain-shift guard flags
 
     def read(self, pixels: list[np.ndarray]) -> list[Reading]:
         self.batches.append(len(pixels))
@@ -47,19 +46,13 @@ class ScriptedModel:
                                     np.zeros(4, dtype=np.float32)))  # fmt: skip
         return readings
 
-
-class FlaggingReference:
-    def __init__(self, unlike: set[int]) -> None:
-        self.unlike = unlike
-
-    def check(self, pixels: np.ndarray, embedding: np.ndarray, model: ModelIdentity
-              ) -> DomainCheck:  # fmt: skip
+    def domain_check(self, pixels: np.ndarray, reading: Reading) -> DomainCheck:
         flagged = marker_of(pixels) in self.unlike
         return DomainCheck(score=2.0 if flagged else 0.5, threshold=1.0,
                            out_of_distribution=flagged,
                            reasons=["inverted polarity?"] if flagged else [],
                            image_score=2.0 if flagged else 0.5, feature_score=0.5,
-                           model=model)  # fmt: skip
+                           model=self.identity)  # fmt: skip
 
 
 def marker_of(image: np.ndarray) -> int:

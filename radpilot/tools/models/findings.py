@@ -26,7 +26,11 @@ from radpilot.tools.imaging import to_model_input
 from radpilot.tools.models import precision
 from radpilot.tools.models.batching import BATCH_WAIT_S, MicroBatcher, model_batcher
 from radpilot.tools.models.catalog import CATALOG, InputConvention, KnownWeights
-from radpilot.tools.models.domain_guard import DomainReference, load_domain_reference
+from radpilot.tools.models.domain_guard import (
+    DomainCheck,
+    DomainReference,
+    load_domain_reference,
+)
 from radpilot.tools.models.store import ModelStore, bundled_dir, sha256_of
 
 # Preference when several classifiers are installed: canonical multi-dataset weights first.
@@ -132,6 +136,13 @@ class FindingsModel(ABC):
         """One image's probabilities and, from the same forward pass, its embedding (for the
         domain-shift guard), micro-batched like `predict_one`."""
         return self.batcher.submit(self.prepare(pixels))
+
+    def domain_check(self, pixels: np.ndarray, reading: Reading) -> DomainCheck | None:
+        """The domain-shift guard's verdict on an image from its reading (nothing is run
+        again); None for weights without a reference."""
+        if self.domain_reference is None or reading.embedding is None:
+            return None
+        return self.domain_reference.check(pixels, reading.embedding, self.identity)
 
     def read(self, pixels: list[np.ndarray]) -> list[Reading]:
         """`read_one` for a batch of images at once (training and evaluation)."""
