@@ -16,10 +16,12 @@ from radpilot.agent.planner import TurnView
 from radpilot.agent.targets import TargetVocabulary
 from radpilot.agent.types import Certainty, Claim, DirectAnswer, DirectWord, Target
 from radpilot.agent.wording import (
+    CTR_DECIDES_ENLARGED,
+    CTR_DECIDES_NORMAL,
     answer_word,
     display,
     film,
-    heart_size_certainty,
+    heart_size_call,
     lung_findings,
     row_certainty,
     templates,
@@ -135,10 +137,12 @@ class DirectAnswers:
         row, classification = found
         ratio = measured.values["cardiothoracic_ratio"] if measured is not None else None
         projection = str(measured.values["view"]) if measured is not None else "UNKNOWN"
-        certainty = heart_size_certainty(row_certainty(row), ratio, projection)
+        certainty, basis = heart_size_call(row_certainty(row), ratio, projection)
         word = answer_word(certainty, target.polarity)
-        sentence = self.text["heart_size"][certainty].format(
+        templates = self.text["heart_size_by_ratio" if basis == "ratio" else "heart_size"]
+        sentence = templates[certainty].format(
             probability=row["probability"], rule_out=row["rule_out"], rule_in=row["rule_in"],
+            limit=CTR_DECIDES_ENLARGED if certainty == "likely" else CTR_DECIDES_NORMAL,
         )  # fmt: skip
         text = (self.text["direct"][target.polarity][word] if target.closed else "") + sentence
         text = text[0].upper() + text[1:]

@@ -17,6 +17,7 @@ from radpilot.agent.dialogue import resolve, sentences
 from radpilot.agent.targets import (
     QuestionReader,
     TargetVocabulary,
+    phrase_pattern,
     split_questions,
     without_discourse,
 )
@@ -32,6 +33,7 @@ _PRIOR = re.compile(
     r"interval|changed?|compared?|comparison|since (the|her|his|last|previous|prior|then|"
     r"yesterday|\d)|progress(ed|ion)?|better|worse|resolved|improv(ed|ing)|before|than last|"
     r"new|newly|anymore|persist\w*|earlier|cleared|gone|differ(ent)? from|the previous|"
+    r"grown|grow(ing)?|shrunk|shrinking|"
     r"yesterday'?s|last one|"
     r"(was|were) (it|this|that|they) there|used to)\b",
     re.IGNORECASE,
@@ -43,26 +45,29 @@ _EXPLICIT_PRIOR = re.compile(
     r"interval|since (the|her|his|last|previous|prior|then|\d))\b",
     re.IGNORECASE,
 )
+# "pls compare w prior. has it grown?": a request to compare, whatever the asking sentence says.
+_COMPARE_REQUEST = re.compile(
+    r"\bcompar(e|ed|ing|ison)\b[^.?!]{0,12}\b(with|w/?|to|against|vs)\b[^.?!]{0,6}"
+    r"\b(the |her |his )?(prior|previous|old|last|earlier)\b", re.IGNORECASE,
+)
+# ", any consolidation?": history before the comma, the presence question after it.
+_ASKING_AFTER_COMMA = re.compile(r",\s+(?=(any|is there|are there|query|rule out)\b)",
+                                 re.IGNORECASE)
 _WHERE = re.compile(
     r"\b(where|which side|what side|same side|locali[sz]e|show me|point|pinpoint|highlight)\b",
     re.IGNORECASE,
 )
 # Heart size said in words the phrase list cannot hold ("the heart looks a bit big").
 _HEART_SIZE = re.compile(
-    r"\bheart\b[^.?!]{0,25}\b(big|bigger|enlarged|large|larger|huge)\b|"
+    r"\bheart\b[^.?!]{0,25}\b(big|bigger|enlarged|large|larger|huge|swollen)\b|"
     r"\b(big|bigger|enlarged|large|larger)\b[^.?!]{0,10}\bheart\b",
     re.IGNORECASE,
 )
 _PLEURA_THICK = re.compile(r"\bpleura\w*\b[^.?!]{0,25}\bthicken\w*", re.IGNORECASE)
-# Decisions that belong to the treating clinician, never to a reading tool.
-_TREATMENT = re.compile(
-    r"\b(discharge|send (him|her|them) home|prescribe|dos(e|es|ing)|\d+ ?mg|prognosis|"
-    r"admit (him|her|them)|be admitted|book (a|an|him|her)|fit for|medically fit|"
-    r"sign (him|her|them|it) off|sign off|clear (him|her|them) for|"
-    r"life expectancy|how long (will|does|has) (he|she|they)|start (him|her|them) on|"
-    r"antibiotics?|furosemide|steroids?)\b",
-    re.IGNORECASE,
-)
+# Decisions that belong to the treating clinician, never to a reading tool (the phrases are
+# `clinical_decisions` in prompts/targets.yaml); a dose in milligrams is one too.
+_TREATMENT = phrase_pattern(prompts.load("targets")["clinical_decisions"])
+_DOSE = re.compile(r"\b\d+ ?mg\b", re.IGNORECASE)
 # Another modality or body part than a chest radiograph.
 _OTHER_IMAGING = re.compile(
     r"\b(?i:look at|read|review|analy[sz]e|interpret|check)\b[^.?!]{0,30}(\b(CT|MRI)\b|"
@@ -306,7 +311,7 @@ def question_slots(question: str, vocabulary: Vocabulary,
     clause = last_question(question)
     # "had a pneumothorax on that side before. Nodule?": only the asking sentence says
     # whether a comparison is wanted.
-    slots.mentions_prior = bool(_PRIOR.search(clause))
+    slots.mentions_prior = bool(_PRIOR.search(clause) or _COMPARE_REQUEST.search(question))
     asked = without_discourse(clause)
     if clause != question:
         # "58F, reduced BS R base. Effusion?", "known HFrEF. Heart size normal?": the history
@@ -333,8 +338,9 @@ def after(focus: DialogueFocus | None, parts: list[Understanding]) -> DialogueFo
 
 
 def last_question(text: str) -> str:
-    """The sentence that asks, when clinical context comes first ("58F, breathless. Effusion?")."""
-    parts = sentences(text.replace(" - ", "; "))
+    """The sentence that asks, when clinical context comes first ("58F, breathless. Effusion?",
+    "cough x3 wks, any consolidation": a presence question after a comma asks on its own)."""
+    parts = sentences(_ASKING_AFTER_COMMA.sub("; ", text.replace(" - ", "; ")))
     if len(parts) < 2:
         return text
     last = parts[-1]
@@ -362,7 +368,8 @@ def refine(
     other imaging are read in the asking sentence (`clause`) only: "on furosemide, any
     oedema?" is a question about the film."""
     asking = clause or question
-    if _TREATMENT.search(asking) or _OTHER_IMAGING.search(asking):
+    decision = _TREATMENT is not None and _TREATMENT.search(asking) or _DOSE.search(asking)
+    if decision or _OTHER_IMAGING.search(asking):
         return "out_of_scope", "asks for a clinical decision or another kind of imaging"
     if _GUIDELINE.search(question):
         return "guideline", "asks what the guidelines say"

@@ -59,7 +59,12 @@ class TurnRecord(BaseModel):
     ask: str
     study: str | None = Field(default=None, description="the current study, relative to --data")
     intent: str | None
-    tools: list[str] = Field(description="tools that ran this turn (reused evidence excluded)")
+    tools: list[str] = Field(
+        description="tools called this turn, including calls the session's ledger answered"
+    )
+    reused: list[str] = Field(
+        default_factory=list, description="of those, the calls answered from the ledger"
+    )
     expected_tools: list[str]
     checks: dict[str, bool]
     passed: bool
@@ -181,8 +186,11 @@ def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]
             answer = agent.ask(session, turn.ask)
             latency = (time.perf_counter() - started) * 1000.0
             state = agent.state(session)
-            tools = [e.data["tool"] for e in state.trace
-                     if e.kind == "tool_end" and not e.data.get("reused")]  # fmt: skip
+            # A call the planner made this turn counts, whether it ran or the session's ledger
+            # already held its result ("what's the CTR?" after a measurement is not re-run).
+            ended = [e.data for e in state.trace if e.kind == "tool_end"]
+            tools = [data["tool"] for data in ended]
+            reused = [data["tool"] for data in ended if data.get("reused")]
             removed = sum(len(e.data.get("removed", [])) for e in state.trace if e.kind == "verify")
             ledger = {e.id for e in state.evidence}
             has_prior = any(s.role == "prior" for s in state.studies)
@@ -192,7 +200,7 @@ def run_scenario(agent: Any, scenario: Scenario, data: Path) -> list[TurnRecord]
                 TurnRecord(
                     scenario=scenario.id, turn=number, ask=turn.ask, study=scenario.study,
                     intent=state.understanding.intent if state.understanding else None,
-                    tools=tools, expected_tools=turn.expect.tools, checks=checks,
+                    tools=tools, reused=reused, expected_tools=turn.expect.tools, checks=checks,
                     passed=all(checks.values()), latency_ms=round(latency, 1),
                     claims=len(answer.claims),
                     grounded=sum(1 for c in answer.claims if set(c.evidence) & ledger),

@@ -143,8 +143,11 @@ def test_the_answer_word_follows_the_certainty_and_the_questions_polarity(
         ("likely", 0.40, "AP", "possible"),  # ... on any film
         ("likely", 0.45, "PA", "likely"),  # not clearly normal
         ("likely", 0.70, "PA", "likely"),  # agreeing ratios change nothing
-        ("possible", 0.70, "PA", "possible"),  # a ratio never makes a call more certain
-        ("possible", 0.30, "PA", "possible"),
+        ("possible", 0.60, "PA", "likely"),  # an indeterminate model: a clear ratio decides
+        ("possible", 0.48, "AP", "unlikely"),  # a normal ratio on any film
+        ("possible", 0.70, "AP", "possible"),  # ... but AP magnification never calls enlargement
+        ("possible", 0.59, "PA", "possible"),  # between the bounds the ratio is not clear
+        ("possible", 0.49, "PA", "possible"),
     ],
 )
 def test_heart_size_reads_the_classifier_and_the_measured_ratio_together(
