@@ -46,7 +46,9 @@ _CORRECTION = re.compile(
 _EVERYTHING = re.compile(r"\b(anything|everything|any other|all the|overall)\b", re.I)
 _SHOW = re.compile(r"^\s*(ok,? |so,? |can you |could you |please )?(show me|show it|pinpoint|"
                    r"point (to )?it|point it out|highlight it|locali[sz]e it|mark it|"
-                   r"which (lung|side)|what side|where|(confirm )?(the )?side)\b",
+                   r"which (lung|side|lobe|zone)|what (side|lobe|zone)|where|"
+                   r"(confirm )?(the )?side|"
+                   r"(right|left)( (upper|middle|lower) lobe)? or (the )?(right|left))\b",
                    re.I)  # fmt: skip
 _FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|also|plus|same for|and what about)\b", re.I)
 # "what if it's part-solid?", "when can they fly afterwards?": the same topic, one thing changed
@@ -63,7 +65,7 @@ _SIDE_ONLY = re.compile(r"^\s*(and\s+)?(on\s+|what about\s+|how about\s+)?the (l
 
 
 def _short(question: str) -> bool:
-    return len(question.split()) <= 6
+    return len(question.split()) <= 8  # "right lower lobe or left lower lobe?" (RLL or LLL)
 
 
 def sentences(text: str) -> list[str]:

@@ -16,8 +16,6 @@ from radpilot.agent.planner import TurnView
 from radpilot.agent.targets import TargetVocabulary
 from radpilot.agent.types import Certainty, Claim, DirectAnswer, DirectWord, Target
 from radpilot.agent.wording import (
-    CTR_DECIDES_ENLARGED,
-    CTR_DECIDES_NORMAL,
     answer_word,
     display,
     film,
@@ -29,7 +27,11 @@ from radpilot.agent.wording import (
 )
 from radpilot.core.contracts import Evidence
 
-_ASKED_PROJECTION = re.compile(r"\b(AP|PA|anteroposterior|posteroanterior|portable)\b", re.I)
+# The projection a question proposes; "PA, not AP?" proposes PA only.
+_ASKED_PROJECTION = re.compile(
+    r"(?<!\bnot )(?<!\bnot an )(?<!\bnot a )\b(AP|PA|anteroposterior|posteroanterior|portable)\b",
+    re.I,
+)
 _OTHER_MODALITY = re.compile(r"\b(ct|mri|ultrasound|scan|pet|angiogram)\b", re.I)
 # A lung counts as whiter only by this much mean intensity (0..1): on training patients'
 # normal films a larger gap occurs in 7 % (`radpilot models evaluate opacity-side`).
@@ -142,7 +144,6 @@ class DirectAnswers:
         templates = self.text["heart_size_by_ratio" if basis == "ratio" else "heart_size"]
         sentence = templates[certainty].format(
             probability=row["probability"], rule_out=row["rule_out"], rule_in=row["rule_in"],
-            limit=CTR_DECIDES_ENLARGED if certainty == "likely" else CTR_DECIDES_NORMAL,
         )  # fmt: skip
         text = (self.text["direct"][target.polarity][word] if target.closed else "") + sentence
         text = text[0].upper() + text[1:]

@@ -8,6 +8,7 @@ interface; executor, composer and verifier are shared.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -98,6 +99,33 @@ class Planner(Protocol):
 
 def compose(note: str = "") -> PlanDecision:
     return PlanDecision(action="compose", note=note)
+
+
+# "prior study 2", "the 2024-05-10 one", "the most recent one": which of several priors is meant.
+_NUMBERED_PRIOR = re.compile(r"\bprior(?: study)? (\d+)\b", re.IGNORECASE)
+_LATEST = re.compile(r"\b(most recent|latest|newest|newer|last|second|later)\b", re.IGNORECASE)
+_EARLIEST = re.compile(r"\b(oldest|earliest|older|first|original)\b", re.IGNORECASE)
+
+
+def chosen_prior(priors: list[StudyRef], question: str) -> StudyRef | None:
+    """The prior a comparison is with: the only one, else the one the question names (by
+    number, date, or as the latest / earliest when all are dated); None when it is not said."""
+    if len(priors) == 1:
+        return priors[0]
+    numbered = _NUMBERED_PRIOR.search(question)
+    if numbered and 1 <= int(numbered.group(1)) <= len(priors):
+        return priors[int(numbered.group(1)) - 1]
+    dated = [p for p in priors if p.acquired is not None]
+    named = [p for p in dated if str(p.acquired) in question]
+    if len(named) == 1:
+        return named[0]
+    if len(dated) == len(priors):
+        by_date = sorted(dated, key=lambda p: str(p.acquired))
+        if _LATEST.search(question):
+            return by_date[-1]
+        if _EARLIEST.search(question):
+            return by_date[0]
+    return None
 
 
 def clarification() -> str:
@@ -357,7 +385,8 @@ class EmbeddedPlanner:
                 # current study; the composer says that no comparison is possible.
                 return self._findings(view)
             return compose("no prior study: never invent one")
-        if len(priors) > 1:
+        chosen = chosen_prior(priors, view.understanding.cleaned)
+        if chosen is None:
             listing = "; ".join(
                 f"{p.label or p.study_id} ({p.acquired or 'date unknown'})" for p in priors
             )
@@ -366,7 +395,7 @@ class EmbeddedPlanner:
                 question=f"There are {len(priors)} prior studies in this session: {listing}. "
                 "Which one should I compare with?",
             )
-        prior = priors[0]
+        prior = chosen
         if "compare_studies" in view.available_tools:
             decision = self._once(view, "compare_studies", current, "temporal comparison",
                                   prior_id=prior.study_id)  # fmt: skip

@@ -36,8 +36,8 @@ _COMPARED = re.compile(r"(>|<|\b(above|over|more than|greater|below|under|less t
 # "?nodule", "r/o pna", "any effusion?": asks whether a finding is there, whatever the intent.
 _PRESENCE = re.compile(r"\s*(query|rule out|any|is there|are there)\b", re.IGNORECASE)
 _RIGHT_TAG = re.compile(r"(,\s*right|\s+is that right|\s+am i right)\s*\?\s*$", re.IGNORECASE)
-_EITHER_OR = re.compile(r"\b(left|right|ap|pa|one side|both)\s+or\s+(the\s+)?(left|right|ap|pa|"
-                        r"both|the other)\b", re.IGNORECASE)
+_EITHER_OR = re.compile(r"\b(left|right|ap|pa|one side|both)( (upper|middle|lower) lobe)?\s+or\s+"
+                        r"(the\s+)?(left|right|ap|pa|both|the other)\b", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(r"^\s*(and|also|plus|then|so)\b[,\s]*", re.IGNORECASE)
 MAX_PARTS = 3
 # Intents that are about the image but not about a named finding or knowledge.

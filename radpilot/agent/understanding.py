@@ -42,7 +42,9 @@ _EXPLICIT_PRIOR = re.compile(
     rf"\b(prior|(previous|earlier|old|older|last) {_STUDY}|compar(e|ed|es|ing|ison)|"
     r"last (week|month|year)|(worse|better|bigger|smaller|larger) than (on )?(the |her |his )?"
     r"\w*\s?(film|x-?ray|cxr|one|study|image|before|last)|"
-    r"interval|since (the|her|his|last|previous|prior|then|\d))\b",
+    r"interval|since (the|her|his|last|previous|prior|then|\d)|"
+    # the answer to "which prior?": "the most recent one", "prior study 2"
+    r"(most recent|latest|newest|oldest|earliest) (one|prior|study|film)|prior study \d)\b",
     re.IGNORECASE,
 )
 # "pls compare w prior. has it grown?": a request to compare, whatever the asking sentence says.

@@ -239,6 +239,27 @@ def test_a_clearly_enlarged_ratio_on_a_pa_film_makes_a_normal_heart_indeterminat
     composed(composer, verifier, view)
 
 
+@pytest.mark.parametrize(
+    ("ratio", "view", "word", "opening"),
+    [
+        (0.64, "PA", "no", "No, not within normal limits: the heart appears enlarged by the "
+                           "measured ratio"),
+        (0.43, "AP", "yes", "Yes, within normal limits: the heart does not appear enlarged by "
+                            "the measured ratio"),
+        (0.64, "AP", "possibly", "Possibly: heart size is indeterminate"),
+    ],
+)  # fmt: skip
+def test_a_clear_ratio_decides_where_the_classifier_is_indeterminate(
+    writer: DirectAnswers, composer: Composer, verifier: Verifier, ratio: float, view: str,
+    word: str, opening: str,
+) -> None:  # fmt: skip
+    target = Target(kind="heart_size", closed=True, polarity="normal")
+    evidence = [classification([row("Cardiomegaly", 0.20, 0.08, 0.45)]), measurement(ratio, view)]
+    text, given, cited = written(writer, turn(target, evidence))
+    assert given == word and text.startswith(opening) and len(cited) == 2
+    assert composed(composer, verifier, turn(target, evidence)).claims[0].text == text
+
+
 def test_on_an_ap_film_the_ratio_cannot_argue_for_enlargement(writer: DirectAnswers) -> None:
     target = Target(kind="heart_size", closed=True, polarity="normal")
     text, word, cited = written(writer, turn(target, [classification(), measurement(0.58, "AP")]))
@@ -423,7 +444,8 @@ def test_sex_and_age_cannot_be_assessed(writer: DirectAnswers, attribute: str) -
 @pytest.mark.parametrize(
     ("question", "recorded", "word"),
     [("is this AP?", "AP", "yes"), ("is this a PA film?", "AP", "no"),
-     ("is this a PA film?", "PA", "yes"), ("AP or PA?", "AP", None)],
+     ("is this a PA film?", "PA", "yes"), ("AP or PA?", "AP", None),
+     ("this is PA right, not AP?", "PA", "yes"), ("PA, not an AP?", "AP", "no")],
 )  # fmt: skip
 def test_the_projection_is_answered_from_the_header(
     writer: DirectAnswers, question: str, recorded: str, word: str | None

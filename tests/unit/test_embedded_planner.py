@@ -3,11 +3,12 @@ that take no study, so no intent needs a hand-kept "needs an image" list."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import get_args
 
 import pytest
 
-from radpilot.agent.planner import EmbeddedPlanner, TurnView, plan_parts
+from radpilot.agent.planner import EmbeddedPlanner, TurnView, chosen_prior, plan_parts
 from radpilot.agent.types import (
     Intent,
     PlanDecision,
@@ -123,3 +124,23 @@ def test_a_question_not_understood_gets_a_clarifying_question_not_an_open_read()
     assert decision.action == "clarify" and not decision.calls
     assert decision.question is not None and decision.question.startswith(
         "I am not sure what you are asking about this image.")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("the most recent one", "st_may"),
+        ("the earliest", "st_march"),
+        ("prior study 1", "st_march"),
+        ("the 2024-05-10 one", "st_may"),
+        ("compare with prior pls", None),  # which one is not said: a clarifying question
+    ],
+)
+def test_the_prior_a_comparison_is_with_is_the_one_the_question_names(
+    question: str, expected: str | None
+) -> None:
+    priors = [StudyRef(study_id="st_march", role="prior", acquired=date(2024, 3, 2)),
+              StudyRef(study_id="st_may", role="prior", acquired=date(2024, 5, 10))]  # fmt: skip
+    chosen = chosen_prior(priors, question)
+    assert (chosen.study_id if chosen else None) == expected
+    assert chosen_prior(priors[:1], question) == priors[0]  # one prior is always the one

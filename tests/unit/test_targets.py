@@ -13,10 +13,19 @@ from radpilot.agent.dialogue import resolve
 from radpilot.agent.direct import DirectAnswers
 from radpilot.agent.planner import TurnView
 from radpilot.agent.targets import QuestionReader, split_questions
-from radpilot.agent.types import DialogueFocus, Intent, Slots, StudyRef, Understanding
+from radpilot.agent.types import (
+    DialogueFocus,
+    FocusFinding,
+    Intent,
+    Slots,
+    StudyRef,
+    Understanding,
+)
 from radpilot.agent.understanding import (
     Vocabulary,
     extract_slots,
+    is_bare_finding_question,
+    last_question,
     question_slots,
     refine,
     with_target,
@@ -328,3 +337,57 @@ def test_a_finding_word_inside_something_no_model_sees_is_not_that_finding(
 ) -> None:
     slots = extract_slots(question, vocabulary)
     assert (slots.findings, slots.unsupported_findings) == (findings, unsupported)
+
+
+@pytest.mark.parametrize(
+    "asking",
+    [
+        "should i get them bronched",
+        "should i do a thoracentesis tonight",
+        "should I refer to thoracic surgery?",
+        "which antibiotics would u start",
+        "can she go back to school monday",
+        "when should we prone him",
+        "should I give him another 80 of furosemide?",
+        "give 40 mg iv?",
+    ],
+)
+def test_treatment_procedures_referral_and_disposition_are_decisions(asking: str) -> None:
+    intent, rule = refine("management", asking, Slots())
+    assert intent == "out_of_scope" and rule.startswith("asks for a clinical decision")
+
+
+@pytest.mark.parametrize(
+    "asking", ["on antibiotics, any consolidation?", "post-op after surgery, any effusion?"]
+)
+def test_a_treatment_named_as_history_is_not_a_decision(asking: str) -> None:
+    assert refine("ask_finding", asking, Slots(findings=["Effusion"]))[0] != "out_of_scope"
+
+
+def test_a_presence_question_after_a_comma_is_the_asking_clause(vocabulary: Vocabulary) -> None:
+    # the classifier reads the asking clause, and a bare presence question asks about findings
+    clause = last_question("cough x3 wks, any infiltrate or consolidation")
+    assert clause == "any infiltrate or consolidation"
+    assert is_bare_finding_question(clause, vocabulary)
+    assert last_question("given the fever and crackles is there consolidation?") == (
+        "given the fever and crackles is there consolidation?")  # fmt: skip
+
+
+def test_a_request_to_compare_before_the_question_asks_for_a_comparison(
+    vocabulary: Vocabulary, reader: QuestionReader
+) -> None:
+    understanding = read(reader, vocabulary, "pls compare w prior. has the nodule grown?",
+                         "ask_finding")  # fmt: skip
+    assert understanding.target.kind == "change" and understanding.target.subject == "Nodule"
+
+
+def test_lobes_either_or_ask_for_a_side_not_yes_or_no(vocabulary: Vocabulary,
+                                                      reader: QuestionReader) -> None:
+    focus = DialogueFocus(findings=[FocusFinding(name="Pneumonia", evidence=[])],
+                          intent="ask_finding", questions=["?pna"])  # fmt: skip
+    question = reader.normalise("RLL or LLL?")
+    slots, clause, asked = question_slots(question, vocabulary, reader)
+    understood = resolve(Understanding(intent="detect_findings", confidence=0.4, slots=slots,
+                                       method="test", cleaned=question), focus)  # fmt: skip
+    target = reader.target(question, understood.intent, understood.slots, clause=asked)
+    assert understood.intent == "localize" and target.kind == "side" and not target.closed
