@@ -221,7 +221,8 @@ class QuestionReader:
             return Target(kind="knowledge", subject="radiography")
         if intent == "guideline" and _found(v.guideline, text):
             return Target(kind="knowledge")
-        attribute = v.attribute_of.get(_found(v.attributes, text) or "")
+        # "this is the portable from this morning. ... heart enlarged?": the asking sentence's
+        attribute = v.attribute_of.get(_found(v.attributes, asking) or "")
         if attribute == "opacity side" or (asks_side and not slots.findings
                                            and _found(v.abnormal, text)):  # fmt: skip
             return asked("side", subject="opacity side", asks_side=True)
