@@ -52,6 +52,9 @@ _COMPARE_REQUEST = re.compile(
     r"\bcompar(e|ed|ing|ison)\b[^.?!]{0,12}\b(with|w/?|to|against|vs)\b[^.?!]{0,6}"
     r"\b(the |her |his )?(prior|previous|old|last|earlier)\b", re.IGNORECASE,
 )
+# "the reg says ...", "radiographer flagged ...": someone else's read, which the question checks.
+_SOMEONE_SAID = re.compile(r"\b(says|said|thinks|thought|reckons|reported|flagged|called it|"
+                           r"told me|mentioned)\b", re.IGNORECASE)
 # ", any consolidation?": history before the comma, the presence question after it.
 _ASKING_AFTER_COMMA = re.compile(r",\s+(?=(any|is there|are there|query|rule out)\b)",
                                  re.IGNORECASE)
@@ -401,6 +404,10 @@ def refine(
     if intent == "explain":
         if _READ.search(question):
             return "detect_findings", "asks for a read"
+        if slots.findings and _SOMEONE_SAID.search(question):
+            # "Reg says right nodule - is that correct?": a colleague's read to check, not an
+            # earlier answer of radpilot's to explain
+            return "ask_finding", "checks a colleague's read"
         return intent, ""
     if _ANATOMY.search(question):
         return "segment_anatomy", "asks for the lung or heart outlines"
