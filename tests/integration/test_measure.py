@@ -82,6 +82,22 @@ def test_measurements_in_mm_when_the_dicom_gives_spacing(
     assert result.output["right_lung_area"]["mm2"] > 0
 
 
+def test_an_implausible_ratio_is_reported_as_a_failed_outline_not_a_number(
+    data_dir: Path, context: ToolContext
+) -> None:
+    # a film whose heart the starter anatomy model outlines far too narrow (ratio 0.18, found
+    # on the validation and test images): the tool fails with the reason, no ratio reaches
+    # an answer
+    image = data_dir / "nih" / "images" / "00000924_000.png"
+    if not image.is_file():
+        pytest.skip(f"{image} is not in the data")
+    study = context.studies.ingest_file(image)
+    result = build_registry(Settings()).run("measure", {"study_id": study.id}, context)
+    assert not result.ok and result.error is not None
+    assert result.error.code == "implausible_measurement"
+    assert "no ratio is reported" in result.error.message
+
+
 def test_unknown_study_is_a_clear_error(context: ToolContext) -> None:
     result = build_registry(Settings()).run("measure", {"study_id": "st_nope"}, context)
     assert not result.ok and result.error is not None

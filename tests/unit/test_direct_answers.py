@@ -210,8 +210,7 @@ def test_a_closed_question_without_a_classification_writes_nothing_unless_qc_ref
         (0.60, "abnormal", "Yes: the heart appears enlarged: Cardiomegaly is likely (model "
                            "probability 0.60; at or above its rule-in point 0.45)."),
         (0.20, "normal", "Possibly: heart size is indeterminate: Cardiomegaly model probability "
-                         "0.20 (rule-out point 0.08, rule-in point 0.45), read together with "
-                         "the measured ratio."),
+                         "0.20 (rule-out point 0.08, rule-in point 0.45)."),
     ],
 )  # fmt: skip
 def test_heart_size_is_answered_with_the_questions_polarity(
@@ -234,8 +233,8 @@ def test_a_clearly_enlarged_ratio_on_a_pa_film_makes_a_normal_heart_indeterminat
     text, word, cited = written(writer, view)
     assert word == "possibly" and cited == ["E1", "E3"]
     assert text == ("Possibly: heart size is indeterminate: Cardiomegaly model probability 0.03 "
-                    "(rule-out point 0.08, rule-in point 0.45), read together with the measured "
-                    "ratio; measured cardiothoracic ratio 0.58 on this PA film.")  # fmt: skip
+                    "(rule-out point 0.08, rule-in point 0.45); measured cardiothoracic ratio "
+                    "0.58 on this PA film.")  # fmt: skip
     composed(composer, verifier, view)
 
 
