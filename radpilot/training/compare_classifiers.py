@@ -20,7 +20,13 @@ from pydantic import BaseModel
 from radpilot.core.contracts import ModelIdentity
 from radpilot.data.devdata import NihRecord, read_nih, records_in
 from radpilot.tools.imaging import read_pixels
-from radpilot.tools.models.findings import IDENTITY_VIEW, StarterFindingsModel, TtaView
+from radpilot.tools.models.findings import (
+    IDENTITY_VIEW,
+    Platt,
+    StarterFindingsModel,
+    TtaView,
+    calibrated,
+)
 from radpilot.training.evaluate import classification_metrics
 
 # Within the training augmentation's range (crops of 80-100% of the area). Two views at most:
@@ -47,10 +53,10 @@ class LeverRow(BaseModel):
 
 @dataclass
 class _Read:
-    """One bundle's logits per view, and its temperature."""
+    """One bundle's logits per view, and its calibration."""
 
     name: str
-    temperature: float
+    calibration: dict[str, Platt]
     weights_mb: float
     logits: dict[str, np.ndarray]  # split -> (views, images, findings)
 
@@ -71,7 +77,7 @@ def _view_logits(model: StarterFindingsModel, pixels: list[np.ndarray]) -> np.nd
 def _probabilities(read: _Read, split: str, views: Sequence[TtaView]) -> np.ndarray:
     chosen = [_ALL_VIEWS.index(v) for v in views]
     logits = read.logits[split][chosen].mean(axis=0)
-    return 1 / (1 + np.exp(-logits / read.temperature))
+    return calibrated(logits, read.calibration)
 
 
 def compare_classifiers(
@@ -95,7 +101,7 @@ def compare_classifiers(
         reads.append(
             _Read(
                 name=folder.name,
-                temperature=model.temperature,
+                calibration=model.calibration,
                 weights_mb=(folder / model.weights.filename).stat().st_size / 1e6,
                 logits={s: _view_logits(model, p) for s, p in pixels.items()},
             )

@@ -311,6 +311,19 @@ def card_limitations(report: OperatingPointsReport) -> list[str]:
     return lines
 
 
+def set_after(metadata: dict[str, Any], anchor: str, key: str, value: Any) -> dict[str, Any]:
+    """`metadata` with `key` set: in its place if present, else right after `anchor` (at the
+    end without it), so that a bundle's `metadata.json` keeps a readable order."""
+    if key in metadata or anchor not in metadata:
+        return {**metadata, key: value}
+    ordered: dict[str, Any] = {}
+    for name, item in metadata.items():
+        ordered[name] = item
+        if name == anchor:
+            ordered[key] = value
+    return ordered
+
+
 def store_operating_points(folder: Path, report: OperatingPointsReport) -> None:
     """Write the points into the bundle's `metadata.json` (indent 2, existing keys in their
     order, `sha256` untouched; `operating_points` after `thresholds`), the test figures into
@@ -320,15 +333,7 @@ def store_operating_points(folder: Path, report: OperatingPointsReport) -> None:
     metadata: dict[str, Any] = json.loads(path.read_text())
     sha256 = metadata.get("sha256")
     points = {f.finding: {"rule_out": f.rule_out, "rule_in": f.rule_in} for f in report.findings}
-    if "operating_points" in metadata or "thresholds" not in metadata:
-        metadata["operating_points"] = points
-    else:  # first time: right after the single thresholds
-        ordered: dict[str, Any] = {}
-        for name, value in metadata.items():
-            ordered[name] = value
-            if name == "thresholds":
-                ordered["operating_points"] = points
-        metadata = ordered
+    metadata = set_after(metadata, "thresholds", "operating_points", points)
     card = metadata["card"]
     card["limitations"] = [
         *[item for item in card["limitations"] if not item.startswith(LIMITATION_PREFIX)],

@@ -1,8 +1,9 @@
 """Packaging of trained starter models (the findings classifier; shared by the others):
 fp16 weights, `metadata.json` (MONAI-bundle style, read by the loader) and a Markdown model
 card, evaluated on the held-out patients; the classifier's two operating points per finding
-are derived on the validation patients (`radpilot.training.operating_points`), and so is its
-domain-shift guard's reference (`radpilot.training.domain_guard`)."""
+are derived on the validation patients (`radpilot.training.operating_points`) from its
+per-finding calibration (`radpilot.training.calibration`), and so is its domain-shift guard's
+reference (`radpilot.training.domain_guard`)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def training_data_text(trained: TrainedClassifier) -> str:
     )
     return (
         f"{trained.train_images} NIH images (training patients){distilled}; "
-        f"{trained.val_images} for epoch, threshold and temperature selection"
+        f"{trained.val_images} for epoch, threshold and calibration selection"
     )
 
 
@@ -87,6 +88,7 @@ def write_bundle(
     progress: Callable[[str], None] = print,
 ) -> Evaluation:
     from radpilot.tools.models.findings import StarterFindingsModel
+    from radpilot.training.calibration import derive_calibration
     from radpilot.training.domain_guard import derive_domain_guard
     from radpilot.training.operating_points import (
         derive_operating_points,
@@ -117,10 +119,14 @@ def write_bundle(
         "card": card.model_dump(mode="json"),
     }
     _write(folder / "metadata.json", metadata)
+    # Loaded before its calibration and operating points exist: they are derived from this
+    # very model below, the calibration first (the points are probabilities it produces).
+    saved = StarterFindingsModel(folder, require_operating_points=False)
+    progress("fitting the per-finding calibration on the validation patients")
+    calibration = derive_calibration(saved, data_dir, progress=progress)
+    saved.calibration, saved.thresholds = calibration.calibration, calibration.thresholds
     progress("evaluating the saved (fp16) model on the held-out test patients")
     test = records_in(read_nih(data_dir), "test")
-    # Loaded before its operating points exist: they are derived from this very model below.
-    saved = StarterFindingsModel(folder, require_operating_points=False)
     evaluation = evaluate_findings_model(saved, test, data_dir, progress=progress)
     card.metrics = {
         key: value
@@ -134,12 +140,20 @@ def write_bundle(
     metadata["card"] = card.model_dump(mode="json")
     metadata["evaluation"] = evaluation.model_dump(mode="json")
     _write(folder / "metadata.json", metadata)
-    (folder / "README.md").write_text(render_card(metadata))
+    refresh_calibration(folder, calibration)
     progress("deriving the operating points (rule-out / rule-in) on the validation patients")
     refresh_operating_points(folder, derive_operating_points(saved, data_dir, progress=progress))
     progress("deriving the domain-shift guard's reference (training / validation patients)")
     refresh_domain_guard(folder, *derive_domain_guard(saved, data_dir, progress=progress))
     return evaluation
+
+
+def refresh_calibration(folder: Path, report: Any) -> None:
+    """Store a bundle's calibration and re-render its card (README.md) to show it."""
+    from radpilot.training.calibration import store_calibration
+
+    store_calibration(folder, report)
+    _rerender(folder)
 
 
 def refresh_operating_points(folder: Path, report: Any) -> None:
@@ -195,6 +209,8 @@ def card_opening(card: dict[str, Any], precision: str, notice: str = "") -> list
 
 def render_card(metadata: dict[str, Any]) -> str:
     card, evaluation, training = metadata["card"], metadata["evaluation"], metadata["training"]
+    calibration = ("per-finding calibration (below)" if "calibration" in metadata
+                   else f"temperature {metadata['temperature']:.2f}")  # fmt: skip
     lines = [
         *card_opening(card, "fp16"),
         f"Split {metadata['split']}. Training: {card['training_data']}. Test: "
@@ -203,8 +219,8 @@ def render_card(metadata: dict[str, Any]) -> str:
         "",
         "## Recipe",
         f"`{json.dumps(training['recipe'])}`; best epoch {training['best_epoch']} of "
-        f"{len(training['history'])} by validation mean AUROC; temperature "
-        f"{metadata['temperature']:.2f} and per-finding Youden thresholds fitted on validation.",
+        f"{len(training['history'])} by validation mean AUROC; {calibration} and per-finding "
+        "Youden thresholds fitted on validation.",
         "",
         "## Held-out classification (test patients)",
         "",
@@ -240,6 +256,7 @@ def render_card(metadata: dict[str, Any]) -> str:
             for m in evaluation["localization"]
         ],
         "",
+        *calibration_section(metadata),
         *operating_points_section(metadata),
         *domain_guard_section(metadata),
         "Reproduce: `radpilot models evaluate starter-classifier --data ../shared/data/cxr "
@@ -247,6 +264,38 @@ def render_card(metadata: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def calibration_section(metadata: dict[str, Any]) -> list[str]:
+    """The card's calibration method, parameters and ECE (none before `radpilot models
+    calibrate`)."""
+    from radpilot.training.calibration import CalibrationReport, markdown_lines
+
+    stored = metadata.get("calibration_evaluation")
+    if stored is None:
+        return []
+    report = CalibrationReport.model_validate(stored)
+    return [
+        "## Calibration",
+        "",
+        f"{report.method}. Each of the {report.validation_images} validation images "
+        f"({report.validation_patients} patients) counts once, as its mean log-loss over the "
+        f"clean image and {len(report.fitted_shifts)} synthetic shifts of it "
+        f"({', '.join(report.fitted_shifts)}; not inverted polarity, which the domain-shift "
+        f"guard flags). Prior: a Gaussian of weight {report.prior_weight:g} validation images "
+        f"around the global temperature {report.temperature:.2f} (a = 1/T, b = 0); findings "
+        f"with fewer than {report.min_positives} validation positives keep the global "
+        "temperature. The slope is positive, so every AUROC is unchanged (largest change on the "
+        f"test patients {report.max_auroc_change:.5f}, from float32 ties). ECE (10 equal-width "
+        f"bins) on the {report.test_images} test images ({report.test_patients} patients, "
+        f"never used to fit), before ({report.before}) and after:",
+        "",
+        *markdown_lines(report),
+        "",
+        "Re-derive (whenever the model changes; it re-derives the operating points too): "
+        "`radpilot models calibrate --data ../shared/data/cxr --bundle BUNDLE --write`.",
+        "",
+    ]
 
 
 def operating_points_section(metadata: dict[str, Any]) -> list[str]:
@@ -276,8 +325,9 @@ def operating_points_section(metadata: dict[str, Any]) -> list[str]:
         "",
         *markdown_table(report),
         "",
-        "Re-derive (whenever the model changes): `radpilot models operating-points --data "
-        "../shared/data/cxr --bundle BUNDLE --write`.",
+        "Re-derive (whenever the model changes): `radpilot models calibrate --data "
+        "../shared/data/cxr --bundle BUNDLE --write` (the calibration, then these points); "
+        "the points alone: `radpilot models operating-points` with the same arguments.",
         "",
     ]
 

@@ -10,6 +10,7 @@ from radpilot.tools.models.findings import (
     IDENTITY_VIEW,
     StarterFindingsModel,
     TtaView,
+    calibrated,
     views_of,
 )
 from radpilot.training.compare_classifiers import TTA_VIEWS, LeverRow, lever_table
@@ -53,7 +54,7 @@ def test_the_starter_averages_its_views_logits() -> None:
     batch = model.inputs([image])
     with torch.no_grad():
         logits = model.model(views_of(batch, views)).mean(dim=0, keepdim=True)
-    expected = 1 / (1 + np.exp(-logits.numpy() / model.temperature))
+    expected = calibrated(logits.numpy(), model.calibration)
     assert np.allclose(model.predict([image]), expected, atol=1e-5)
     plain = StarterFindingsModel(batch_wait_s=0)
     assert plain.views == [IDENTITY_VIEW]

@@ -274,11 +274,12 @@ def test_writing_keeps_the_file_format_key_order_and_weights_hash(tmp_path: Path
     assert len(again["card"]["metrics"]) == len(metrics)
 
 
-def test_the_command_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["operating-points", "calibrate"])
+def test_the_command_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path, command: str) -> None:
     import subprocess
     import sys
 
-    args = ["models", "operating-points", "--bundle", str(tmp_path), "--data", str(tmp_path)]
+    args = ["models", command, "--bundle", str(tmp_path), "--data", str(tmp_path)]
     result = subprocess.run(
         [sys.executable, "-m", "radpilot.app.cli", *args],
         capture_output=True,

@@ -7,7 +7,6 @@ server is stopped by SIGTERM to its process group.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from radpilot.llm.local import stop
 from tests.server import free_port, wait_until_answers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,12 +67,7 @@ def vllm_server(python: Path, model: Path, scratch: Path) -> Iterator[str]:
                            output=lambda: log.read_text()[-3000:])  # fmt: skip
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop(process)
 
 
 @contextmanager

@@ -1,10 +1,11 @@
 """One interface over every findings classifier (starter or torchxrayvision DenseNet).
 
 `predict` returns calibrated probabilities in the order of `NIH_FINDINGS`, NaN where a model
-does not cover a finding; `attribution` returns a Grad-CAM heatmap for one finding on the
-model's square input. Each finding has a Youden `threshold` and two `operating_points`
-(rule-out, rule-in) chosen on the validation patients. Models are loaded once per process by
-`ModelHub`.
+does not cover a finding (the starter's logits pass through its per-finding `Platt`
+calibration, fitted on the validation patients by `radpilot models calibrate`); `attribution`
+returns a Grad-CAM heatmap for one finding on the model's square input. Each finding has a
+Youden `threshold` and two `operating_points` (rule-out, rule-in) chosen on the validation
+patients. Models are loaded once per process by `ModelHub`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from radpilot.core.contracts import ModelCard, ModelIdentity
 from radpilot.core.errors import RadpilotError
@@ -38,6 +39,7 @@ CLASSIFIER_PREFERENCE = ("densenet121-res224-all", "densenet121-res224-nih", "st
 
 # The one command that derives a starter bundle's operating points (named in its errors).
 OPERATING_POINTS_COMMAND = "radpilot models operating-points --data DIR --bundle BUNDLE --write"
+CALIBRATE_COMMAND = "radpilot models calibrate --data DIR --bundle BUNDLE --write"
 
 
 class TtaView(BaseModel):
@@ -51,6 +53,43 @@ class TtaView(BaseModel):
 
 
 IDENTITY_VIEW = TtaView()
+
+
+class Platt(BaseModel):
+    """One finding's calibration of the starter's logit z: p = sigmoid(slope * z + intercept)
+    (Platt scaling; a global temperature T is slope 1/T, intercept 0). A positive slope keeps
+    the order of the images, so every AUROC is unchanged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    slope: float
+    intercept: float = 0.0
+
+
+def read_calibration(metadata: dict[str, Any]) -> dict[str, Platt]:
+    """A starter bundle's per-finding calibration (`calibration.findings`); a bundle from before
+    it (or one trained and not yet calibrated) has only the global `temperature`."""
+    stored = metadata.get("calibration")
+    if stored is not None:
+        fits = {name: Platt.model_validate(value) for name, value in stored["findings"].items()}
+        missing = [f for f in NIH_FINDINGS if f not in fits]
+        if missing:  # refused at load, not at the first image
+            raise RadpilotError(
+                f"the classifier bundle's calibration lacks {', '.join(missing)}: re-derive it "
+                f"with `{CALIBRATE_COMMAND}`",
+                code="invalid_calibration",
+            )
+        return fits
+    shared = Platt(slope=1 / float(metadata["temperature"]))
+    return {finding: shared for finding in NIH_FINDINGS}
+
+
+def calibrated(logits: np.ndarray, calibration: dict[str, Platt]) -> np.ndarray:
+    """Probabilities (float32) of logits (N, findings in the order of `NIH_FINDINGS`)."""
+    slopes = np.array([calibration[f].slope for f in NIH_FINDINGS])
+    intercepts = np.array([calibration[f].intercept for f in NIH_FINDINGS])
+    z = np.asarray(logits, dtype=np.float64) * slopes + intercepts
+    return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
 class Reading(NamedTuple):
@@ -245,7 +284,7 @@ class StarterFindingsModel(FindingsModel):
         self.model.load_state_dict(state)
         self.model.to(device).eval()
         self.views = list(views or map(TtaView.model_validate, metadata["test_time_views"]))
-        self.temperature = float(metadata["temperature"])
+        self.calibration = read_calibration(metadata)
         self.thresholds = {k: float(v) for k, v in metadata["thresholds"].items()}
         self.operating_points = read_operating_points(
             metadata, folder, required=require_operating_points
@@ -274,9 +313,17 @@ class StarterFindingsModel(FindingsModel):
         features = self._features(batch)
         return self._head(features), features.mean(dim=(2, 3))
 
+    def logits(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """Uncalibrated logits (averaged over the test-time views), one row per image: what
+        the calibration is fitted on."""
+        import torch
+
+        batch = self.inputs(pixels)
+        with self._lock, torch.no_grad(), precision.inference(self.device):
+            return self._forward(batch).float().cpu().numpy()
+
     def _probabilities(self, outputs: Any) -> np.ndarray:
-        logits = outputs.float().cpu().numpy().astype(np.float64)
-        return (1 / (1 + np.exp(-logits / self.temperature))).astype(np.float32)
+        return calibrated(outputs.float().cpu().numpy(), self.calibration)
 
     def _features(self, batch: Any) -> Any:
         return self.model.extract_features(batch)
