@@ -27,7 +27,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Agent:
 def images(data_dir: Path) -> dict[str, bytes]:
     records = records_in(read_nih(data_dir), "test")
     with_effusion = next(r for r in records if "Effusion" in r.labels and r.boxes)
-    patient = next(r for r in records if r.patient_id != with_effusion.patient_id)
+    # a normal PA film of another patient: its heart measures (a failed outline would not)
+    patient = next(r for r in records if r.patient_id != with_effusion.patient_id
+                   and not r.labels and r.view == "PA")  # fmt: skip
     return {
         "effusion": (data_dir / with_effusion.image).read_bytes(),
         "other": (data_dir / patient.image).read_bytes(),
