@@ -114,8 +114,11 @@ class Composer:
         restated = {self.direct.finding_sentence(r) for e in turn if e.tool == "classify_findings"
                     for r in e.values.get("findings", [])
                     if r["name"] == subject}  # fmt: skip
+        # "Possibly: compared with the prior study, X may have changed ..." restates the
+        # comparison's own sentence, capitalised: the case does not make it a second claim.
+        answered = claim.text.lower()
         answer.claims = [claim, *(c for c in answer.claims
-                                  if c.text not in restated and c.text not in claim.text)]
+                                  if c.text not in restated and c.text.lower() not in answered)]
         answer.direct = [summary]
 
     @staticmethod

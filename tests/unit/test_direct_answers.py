@@ -523,6 +523,19 @@ def test_a_change_question_is_answered_from_the_comparison_first(
     assert composed(composer, verifier, view).claims[0].text == text  # the verifier keeps it
 
 
+def test_the_comparison_sentence_the_answer_restates_is_not_repeated(
+    composer: Composer, verifier: Verifier
+) -> None:
+    target = Target(kind="change", closed=True, subject="Effusion")
+    evidence = [classification(), comparison("Effusion", 0.9, 0.72, "uncertain")]
+    studies = [StudyRef(study_id=STUDY), StudyRef(study_id="st_prior", role="prior")]
+    view = turn(target, evidence, question="has the effusion changed since the prior?",
+                intent="compare_prior", studies=studies)  # fmt: skip
+    claims = [c.text for c in composed(composer, verifier, view).claims]
+    assert claims[0].startswith("Possibly: compared with the prior study, Effusion may have")
+    assert not any(c.lower() in claims[0].lower() for c in claims[1:]), claims
+
+
 def test_a_change_question_without_a_prior_answers_from_the_current_study(
     writer: DirectAnswers,
 ) -> None:
